@@ -1,0 +1,30 @@
+"""loopvec's sessions: `nox -l` lists them, `nox -s NAME -- ARGS` passes ARGS through."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+
+# numba writes compiled kernels next to the package; in a read-only checkout or site-packages it
+# falls back to this folder, shared by every session so each kernel is compiled once per machine.
+ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache")}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the unit tests on an installed (not editable) loopvec."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs, env=ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style with ruff and types with mypy (strict) on src."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")
+    session.run("mypy", *session.posargs, env=ENV)

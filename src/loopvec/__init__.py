@@ -1,0 +1,18 @@
+"""loopvec: loops vs vectorization vs JIT for the logistic-regression gradient, measured."""
+
+from loopvec.backends import available_backends, backend_names
+from loopvec.logistic import gradient, loss
+from loopvec.problem import Problem, make_problem, worked_example
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Problem",
+    "__version__",
+    "available_backends",
+    "backend_names",
+    "gradient",
+    "loss",
+    "make_problem",
+    "worked_example",
+]

@@ -1,0 +1,127 @@
+"""The backend registry: every way loopvec computes one logistic-regression gradient.
+
+Conventions
+-----------
+Every backend module exposes one raw kernel with the same signature::
+
+    gradient(w, b, X, Y) -> (dw, db)
+
+    X  : ndarray of shape (n, m), float64   features x examples (C or Fortran order)
+    Y  : ndarray of shape (1, m), float64   labels in [0, 1]
+    w  : ndarray of shape (n, 1), float64
+    b  : float
+    dw : ndarray of shape (n, 1), float64   dw = X dZ.T / m
+    db : float                              db = sum(dZ) / m
+
+    with Z = w.T X + b,  A = sigmoid(Z),  dZ = A - Y.
+
+Kernels do no validation (so validation is never timed) and never modify their inputs;
+`loopvec.gradient` validates once and then calls the kernel. A backend is one module here plus one
+entry in `BACKENDS`; the tests and the benchmark grid are parametrized over this dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+Kernel = Callable[
+    [NDArray[np.float64], float, NDArray[np.float64], NDArray[np.float64]],
+    tuple[NDArray[np.float64], float],
+]
+
+#: What a backend's `threads` setting controls: nothing, the BLAS pool or numba's pool.
+Threading = Literal["none", "blas", "numba"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One registered way to compute the gradient."""
+
+    module: str  #: module under loopvec.backends that defines `gradient`
+    family: str  #: loops | partly vectorized | vectorized | jit
+    requires: tuple[str, ...]  #: packages that must import, beyond numpy
+    threading: Threading  #: which thread pool the `threads` axis sets
+    summary: str  #: one line for tables and --help
+
+
+def backend_names() -> list[str]:
+    """Every registered backend name, in registry order (slowest idea first)."""
+    return list(BACKENDS)
+
+
+@cache
+def _importable(package: str) -> bool:
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
+def available_backends() -> list[str]:
+    """The registered backends whose dependencies import on this machine."""
+    return [name for name, spec in BACKENDS.items() if all(map(_importable, spec.requires))]
+
+
+def get_backend(name: str) -> Backend:
+    """The registry entry for `name`; ValueError listing the valid names if there is none."""
+    try:
+        return BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}") from None
+
+
+def get_kernel(name: str) -> Kernel:
+    """The raw kernel of backend `name`, importing its module on first use.
+
+    Raises ValueError for an unknown name and ImportError naming the package a registered
+    backend needs but cannot import.
+    """
+    spec = get_backend(name)
+    for package in spec.requires:
+        if not _importable(package):
+            raise ImportError(
+                f"backend {name!r} needs the package {package!r}, which is not installed; "
+                f"install it with: pip install {package}"
+            )
+    kernel: Kernel = importlib.import_module(f"{__name__}.{spec.module}").gradient
+    return kernel
+
+
+BACKENDS: dict[str, Backend] = {
+    "python_loops": Backend(
+        module="python_loops",
+        family="loops",
+        requires=(),
+        threading="none",
+        summary="the lesson's double for-loop over examples and features, in plain Python",
+    ),
+    "partly_vectorized": Backend(
+        module="partly_vectorized",
+        family="partly vectorized",
+        requires=(),
+        threading="none",
+        summary="one Python loop over examples; dw accumulated as a numpy vector",
+    ),
+    "numpy_vectorized": Backend(
+        module="numpy_vectorized",
+        family="vectorized",
+        requires=(),
+        threading="blas",
+        summary="no Python loop: two matrix products (BLAS) and a sigmoid; the reference",
+    ),
+    "numba_loops": Backend(
+        module="numba_loops",
+        family="jit",
+        requires=("numba",),
+        threading="none",
+        summary="the same double loop as python_loops, compiled by numba @njit",
+    ),
+}

@@ -1,0 +1,41 @@
+"""The validated front doors: the gradient through any backend, and the loss.
+
+Shapes: X (n, m) features x examples, Y (1, m) in [0, 1], w (n, 1), b a real scalar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.backends import get_kernel
+from loopvec.validation import validate_problem
+
+
+def gradient(
+    w: Any, b: Any, X: Any, Y: Any, *, backend: str = "numpy_vectorized"
+) -> tuple[NDArray[np.float64], float]:
+    """Gradient of the mean cross-entropy, (dw of shape (n, 1) float64, db float).
+
+    Z = w.T X + b;  A = sigmoid(Z);  dZ = A - Y;  dw = X dZ.T / m;  db = sum(dZ) / m.
+    Inputs are validated once (ValueError/TypeError naming the argument), converted to float64
+    and never modified; `backend` is any name of `loopvec.backend_names()`.
+    """
+    kernel = get_kernel(backend)
+    w, b, X, Y = validate_problem(w, b, X, Y)
+    dw, db = kernel(w, b, X, Y)
+    return dw, float(db)
+
+
+def loss(w: Any, b: Any, X: Any, Y: Any) -> float:
+    """Mean cross-entropy J = -mean(Y log A + (1 - Y) log(1 - A)), A = sigmoid(w.T X + b).
+
+    Computed as mean(softplus(Z) - Y Z) with softplus(z) = max(z, 0) + log1p(exp(-|z|)), the same
+    quantity rearranged so that it never takes log(0) and never overflows.
+    """
+    w, b, X, Y = validate_problem(w, b, X, Y)
+    Z = w.T @ X + b
+    softplus = np.maximum(Z, 0.0) + np.log1p(np.exp(-np.abs(Z)))
+    return float(np.mean(softplus - Y * Z))

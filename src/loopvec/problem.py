@@ -1,0 +1,82 @@
+"""Problems to compute gradients on: seeded synthetic data and the course's worked example."""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.sigmoid import sigmoid
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """One gradient evaluation's inputs in the course layout.
+
+    X : ndarray of shape (n, m)   features x examples
+    Y : ndarray of shape (1, m)   labels in {0, 1}
+    w : ndarray of shape (n, 1)   the weights the gradient is taken at
+    b : float
+    """
+
+    w: NDArray[np.float64]
+    b: float
+    X: NDArray[np.float64]
+    Y: NDArray[np.float64]
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def m(self) -> int:
+        return int(self.X.shape[1])
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer; got bool {value}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a positive integer; got {type(value).__name__} {value!r}"
+        ) from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer; got {number}")
+    return int(number)
+
+
+def make_problem(m: int, n: int, *, seed: int = 0) -> Problem:
+    """A learnable random problem with m examples and n features, the same for the same seed.
+
+    Features are standard normal; labels are drawn as Y ~ Bernoulli(sigmoid(true_w.T X + true_b))
+    with true_w ~ N(0, 1/n) so that z stays of order one whatever n is. The gradient is taken at a
+    small random w (not at zero, so every term of the sum matters).
+    """
+    m = _positive_int("m", m)
+    n = _positive_int("n", n)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, m))
+    true_w = rng.standard_normal((n, 1)) / math.sqrt(n)
+    true_b = float(rng.standard_normal())
+    probability = sigmoid(true_w.T @ X + true_b)
+    Y = (rng.random((1, m)) < probability).astype(np.float64)
+    w = 0.01 * rng.standard_normal((n, 1))
+    return Problem(w=w, b=0.01 * float(rng.standard_normal()), X=X, Y=Y)
+
+
+def worked_example() -> Problem:
+    """The course's worked example (m = 3, n = 2) whose gradient and cost are known by heart.
+
+    dw = [[0.99845601], [2.39507239]], db = 0.00145557813678, cost = 5.801545319394553.
+    """
+    return Problem(
+        w=np.array([[1.0], [2.0]]),
+        b=2.0,
+        X=np.array([[1.0, 2.0, -1.0], [3.0, 4.0, -3.2]]),
+        Y=np.array([[1.0, 0.0, 1.0]]),
+    )

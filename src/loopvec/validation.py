@@ -1,0 +1,120 @@
+"""Input checks for the public front doors, in one place, so kernels can trust their inputs.
+
+Every error names the argument, what was expected and what was given. Valid inputs come back as
+float64 arrays (a copy only when the dtype changes: inputs are never modified) and b as a float.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+# Booleans, signed and unsigned integers and floats are real numbers; complex ('c'), objects ('O'),
+# strings ('U', 'S'), raw bytes ('V') and dates ('M', 'm') are not.
+_REAL_KINDS = frozenset("biuf")
+
+
+def _as_real_array(name: str, value: Any) -> Array:
+    """`value` as a float64 ndarray, or TypeError/ValueError naming `name`."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array of real numbers; {error}") from None
+    if array.dtype.kind not in _REAL_KINDS:
+        raise TypeError(
+            f"{name} must hold real numbers (bool, int or float); "
+            f"got an array of dtype {array.dtype} ({type(value).__name__})"
+        )
+    return np.asarray(array, dtype=np.float64)
+
+
+def _check_2d(name: str, array: Array, expected: str) -> None:
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape {expected}; "
+            f"got a {array.ndim}-D array of shape {array.shape}"
+        )
+
+
+def _check_finite(name: str, array: Array) -> None:
+    if not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(
+            f"{name} must be finite; got {array[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
+        )
+
+
+def validate_bias(b: Any) -> float:
+    """b as a Python float: a finite real scalar (Python or numpy number, or 0-d array)."""
+    if isinstance(b, bool | np.bool_) or not (
+        isinstance(b, numbers.Real) or (isinstance(b, np.ndarray) and b.ndim == 0)
+    ):
+        shape = f" of shape {b.shape}" if isinstance(b, np.ndarray) else ""
+        raise TypeError(f"b must be a real scalar (int or float); got {type(b).__name__}{shape}")
+    b_array = _as_real_array("b", b)
+    _check_finite("b", b_array)
+    return float(b_array)
+
+
+def validate_features(X: Any) -> Array:
+    """X (n, m) as float64, finite, with n >= 1 features and m >= 1 examples."""
+    array = _as_real_array("X", X)
+    _check_2d("X", array, "(n, m): features x examples")
+    n, m = array.shape
+    if n == 0 or m == 0:
+        raise ValueError(
+            f"X must have at least one feature and one example (n >= 1, m >= 1); "
+            f"got shape {array.shape}, n = {n}, m = {m}"
+        )
+    _check_finite("X", array)
+    return array
+
+
+def validate_labels(Y: Any, m: int) -> Array:
+    """Y (1, m) as float64 with every value in [0, 1]."""
+    array = _as_real_array("Y", Y)
+    _check_2d("Y", array, f"(1, m) = (1, {m})")
+    if array.shape != (1, m):
+        dimension = (
+            "dimension 0 must be 1" if array.shape[0] != 1 else f"dimension 1 must be m = {m}"
+        )
+        raise ValueError(
+            f"Y must have shape (1, m) = (1, {m}) to match X; {dimension}, got shape {array.shape}"
+        )
+    _check_finite("Y", array)
+    outside = (array < 0) | (array > 1)
+    if np.any(outside):
+        raise ValueError(f"Y must hold values in [0, 1]; got {array[outside][0]}")
+    return array
+
+
+def validate_weights(w: Any, n: int) -> Array:
+    """w (n, 1) as float64, finite."""
+    array = _as_real_array("w", w)
+    _check_2d("w", array, f"(n, 1) = ({n}, 1)")
+    if array.shape != (n, 1):
+        dimension = (
+            f"dimension 0 must be n = {n}, the number of rows of X"
+            if array.shape[0] != n
+            else "dimension 1 must be 1"
+        )
+        raise ValueError(
+            f"w must have shape (n, 1) = ({n}, 1); {dimension}, got shape {array.shape}"
+        )
+    _check_finite("w", array)
+    return array
+
+
+def validate_problem(w: Any, b: Any, X: Any, Y: Any) -> tuple[Array, float, Array, Array]:
+    """All four inputs of a gradient or loss, checked against each other.
+
+    Shapes: X (n, m) features x examples, Y (1, m) in [0, 1], w (n, 1), b a real scalar.
+    """
+    X = validate_features(X)
+    n, m = X.shape
+    return validate_weights(w, n), validate_bias(b), X, validate_labels(Y, m)
