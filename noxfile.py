@@ -22,6 +22,21 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Time the benchmark grid (default grid; `-- --grid quick` for a first look) into results/."""
+    session.install(".[bench]")
+    session.run(
+        "pytest",
+        "bench",
+        "--benchmark-columns=median,iqr,rounds",
+        *session.posargs,
+        # The machine may pin OpenBLAS to an older kernel (a workaround for old builds); the
+        # benchmark measures numpy as it runs by default. machine.json records the kernel used.
+        env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy (strict) on src."""
     session.install("-e", ".[lint]")

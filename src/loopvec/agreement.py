@@ -16,6 +16,8 @@ still allows no more than rtol of the magnitude of what was summed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -29,6 +31,8 @@ Array = NDArray[np.float64]
 REFERENCE = "numpy_vectorized"
 #: float64 backends must agree with the reference to this (see the module docstring).
 RTOL_FLOAT64 = 1e-10
+#: Examples per block when summing magnitudes, so |X| is never held whole (X may be most of RAM).
+_BLOCK_BYTES = 64 * 2**20
 
 
 class DisagreementError(AssertionError):
@@ -38,37 +42,56 @@ class DisagreementError(AssertionError):
 def error_scale(problem: Problem) -> tuple[Array, float]:
     """(scale of dw, shape (n, 1); scale of db): the magnitudes the gradient sums, over m."""
     w, b, X, Y = problem.w, problem.b, problem.X, problem.Y
-    abs_X = np.abs(X)
-    A = sigmoid(w.T @ X + b)
-    scale = A + np.abs(Y) + A * (1.0 - A) * (np.abs(w).T @ abs_X + abs(b))
-    return (abs_X @ scale.T) / problem.m, float(scale.sum()) / problem.m
+    abs_w = np.abs(w)
+    scale_dw = np.zeros((problem.n, 1))
+    scale_db = 0.0
+    block = max(1, _BLOCK_BYTES // (8 * problem.n))
+    for start in range(0, problem.m, block):
+        X_block = X[:, start : start + block]
+        abs_X = np.abs(X_block)
+        A = sigmoid(w.T @ X_block + b)
+        scale = A + np.abs(Y[:, start : start + block])
+        scale += A * (1.0 - A) * (abs_w.T @ abs_X + abs(b))
+        scale_dw += abs_X @ scale.T
+        scale_db += float(scale.sum())
+    return scale_dw / problem.m, scale_db / problem.m
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference gradient of one problem and its error scale, computed once, checked often."""
+
+    dw: Array
+    db: float
+    scale_dw: Array
+    scale_db: float
+
+    @classmethod
+    def of(cls, problem: Problem) -> Reference:
+        dw, db = get_kernel(REFERENCE)(problem.w, problem.b, problem.X, problem.Y)
+        return cls(dw, db, *error_scale(problem))
+
+    def check(self, name: str, got: tuple[Array, float], *, rtol: float = RTOL_FLOAT64) -> None:
+        """Raise DisagreementError unless `got` = (dw, db) is this reference gradient."""
+        dw, db = got
+        if not isinstance(dw, np.ndarray) or dw.shape != self.dw.shape:
+            shape = getattr(dw, "shape", type(dw).__name__)
+            raise DisagreementError(
+                f"{name}: dw must be an array of shape {self.dw.shape}; got {shape}"
+            )
+        # `<=` rather than a ratio: a zero scale then demands exact equality, and NaN never passes.
+        dw_ok = np.abs(dw - self.dw) <= rtol * self.scale_dw
+        if not (np.all(dw_ok) and abs(db - self.db) <= rtol * self.scale_db):
+            j = int(np.argmin(dw_ok))  # the first bad component, or 0 if only db is off
+            raise DisagreementError(
+                f"{name} disagrees with {REFERENCE} beyond rtol={rtol:g} (relative to the "
+                f"summed magnitudes): dw[{j}] = {dw[j, 0]!r} vs {self.dw[j, 0]!r}, "
+                f"db = {db!r} vs {self.db!r}"
+            )
 
 
 def check_gradient(
     name: str, got: tuple[Array, float], problem: Problem, *, rtol: float = RTOL_FLOAT64
 ) -> None:
     """Raise DisagreementError unless `got` = (dw, db) is the reference gradient on `problem`."""
-    dw, db = got
-    if not isinstance(dw, np.ndarray) or dw.shape != (problem.n, 1):
-        shape = getattr(dw, "shape", type(dw).__name__)
-        raise DisagreementError(
-            f"{name}: dw must be an array of shape ({problem.n}, 1); got {shape}"
-        )
-    expected_dw, expected_db = get_kernel(REFERENCE)(problem.w, problem.b, problem.X, problem.Y)
-    scale_dw, scale_db = error_scale(problem)
-    # `<=` rather than a ratio: a zero scale then demands exact equality, and NaN never passes.
-    dw_ok = np.abs(dw - expected_dw) <= rtol * scale_dw
-    if not (np.all(dw_ok) and abs(db - expected_db) <= rtol * scale_db):
-        j = int(np.argmin(dw_ok))  # the first bad component, or 0 if only db is off
-        raise DisagreementError(
-            f"{name} disagrees with {REFERENCE} beyond rtol={rtol:g} (relative to the summed "
-            f"magnitudes): dw[{j}] = {dw[j, 0]!r} vs {expected_dw[j, 0]!r}, "
-            f"db = {db!r} vs {expected_db!r}"
-        )
-
-
-def checked_call(name: str, problem: Problem, *, rtol: float = RTOL_FLOAT64) -> tuple[Array, float]:
-    """Run backend `name`'s kernel once on `problem` and check it; a wrong backend never returns."""
-    got = get_kernel(name)(problem.w, problem.b, problem.X, problem.Y)
-    check_gradient(name, got, problem, rtol=rtol)
-    return got
+    Reference.of(problem).check(name, got, rtol=rtol)

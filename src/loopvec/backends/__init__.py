@@ -49,6 +49,7 @@ class Backend:
     requires: tuple[str, ...]  #: packages that must import, beyond numpy
     threading: Threading  #: which thread pool the `threads` axis sets
     summary: str  #: one line for tables and --help
+    extra_bytes_per_element: int = 0  #: memory beyond X per entry of X (for the grid's memory rule)
 
 
 def backend_names() -> list[str]:
@@ -102,6 +103,7 @@ BACKENDS: dict[str, Backend] = {
         requires=(),
         threading="none",
         summary="the lesson's double for-loop over examples and features, in plain Python",
+        extra_bytes_per_element=32,  # X.tolist(): a float object and a list slot per entry
     ),
     "partly_vectorized": Backend(
         module="partly_vectorized",

@@ -9,6 +9,7 @@ dw /= m;  db /= m
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from loopvec.backends._jit import jit
 from loopvec.sigmoid import sigmoid_scalar
@@ -17,7 +18,9 @@ _sigmoid = jit(sigmoid_scalar)
 
 
 @jit
-def gradient(w, b, X, Y):  # type: ignore[no-untyped-def]  # numba compiles per input type
+def gradient(
+    w: NDArray[np.float64], b: float, X: NDArray[np.float64], Y: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], float]:
     """dw (n, 1) and db of the mean cross-entropy; X (n, m), Y (1, m), w (n, 1)."""
     n, m = X.shape
     dw = np.zeros((n, 1))

@@ -1,0 +1,99 @@
+"""Time every available backend over the grid: backend x m x n x threads (see conftest.py).
+
+Per cell: skip if already timed in this run's folder, over the time budget or out of memory;
+build the problem outside the timing; call the kernel once and check it against the reference
+(that first call, compile included, is recorded); warm up; then let pytest-benchmark time the raw
+kernel (no validation) and write the cell's file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from loopvec.agreement import DisagreementError
+from loopvec.backends import get_kernel
+from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_for, thread_limit
+from loopvec.problem import Problem
+
+if TYPE_CHECKING:
+    from conftest import BenchRun
+
+
+def time_one_call(kernel: Callable[..., Any], problem: Problem) -> tuple[Any, float]:
+    """Call `kernel` once on `problem`: (result, seconds)."""
+    start = time.perf_counter()
+    result = kernel(problem.w, problem.b, problem.X, problem.Y)
+    return result, time.perf_counter() - start
+
+
+def blas_threads() -> int | None:
+    """Threads of the BLAS pool right now (inside the cell's thread limit)."""
+    pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return pools[0] if pools else None
+
+
+def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
+    if cell.cell_id in run.done:
+        pytest.skip(f"{cell.cell_id}: already timed in {run.folder} (--fresh to redo)")
+    model = run.model(cell)
+    predicted_s = model.predict_s(cell.m, cell.n) if model else None
+    reason = budget_skip_reason(model, cell, run.budget_s) or memory_skip_reason(
+        cell, run.available_bytes(cell)
+    )
+    if reason:
+        run.skip(cell, reason, predicted_s=predicted_s)
+
+    problem, reference = run.problem(cell)
+    kernel = get_kernel(cell.backend)
+    args = (problem.w, problem.b, problem.X, problem.Y)
+    signature = (cell.backend, cell.dtype, cell.layout)
+    with thread_limit(cell.threads):
+        got, first_call_s = time_one_call(kernel, problem)
+        run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
+        try:
+            reference.check(cell.backend, got)
+        except DisagreementError as error:
+            run.write_cell(cell, "failed", reason=str(error))
+            raise
+        _, warm_s = time_one_call(kernel, problem)  # warm-up: caches, pages, branch history
+
+        benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
+        benchmark.extra_info.update(
+            backend=cell.backend,
+            m=cell.m,
+            n=cell.n,
+            threads=cell.threads,
+            dtype=cell.dtype,
+            layout=cell.layout,
+            x_bytes=cell.x_bytes,
+            compile_s=run.compile_s[signature],
+        )
+        rounds = rounds_for(warm_s, run.max_time_s, run.min_rounds)
+        if rounds is None:
+            benchmark(kernel, *args)
+        else:  # slow cell: a few rounds, not min_rounds x calibration
+            benchmark.pedantic(kernel, args=args, rounds=rounds, iterations=1)
+        threads_seen = blas_threads()
+
+    stats = benchmark.stats.stats
+    run.write_cell(
+        cell,
+        "timed",
+        median_s=stats.median,
+        iqr_s=stats.iqr,
+        min_s=stats.min,
+        max_s=stats.max,
+        mean_s=stats.mean,
+        stddev_s=stats.stddev,
+        rounds=stats.rounds,
+        iterations=benchmark.stats.iterations,
+        compile_s=run.compile_s[signature],
+        first_call_s=first_call_s,
+        predicted_s=predicted_s,
+        blas_threads=threads_seen,
+    )

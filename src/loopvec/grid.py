@@ -1,0 +1,234 @@
+"""What the benchmark measures, in one place: named grids, cells, threads, the budget rule.
+
+A cell is one (backend, m, n, threads, dtype, layout). Cells run smallest problem first, so that
+before each cell the cost model of its backend has been fitted on every smaller cell of the run:
+
+    t(m, n) = overhead_s + per_example_s * m + per_element_s * m * n
+
+(a fixed call overhead; work per example such as the sigmoid or, for a partly vectorized loop, one
+interpreter iteration; work per entry of X such as a multiply-add and the bytes read).
+
+A cell whose predicted time per call is above the budget is skipped with that prediction as its
+reason; so is a cell whose arrays would not fit in the free memory. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from loopvec.backends import BACKENDS
+
+#: Cells predicted to take longer than this per call are skipped (`--budget SECONDS`).
+DEFAULT_BUDGET_S = 1.0
+#: Slow cells (see `rounds_for`) are timed with no fewer rounds than this.
+MIN_ROUNDS_SLOW = 3
+#: Share of the free memory a cell may plan to use; the rest is for the system and the report.
+MEMORY_HEADROOM = 0.8
+#: Bytes a cell needs beyond its arrays and the backend's own extra: temporaries, interpreter.
+MEMORY_SLACK_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named set of problem sizes; threads default to 1 and all cores."""
+
+    m_values: tuple[int, ...]
+    n_values: tuple[int, ...]
+    summary: str
+    max_time_s: float = (
+        1.0  #: pytest-benchmark's max_time per cell unless given on the command line
+    )
+
+
+def _decades(low: int, high: int) -> tuple[int, ...]:
+    return tuple(10**k for k in range(round(math.log10(low)), round(math.log10(high)) + 1))
+
+
+GRIDS: dict[str, Grid] = {
+    "smoke": Grid((1, 100), (1, 10), "every backend on tiny sizes, seconds: for CI", 0.05),
+    "quick": Grid((10, 1_000, 100_000), (10, 100), "a first look, under a minute", 0.25),
+    "default": Grid(
+        _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000"
+    ),
+    "full": Grid(
+        _decades(1, 10_000_000), (1, 10, 100, 1000, 10_000), "up to the memory of the machine"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark measurement: a backend on one problem size with one thread count."""
+
+    backend: str
+    m: int
+    n: int
+    threads: int
+    dtype: str = "float64"
+    layout: str = "C"
+
+    @property
+    def elements(self) -> int:
+        """m * n, the number of entries of X."""
+        return self.m * self.n
+
+    @property
+    def x_bytes(self) -> int:
+        return self.elements * np.dtype(self.dtype).itemsize
+
+    @property
+    def cell_id(self) -> str:
+        """A file-name-safe identity, stable across runs (the resume key)."""
+        return f"{self.backend}-m{self.m}-n{self.n}-t{self.threads}-{self.dtype}-{self.layout}"
+
+
+def default_threads() -> tuple[int, ...]:
+    """1 and all cores (just 1 on a one-core machine)."""
+    return tuple(sorted({1, os.cpu_count() or 1}))
+
+
+def make_cells(
+    m_values: Iterable[int],
+    n_values: Iterable[int],
+    backends: Sequence[str],
+    threads: Iterable[int],
+) -> list[Cell]:
+    """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread."""
+    sizes = sorted({(m, n) for m in m_values for n in n_values}, key=lambda s: (s[0] * s[1], s))
+    thread_counts = sorted(set(threads))
+    return [
+        Cell(backend, m, n, t)
+        for m, n in sizes
+        for backend in backends
+        for t in thread_counts
+        if BACKENDS[backend].threading != "none" or t == 1
+    ]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """t = overhead_s + per_example_s * m + per_element_s * m * n, fitted to one backend."""
+
+    overhead_s: float
+    per_example_s: float
+    per_element_s: float
+
+    def predict_s(self, m: int, n: int) -> float:
+        return self.overhead_s + self.per_example_s * m + self.per_element_s * m * n
+
+    def describe(self) -> str:
+        return (
+            f"{self.overhead_s * 1e6:.3g} us + {self.per_example_s * 1e9:.3g} ns x m"
+            f" + {self.per_element_s * 1e9:.3g} ns x m x n"
+        )
+
+
+def fit_cost_model(
+    m_values: Sequence[int], n_values: Sequence[int], median_s: Sequence[float]
+) -> CostModel | None:
+    """Least squares in relative error (each cell counts alike, 1 us or 1 s), all terms >= 0.
+
+    Needs two distinct sizes. Non-negativity is exact: with three terms, every subset of them is
+    fitted and the best fit with no negative term wins (what an NNLS solver would find).
+    """
+    m = np.asarray(m_values, dtype=np.float64)
+    times = np.asarray(median_s, dtype=np.float64)
+    columns = np.column_stack([np.ones_like(m), m, m * np.asarray(n_values, dtype=np.float64)])
+    if len({(a, b) for a, b in columns[:, 1:]}) < 2:
+        return None
+    # Minimise sum(((x . row_i) - t_i) / t_i)^2: each row divided by t_i, against 1.
+    design, target = columns / times[:, None], np.ones_like(times)
+    best: tuple[float, np.ndarray] | None = None
+    for subset in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
+        coefficients = np.zeros(3)
+        coefficients[list(subset)] = np.linalg.lstsq(design[:, subset], target, rcond=None)[0]
+        residual = float(np.sum((design @ coefficients - target) ** 2))
+        if np.all(coefficients >= 0) and (best is None or residual < best[0] - 1e-12):
+            best = (residual, coefficients)
+    assert best is not None  # a single column always fits with a positive coefficient
+    overhead, per_example, per_element = (float(c) for c in best[1])
+    return CostModel(overhead, per_example, per_element)
+
+
+def budget_skip_reason(model: CostModel | None, cell: Cell, budget_s: float) -> str | None:
+    """Why `cell` is skipped by the time budget, or None to run it."""
+    if model is None:
+        return None
+    predicted_s = model.predict_s(cell.m, cell.n)
+    if predicted_s <= budget_s:
+        return None
+    return (
+        f"predicted {predicted_s:.3g} s per call > budget {budget_s:g} s "
+        f"(model: {model.describe()})"
+    )
+
+
+def memory_needed_bytes(cell: Cell) -> int:
+    """Bytes a cell needs at its peak: X as generated (float64), as timed, the backend's extra."""
+    extra = BACKENDS[cell.backend].extra_bytes_per_element
+    generated = cell.elements * 8 + (cell.x_bytes if cell.dtype != "float64" else 0)
+    return generated + extra * cell.elements + MEMORY_SLACK_BYTES
+
+
+def memory_skip_reason(cell: Cell, available_bytes: int) -> str | None:
+    """Why `cell` is skipped for lack of memory, or None if it fits."""
+    needed = memory_needed_bytes(cell)
+    if needed <= MEMORY_HEADROOM * available_bytes:
+        return None
+    return (
+        f"needs about {needed / 2**30:.1f} GiB, more than {MEMORY_HEADROOM:.0%} of the "
+        f"{available_bytes / 2**30:.1f} GiB free"
+    )
+
+
+def rounds_for(call_s: float, max_time_s: float, min_rounds: int) -> int | None:
+    """Rounds to time a cell whose one call took `call_s`; None: let pytest-benchmark calibrate.
+
+    pytest-benchmark (max_time, min_rounds) runs at least min_rounds after calibrating, so a 1 s
+    cell would take min_rounds seconds and more; slow cells instead get as many rounds as fit in
+    max_time, and no fewer than MIN_ROUNDS_SLOW.
+    """
+    if call_s * min_rounds <= max_time_s:
+        return None
+    return max(MIN_ROUNDS_SLOW, math.floor(max_time_s / call_s))
+
+
+def cell_wall_s(
+    model: CostModel | None, cell: Cell, budget_s: float, max_time_s: float, min_rounds: int
+) -> float | None:
+    """Rough wall time to run `cell` (check, warm-up, timing), for the progress estimate.
+
+    None where there is no model yet; 0 for a cell the budget will skip.
+    """
+    if model is None:
+        return None
+    call_s = model.predict_s(cell.m, cell.n)
+    if call_s > budget_s:
+        return 0.0
+    rounds = rounds_for(call_s, max_time_s, min_rounds)
+    timing_s = max(max_time_s, min_rounds * call_s) if rounds is None else rounds * call_s
+    return timing_s + 2 * call_s
+
+
+@contextmanager
+def thread_limit(threads: int) -> Iterator[None]:
+    """Run the body with BLAS/OpenMP pools (threadpoolctl) and numba's pool at `threads`.
+
+    Every pool is set, not just the backend's own, so that threads = 1 means one thread for
+    everything a backend calls (a partly vectorized loop's dot products included).
+    """
+    previous = numba.get_num_threads()
+    with threadpool_limits(limits=threads):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)

@@ -1,0 +1,149 @@
+"""The benchmark grid end to end, in a child pytest: resume after SIGTERM, budget skips, files.
+
+These run the real bench/ suite on tiny sizes with short timing; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+FAST = [
+    "--no-bandwidth",
+    "--benchmark-max-time=0.02",
+    "--benchmark-min-rounds=2",
+    "-p",
+    "no:cacheprovider",
+]
+
+
+def bench_command(results: Path, *options: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(BENCH),
+        "--results-dir",
+        str(results),
+        *FAST,
+        *options,
+    ]
+
+
+def cell_files(results: Path) -> list[Path]:
+    return sorted(p for p in (results / "cells").glob("*/*.json") if p.name != "machine.json")
+
+
+def final_counts(output: str) -> dict[str, int]:
+    *_, last = re.findall(
+        r"timed (\d+), resumed (\d+), skipped (\d+), failed (\d+), left 0", output
+    )
+    return dict(zip(["timed", "resumed", "skipped", "failed"], map(int, last), strict=True))
+
+
+def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path: Path) -> None:
+    sizes = ["--m", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", "--n", "1,2"]
+    command = bench_command(
+        tmp_path, *sizes, "--backends", "numpy_vectorized,numba_loops", "--threads", "1"
+    )
+    total = 15 * 2 * 2
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while len(cell_files(tmp_path)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    output, _ = child.communicate(timeout=120)
+    assert child.returncode != 0, output  # interrupted, not finished
+    kept = cell_files(tmp_path)
+    assert 4 <= len(kept) < total, output
+    assert all(json.loads(p.read_text())["status"] == "timed" for p in kept)  # whole files only
+    assert not list((tmp_path / "cells").glob("*/.*"))  # no temporary left behind
+    assert list((tmp_path / "raw").glob("*.json")), "the interrupted session still saves its JSON"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    counts = final_counts(rerun.stdout)
+    assert counts == {"timed": total - len(kept), "resumed": len(kept), "skipped": 0, "failed": 0}
+    assert len(cell_files(tmp_path)) == total
+
+
+def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
+    command = bench_command(
+        tmp_path,
+        "--m",
+        "1,10,100,1000,10000",
+        "--n",
+        "10",
+        "--backends",
+        "python_loops",
+        "--budget",
+        "0.0005",
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = {r["m"]: r for r in map(json.loads, (p.read_text() for p in cell_files(tmp_path)))}
+    skipped = records[10_000]  # python_loops: ~1 ms at m x n = 1e5, over a 0.5 ms budget
+    assert skipped["status"] == "skipped"
+    assert skipped["predicted_s"] > 0.0005
+    assert skipped["reason"].startswith(
+        f"predicted {skipped['predicted_s']:.3g} s per call > budget"
+    )
+    assert "skipped: predicted" in result.stdout  # visible in the progress lines
+    assert records[1]["status"] == "timed"
+
+
+def test_smoke_grid_writes_cells_machine_and_raw_json(tmp_path: Path) -> None:
+    result = subprocess.run(
+        bench_command(tmp_path, "--grid", "smoke"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = (tmp_path / "cells").iterdir()
+    assert run.name.endswith("-smoke")
+    machine = json.loads((run / "machine.json").read_text())
+    assert machine["blas"]
+    assert machine["logical_cores"] >= 1
+    records = [json.loads(p.read_text()) for p in cell_files(tmp_path)]
+    assert {r["backend"] for r in records} >= {
+        "python_loops",
+        "partly_vectorized",
+        "numpy_vectorized",
+        "numba_loops",
+    }
+    assert all(r["status"] == "timed" and r["median_s"] > 0 for r in records)
+    (raw,) = (tmp_path / "raw").glob("*.json")
+    extra = [b["extra_info"] for b in json.loads(raw.read_text())["benchmarks"]]
+    assert len(extra) == len(records)
+    assert set(extra[0]) == {
+        "backend",
+        "m",
+        "n",
+        "threads",
+        "dtype",
+        "layout",
+        "x_bytes",
+        "compile_s",
+    }
+
+
+def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    result = subprocess.run(
+        bench_command(blocker, "--grid", "smoke"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "cannot start the run: cannot write" in result.stdout + result.stderr

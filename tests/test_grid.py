@@ -1,0 +1,89 @@
+"""The grid's pure parts: cell order, the cost model, the budget and memory rules, rounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopvec.grid import (
+    GRIDS,
+    Cell,
+    CostModel,
+    budget_skip_reason,
+    fit_cost_model,
+    make_cells,
+    memory_needed_bytes,
+    memory_skip_reason,
+    rounds_for,
+)
+
+
+def test_default_grid_spans_the_issue_sizes() -> None:
+    grid = GRIDS["default"]
+    assert grid.m_values == (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+    assert grid.n_values == (1, 10, 100, 1000)
+
+
+def test_cells_run_smallest_first_and_unthreaded_backends_once() -> None:
+    cells = make_cells([1000, 1], [10], ["python_loops", "numpy_vectorized"], [2, 1])
+    assert [(c.m, c.backend, c.threads) for c in cells] == [
+        (1, "python_loops", 1),
+        (1, "numpy_vectorized", 1),
+        (1, "numpy_vectorized", 2),
+        (1000, "python_loops", 1),
+        (1000, "numpy_vectorized", 1),
+        (1000, "numpy_vectorized", 2),
+    ]
+    assert cells[0].cell_id == "python_loops-m1-n10-t1-float64-C"
+    assert cells[-1].x_bytes == 1000 * 10 * 8
+
+
+def test_cost_model_recovers_overhead_per_example_and_per_element_costs() -> None:
+    sizes = [(1, 1), (10, 1), (10, 100), (1000, 10), (100_000, 1), (100_000, 100)]
+    m, n = zip(*sizes, strict=True)
+    times = [2e-6 + 5e-9 * a + 3e-9 * a * b for a, b in sizes]
+    model = fit_cost_model(m, n, times)
+    assert model is not None
+    assert model.overhead_s == pytest.approx(2e-6, rel=1e-9)
+    assert model.per_example_s == pytest.approx(5e-9, rel=1e-9)
+    assert model.per_element_s == pytest.approx(3e-9, rel=1e-9)
+    assert model.predict_s(1_000_000, 10) == pytest.approx(2e-6 + 5e-3 + 3e-2)
+
+
+def test_cost_model_needs_two_sizes_and_never_goes_negative() -> None:
+    assert fit_cost_model([], [], []) is None
+    assert fit_cost_model([100, 100], [3, 3], [1e-3, 2e-3]) is None
+    falling = fit_cost_model([1, 1000], [1, 1], [2e-3, 1e-3])  # noise: time falls with size
+    assert falling is not None
+    assert (falling.per_example_s, falling.per_element_s) == (0.0, 0.0)
+    assert falling.overhead_s > 0
+    proportional = fit_cost_model([10, 1000], [1, 1], [1e-8, 2e-6])  # negative overhead if free
+    assert proportional is not None
+    assert proportional.overhead_s == 0.0
+    assert proportional.predict_s(1000, 1) > 0
+
+
+def test_budget_skip_names_the_prediction() -> None:
+    model = CostModel(overhead_s=1e-6, per_example_s=0.0, per_element_s=1e-7)
+    small, large = Cell("python_loops", 100, 10, 1), Cell("python_loops", 1_000_000, 100, 1)
+    assert budget_skip_reason(model, small, budget_s=1.0) is None
+    reason = budget_skip_reason(model, large, budget_s=1.0)
+    assert reason is not None
+    assert reason.startswith("predicted 10 s per call > budget 1 s")
+    assert budget_skip_reason(None, large, budget_s=1.0) is None  # no model yet: run it
+
+
+def test_memory_rule_counts_the_backends_own_copies() -> None:
+    cell = Cell("numpy_vectorized", 1_000_000, 1000, 1)
+    loops = Cell("python_loops", 1_000_000, 1000, 1)
+    assert memory_needed_bytes(loops) > 4 * memory_needed_bytes(cell) - 4 * 2**30
+    assert memory_skip_reason(cell, available_bytes=64 * 2**30) is None
+    reason = memory_skip_reason(cell, available_bytes=4 * 2**30)
+    assert reason is not None
+    assert "needs about 7.7 GiB" in reason
+
+
+@pytest.mark.parametrize(
+    ("call_s", "expected"), [(1e-6, None), (0.1, None), (0.3, 3), (1.5, 3), (0.05, None)]
+)
+def test_slow_cells_get_few_rounds(call_s: float, expected: int | None) -> None:
+    assert rounds_for(call_s, max_time_s=1.0, min_rounds=5) == expected

@@ -1,0 +1,49 @@
+"""Result files are written whole or not at all, and a failed write says so and keeps the rest."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from loopvec.grid import Cell
+from loopvec.results import ResultsWriteError, read_cells, run_dir, write_json_atomic
+
+
+def test_written_file_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "cells" / "a.json"
+    write_json_atomic(path, {"median_s": 1.5e-6, "cell": Cell("numba_loops", 1, 2, 1)})
+    assert json.loads(path.read_text())["cell"]["backend"] == "numba_loops"
+    assert read_cells(path.parent)[0]["median_s"] == 1.5e-6
+
+
+def test_full_disk_raises_clearly_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cell.json"
+    write_json_atomic(path, {"version": 1})
+
+    def full_disk(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(ResultsWriteError, match=r"cannot write .*cell.json: No space left"):
+        write_json_atomic(path, {"version": 2})
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["cell.json"]  # no temporary left
+
+
+def test_unwritable_folder_raises_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(ResultsWriteError, match=r"cannot write .*results/cells"):
+        write_json_atomic(run_dir(blocker, "host", "quick") / "x.json", {})
+
+
+def test_nan_is_refused_not_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        write_json_atomic(tmp_path / "x.json", {"median_s": float("nan")})
+    assert list(tmp_path.iterdir()) == []
