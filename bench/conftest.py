@@ -133,13 +133,7 @@ class BenchRun:
     def write_cell(self, cell: Cell, status: str, **fields: Any) -> None:
         record = {
             "cell_id": cell.cell_id,
-            "backend": cell.backend,
-            "m": cell.m,
-            "n": cell.n,
-            "threads": cell.threads,
-            "dtype": cell.dtype,
-            "layout": cell.layout,
-            "x_bytes": cell.x_bytes,
+            **cell.params(),
             "host": self.host,
             "grid": self.grid,
             "status": status,

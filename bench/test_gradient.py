@@ -63,16 +63,7 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
         _, warm_s = time_one_call(kernel, problem)  # warm-up: caches, pages, branch history
 
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
-        benchmark.extra_info.update(
-            backend=cell.backend,
-            m=cell.m,
-            n=cell.n,
-            threads=cell.threads,
-            dtype=cell.dtype,
-            layout=cell.layout,
-            x_bytes=cell.x_bytes,
-            compile_s=run.compile_s[signature],
-        )
+        benchmark.extra_info.update(cell.params(), compile_s=run.compile_s[signature])
         rounds = rounds_for(warm_s, run.max_time_s, run.min_rounds)
         if rounds is None:
             benchmark(kernel, *args)

@@ -23,6 +23,12 @@ FAST = [
 ]
 
 
+def run_bench(results: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run the bench suite to the end in a child process, output captured."""
+    command = bench_command(results, *options)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
 def bench_command(results: Path, *options: str) -> list[str]:
     return [
         sys.executable,
@@ -48,10 +54,9 @@ def final_counts(output: str) -> dict[str, int]:
 
 
 def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path: Path) -> None:
-    sizes = ["--m", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", "--n", "1,2"]
-    command = bench_command(
-        tmp_path, *sizes, "--backends", "numpy_vectorized,numba_loops", "--threads", "1"
-    )
+    options = ["--m", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", "--n", "1,2", "--threads", "1"]
+    options += ["--backends", "numpy_vectorized,numba_loops"]
+    command = bench_command(tmp_path, *options)
     total = 15 * 2 * 2
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -66,7 +71,7 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
     assert not list((tmp_path / "cells").glob("*/.*"))  # no temporary left behind
     assert list((tmp_path / "raw").glob("*.json")), "the interrupted session still saves its JSON"
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    rerun = run_bench(tmp_path, *options)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     counts = final_counts(rerun.stdout)
     assert counts == {"timed": total - len(kept), "resumed": len(kept), "skipped": 0, "failed": 0}
@@ -74,18 +79,8 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
 
 
 def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
-    command = bench_command(
-        tmp_path,
-        "--m",
-        "1,10,100,1000,10000",
-        "--n",
-        "10",
-        "--backends",
-        "python_loops",
-        "--budget",
-        "0.0005",
-    )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    sizes = ["--m", "1,10,100,1000,10000", "--n", "10"]
+    result = run_bench(tmp_path, *sizes, "--backends", "python_loops", "--budget", "0.0005")
     assert result.returncode == 0, result.stdout + result.stderr
     records = {r["m"]: r for r in map(json.loads, (p.read_text() for p in cell_files(tmp_path)))}
     skipped = records[10_000]  # python_loops: ~1 ms at m x n = 1e5, over a 0.5 ms budget
@@ -99,13 +94,7 @@ def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
 
 
 def test_smoke_grid_writes_cells_machine_and_raw_json(tmp_path: Path) -> None:
-    result = subprocess.run(
-        bench_command(tmp_path, "--grid", "smoke"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_bench(tmp_path, "--grid", "smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = (tmp_path / "cells").iterdir()
     assert run.name.endswith("-smoke")
@@ -138,12 +127,6 @@ def test_smoke_grid_writes_cells_machine_and_raw_json(tmp_path: Path) -> None:
 def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) -> None:
     blocker = tmp_path / "results"
     blocker.write_text("a file where the results folder should be")
-    result = subprocess.run(
-        bench_command(blocker, "--grid", "smoke"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_bench(blocker, "--grid", "smoke")
     assert result.returncode != 0
     assert "cannot start the run: cannot write" in result.stdout + result.stderr

@@ -14,6 +14,7 @@ reason; so is a cell whose arrays would not fit in the free memory. Nothing is d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -83,6 +84,10 @@ class Cell:
     @property
     def x_bytes(self) -> int:
         return self.elements * np.dtype(self.dtype).itemsize
+
+    def params(self) -> dict[str, int | str]:
+        """The cell's parameters as plain values (benchmark extra_info, cell files)."""
+        return {**dataclasses.asdict(self), "x_bytes": self.x_bytes}
 
     @property
     def cell_id(self) -> str:
