@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint"]  # bench and plots write results/: run them by name
 
 # numba writes compiled kernels next to the package; in a read-only checkout or site-packages it
 # falls back to this folder, shared by every session so each kernel is compiled once per machine.
@@ -23,7 +23,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Time the benchmark grid (default grid; `-- --grid quick` for a first look) into results/."""
+    """Time the grid (default; `-- --grid quick` for a first look), then draw figures and report."""
     session.install(".[bench]")
     session.run(
         "pytest",
@@ -34,6 +34,14 @@ def bench(session: nox.Session) -> None:
         # benchmark measures numpy as it runs by default. machine.json records the kernel used.
         env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
     )
+    session.run("loopvec", "report", env=ENV)  # the newest run: the one just timed
+
+
+@nox.session
+def plots(session: nox.Session) -> None:
+    """Draw results/figures/ and write results/REPORT.md from the newest run (or given paths)."""
+    session.install(".")
+    session.run("loopvec", "report", *session.posargs, env=ENV)
 
 
 @nox.session

@@ -77,6 +77,8 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
         "timed",
         median_s=stats.median,
         iqr_s=stats.iqr,
+        q1_s=stats.q1,
+        q3_s=stats.q3,
         min_s=stats.min,
         max_s=stats.max,
         mean_s=stats.mean,

@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from loopvec.cli import main
+from loopvec.plots import FIGURES
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 FAST = [
     "--no-bandwidth",
@@ -93,7 +96,7 @@ def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
     assert records[1]["status"] == "timed"
 
 
-def test_smoke_grid_writes_cells_machine_and_raw_json(tmp_path: Path) -> None:
+def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Path) -> None:
     result = run_bench(tmp_path, "--grid", "smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = (tmp_path / "cells").iterdir()
@@ -122,6 +125,10 @@ def test_smoke_grid_writes_cells_machine_and_raw_json(tmp_path: Path) -> None:
         "x_bytes",
         "compile_s",
     }
+    report = tmp_path / "REPORT.md"
+    assert main(["report", str(tmp_path), "--out", str(report), "--figures", str(tmp_path)]) == 0
+    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in FIGURES)
+    assert "## Headline" in report.read_text()
 
 
 def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) -> None:

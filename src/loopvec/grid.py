@@ -130,10 +130,17 @@ class CostModel:
         return self.overhead_s + self.per_example_s * m + self.per_element_s * m * n
 
     def describe(self) -> str:
-        return (
-            f"{self.overhead_s * 1e6:.3g} us + {self.per_example_s * 1e9:.3g} ns x m"
-            f" + {self.per_element_s * 1e9:.3g} ns x m x n"
-        )
+        """'1.2 us + 3.4 ns x m + 0.56 ns x m x n', zero terms left out."""
+        terms = [
+            f"{value * scale:.3g} {unit}"
+            for value, scale, unit in (
+                (self.overhead_s, 1e6, "us"),
+                (self.per_example_s, 1e9, "ns x m"),
+                (self.per_element_s, 1e9, "ns x m x n"),
+            )
+            if value > 0
+        ]
+        return " + ".join(terms) or "0 s"
 
 
 def fit_cost_model(

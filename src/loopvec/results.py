@@ -1,4 +1,4 @@
-"""Where results live and how they are written: one JSON file per finished cell, atomically.
+"""Results on disk and as tidy records: where they live, how they are written and read back.
 
     results/cells/<host>-<grid>/<cell_id>.json   one per timed, skipped or failed cell
     results/cells/<host>-<grid>/machine.json     the machine record of the run
@@ -15,8 +15,12 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from loopvec.backends import backend_names
 
 CELLS = "cells"
 RAW = "raw"
@@ -27,6 +31,57 @@ class ResultsWriteError(OSError):
     """A result could not be written; what was written before is intact."""
 
 
+@dataclass(frozen=True)
+class Record:
+    """One cell of one run, tidy: timings in seconds, None where the cell was not timed."""
+
+    backend: str
+    m: int
+    n: int
+    threads: int
+    dtype: str
+    layout: str
+    x_bytes: int
+    host: str
+    status: str  #: timed | skipped | failed
+    reason: str | None = None
+    median_s: float | None = None
+    iqr_s: float | None = None
+    q1_s: float | None = None
+    q3_s: float | None = None
+    min_s: float | None = None
+    rounds: int | None = None
+    compile_s: float | None = None
+    predicted_s: float | None = None
+    finished_at: str = ""
+
+    @property
+    def cell(self) -> tuple[str, int, int, int, str, str]:
+        """What was measured, whatever the host: (backend, m, n, threads, dtype, layout)."""
+        return (self.backend, self.m, self.n, self.threads, self.dtype, self.layout)
+
+    @property
+    def timed(self) -> bool:
+        return self.status == "timed"
+
+
+@dataclass(frozen=True)
+class Results:
+    """Records of one or more runs, merged, with the machine record of each host."""
+
+    records: tuple[Record, ...]
+    machines: dict[str, dict[str, Any]]
+
+    def for_host(self, host: str) -> Results:
+        return Results(
+            tuple(r for r in self.records if r.host == host), {host: self.machines[host]}
+        )
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({r.host for r in self.records})
+
+
 def _plain(value: Any) -> Any:
     """JSON for the few non-JSON values results carry: dataclasses (a Cell in test params)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -34,16 +89,15 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` all at once, or raise ResultsWriteError and leave it be."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` all at once, or raise ResultsWriteError and leave `path` as it was."""
     path = Path(path)
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1, sort_keys=True, allow_nan=False, default=_plain)
-            file.write("\n")
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -55,6 +109,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
                 f"cannot write {path}: {error.strerror or error}; files written before are intact"
             ) from error
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """`data` as indented JSON (no NaN: a NaN timing is a bug), written atomically."""
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False, default=_plain)
+    write_bytes_atomic(path, (text + "\n").encode("utf-8"))
 
 
 def run_dir(results_dir: Path, host: str, grid: str) -> Path:
@@ -69,3 +129,88 @@ def read_cells(folder: Path) -> list[dict[str, Any]]:
         for path in sorted(Path(folder).glob("*.json"))
         if path.name != MACHINE_FILE
     ]
+
+
+def newest_run(results_dir: Path) -> Path:
+    """The run folder under results_dir/cells whose machine record was written last."""
+    machines = sorted(
+        Path(results_dir).glob(f"{CELLS}/*/{MACHINE_FILE}"), key=lambda p: p.stat().st_mtime
+    )
+    if not machines:
+        raise FileNotFoundError(f"no benchmark run under {Path(results_dir) / CELLS}")
+    return machines[-1].parent
+
+
+_RECORD_FIELDS = {f.name for f in fields(Record)}
+
+
+def _record(data: dict[str, Any]) -> Record:
+    return Record(**{key: value for key, value in data.items() if key in _RECORD_FIELDS})
+
+
+def _from_run_folder(folder: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+    machine = json.loads((folder / MACHINE_FILE).read_text(encoding="utf-8"))
+    return [_record(cell) for cell in read_cells(folder)], {machine["host"]: machine}
+
+
+def _from_raw_json(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+    """pytest-benchmark's JSON: timed cells only (skips live in cell files), stats in seconds."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    machine = raw["machine_info"].get("loopvec") or {"host": raw["machine_info"]["node"]}
+    records = [
+        _record(
+            {
+                **bench["extra_info"],
+                **{f"{key}_s": bench["stats"][key] for key in ("median", "iqr", "q1", "q3", "min")},
+                "rounds": bench["stats"]["rounds"],
+                "host": machine["host"],
+                "status": "timed",
+                "finished_at": raw["datetime"],
+            }
+        )
+        for bench in raw["benchmarks"]
+    ]
+    return records, {machine["host"]: machine}
+
+
+def load_results(paths: Iterable[Path]) -> Results:
+    """Tidy records from run folders, results folders (their newest run) and raw JSON files.
+
+    Several runs merge into one set; where two hold the same cell of the same host, the one
+    that finished last wins.
+    """
+    newest: dict[tuple[str, tuple[str, int, int, int, str, str]], Record] = {}
+    machines: dict[str, dict[str, Any]] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: run the benchmark first (nox -s bench)"
+            )
+        if path.is_file():
+            records, machine = _from_raw_json(path)
+        elif (path / MACHINE_FILE).exists():
+            records, machine = _from_run_folder(path)
+        elif (path / CELLS).is_dir():
+            records, machine = _from_run_folder(newest_run(path))
+        else:
+            raise FileNotFoundError(
+                f"{path} is neither a run folder, a results folder nor a pytest-benchmark JSON"
+            )
+        machines.update(machine)
+        for record in records:
+            key = (record.host, record.cell)
+            if key not in newest or record.finished_at >= newest[key].finished_at:
+                newest[key] = record
+    registry = {name: index for index, name in enumerate(backend_names())}
+    ordered = sorted(
+        newest.values(),
+        key=lambda r: (
+            r.host,
+            r.m * r.n,
+            r.m,
+            registry.get(r.backend, len(registry)),
+            r.backend,
+            r.threads,
+        ),
+    )
+    return Results(tuple(ordered), machines)

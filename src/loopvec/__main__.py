@@ -1,0 +1,5 @@
+import sys
+
+from loopvec.cli import main
+
+sys.exit(main())

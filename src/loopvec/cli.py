@@ -1,0 +1,152 @@
+"""`loopvec plot | report | compare | info`: the file-writing edge around the pure modules.
+
+    loopvec plot                    # figures of the newest run under results/ -> results/figures/
+    loopvec report                  # results/REPORT.md, with the figures it embeds
+    loopvec compare RUN_A RUN_B --fail-above 10
+    loopvec info                    # this machine's record (what a run saves as machine.json)
+
+The benchmark itself runs through pytest (`nox -s bench`), where pytest-benchmark does the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+
+from loopvec.compare import compare_runs, regressions
+from loopvec.machine import machine_record
+from loopvec.plots import FIGURES, format_seconds
+from loopvec.report import render_report
+from loopvec.results import Results, ResultsWriteError, load_results, write_bytes_atomic
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _results_for_one_host(paths: Sequence[Path], host: str | None) -> Results:
+    results = load_results(paths or [DEFAULT_RESULTS])
+    if not results.records:
+        raise FileNotFoundError(f"no cells in {', '.join(map(str, paths or [DEFAULT_RESULTS]))}")
+    hosts = results.hosts
+    if host is None and len(hosts) > 1:
+        raise ValueError(f"results from several hosts ({', '.join(hosts)}): choose one with --host")
+    return results.for_host(host or hosts[0])
+
+
+def render_figures(results: Results, folder: Path) -> dict[str, Path]:
+    """Draw every figure into `folder` as PNG (no timestamps: same data, same bytes)."""
+    (host,) = results.hosts
+    written = {}
+    for name, draw in FIGURES.items():
+        figure = draw(results.records, results.machines[host])
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+        path = folder / f"{name}.png"
+        write_bytes_atomic(path, buffer.getvalue())
+        written[name] = path
+    return written
+
+
+def _plot(args: argparse.Namespace) -> int:
+    results = _results_for_one_host(args.paths, args.host)
+    for path in render_figures(results, args.out).values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    results = _results_for_one_host(args.paths, args.host)
+    figures = render_figures(results, args.figures)
+    relative = {name: os.path.relpath(path, args.out.parent) for name, path in figures.items()}
+    (host,) = results.hosts
+    text = render_report(results.records, results.machines[host], relative)
+    write_bytes_atomic(args.out, text.encode("utf-8"))
+    print(f"wrote {args.out} and {len(figures)} figures in {args.figures}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    a, b = load_results([args.run_a]), load_results([args.run_b])
+    comparisons = compare_runs(list(a.records), list(b.records))
+    if not comparisons:
+        print("no cell was timed in both runs")
+        return 1
+    print(f"{'cell':44} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
+    for c in comparisons:
+        change = ("slower" if c.ratio > 1 else "faster") if c.changed else ""
+        cell = f"{c.a.backend} m={c.a.m} n={c.a.n} t={c.a.threads}"
+        print(
+            f"{cell:44} {format_seconds(c.a.median_s or 0):>10} "
+            f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change}"
+        )
+    if args.fail_above is not None:
+        worse = regressions(comparisons, args.fail_above)
+        if worse:
+            print(f"{len(worse)} cell(s) slower by more than {args.fail_above:g} % beyond noise")
+            return 1
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(json.dumps(machine_record(measure_bandwidth=not args.no_bandwidth), indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loopvec", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_inputs(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "paths",
+            nargs="*",
+            type=Path,
+            help="run folders, results folders (their newest run) or pytest-benchmark JSON "
+            "files, merged (default: the newest run under results/)",
+        )
+        command.add_argument("--host", help="the host to draw when the inputs hold several")
+
+    plot = commands.add_parser("plot", help="draw the figures of a run")
+    with_inputs(plot)
+    plot.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "figures")
+    plot.set_defaults(handler=_plot)
+
+    report = commands.add_parser("report", help="write REPORT.md and its figures")
+    with_inputs(report)
+    report.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "REPORT.md")
+    report.add_argument("--figures", type=Path, default=DEFAULT_RESULTS / "figures")
+    report.set_defaults(handler=_report)
+
+    compare = commands.add_parser("compare", help="ratio of medians per cell of two runs")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument(
+        "--fail-above", type=float, metavar="PERCENT", help="exit 1 on a slowdown beyond noise"
+    )
+    compare.set_defaults(handler=_compare)
+
+    info = commands.add_parser("info", help="print this machine's record")
+    info.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth measurement")
+    info.set_defaults(handler=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    mpl.use("Agg")  # files only, never a window
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (FileNotFoundError, ValueError, ResultsWriteError) as error:
+        print(f"loopvec {args.command}: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""Records in, matplotlib Figures out: where each approach wins, at a glance. No file I/O here.
+
+Every figure compares backends at one thread count. A backend that cannot use threads has only
+threads = 1 cells; at a higher thread count it appears with those (it runs the same either way).
+Times are medians. Speedup of a backend over a baseline = baseline median / backend median.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from loopvec.grid import CostModel, fit_cost_model
+from loopvec.results import Record
+
+# The backends keep their colour in every figure: tab10 in registry order, the rest after.
+_PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)]
+GB = 1e9
+
+
+def backend_color(backend: str, backends: Sequence[str]) -> Any:
+    return _PALETTE[list(backends).index(backend) % len(_PALETTE)]
+
+
+def backends_in(records: Sequence[Record]) -> list[str]:
+    """Backends in first-seen order (records come in registry order within a size)."""
+    return list(dict.fromkeys(r.backend for r in records))
+
+
+def at_threads(records: Sequence[Record], threads: int) -> dict[tuple[str, int, int], Record]:
+    """(backend, m, n) -> the record at `threads`, or at 1 thread for single-threaded backends."""
+    threaded = {r.backend for r in records if r.threads > 1}
+    return {
+        (r.backend, r.m, r.n): r
+        for r in records
+        if r.threads == threads or (r.threads == 1 and r.backend not in threaded)
+    }
+
+
+def max_threads(records: Sequence[Record]) -> int:
+    return max((r.threads for r in records), default=1)
+
+
+def fit_models(records: Sequence[Record], threads: int) -> dict[str, CostModel]:
+    """Each backend's cost model at `threads`, fitted to its timed cells (as the grid does)."""
+    cells = at_threads(records, threads)
+    models = {}
+    for backend in backends_in(records):
+        timed = [r for (b, _, _), r in cells.items() if b == backend and r.timed]
+        model = fit_cost_model(
+            [r.m for r in timed], [r.n for r in timed], [r.median_s or 0.0 for r in timed]
+        )
+        if model is not None:
+            models[backend] = model
+    return models
+
+
+def context(machine: dict[str, Any], records: Sequence[Record], threads: int | None) -> str:
+    """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says."""
+    date = max((r.finished_at for r in records), default="")[:10]
+    parts = [machine.get("cpu", "unknown CPU"), f"{machine.get('logical_cores', '?')} cores"]
+    if threads is not None:
+        parts.append(f"{threads} thread{'s' if threads > 1 else ''}")
+    return ", ".join([*parts, date] if date else parts)
+
+
+def format_ratio(ratio: float) -> str:
+    """12x, 3.4x, 0.52x: two significant digits, never scientific."""
+    if ratio >= 10:
+        return f"{ratio:.0f}x"
+    return f"{ratio:.2g}x"
+
+
+def format_seconds(seconds: float) -> str:
+    """A time with a unit a reader knows: 850 ns, 12 us, 3.4 ms, 1.2 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def size_label(value: int) -> str:
+    """1, 10, 100, then powers of ten as 10^3 ... (any other value as written)."""
+    exponent = math.log10(value)
+    if value >= 1000 and exponent == int(exponent):
+        return f"$10^{{{int(exponent)}}}$"
+    return f"{value:,}"
+
+
+def _sizes(records: Sequence[Record]) -> tuple[list[int], list[int]]:
+    return sorted({r.m for r in records}), sorted({r.n for r in records})
+
+
+def speedup_heatmaps(
+    records: Sequence[Record],
+    machine: dict[str, Any],
+    *,
+    baseline: str,
+    threads: int | None = None,
+) -> Figure:
+    """One m x n heatmap per backend of its speedup over `baseline`, on one scale centred on 1x.
+
+    Each cell is annotated with its value; a cell where either side was skipped is hatched and
+    labelled with the predicted time of the skipped side.
+    """
+    threads = threads or max_threads(records)
+    cells = at_threads(records, threads)
+    m_values, n_values = _sizes(records)
+    backends = [b for b in backends_in(records) if b != baseline]
+    log_ratios: dict[str, np.ndarray] = {}
+    for backend in backends:
+        grid = np.full((len(n_values), len(m_values)), np.nan)
+        for i, n in enumerate(n_values):
+            for j, m in enumerate(m_values):
+                mine, base = cells.get((backend, m, n)), cells.get((baseline, m, n))
+                if mine and base and mine.timed and base.timed:
+                    grid[i, j] = math.log10((base.median_s or 0) / (mine.median_s or 1))
+        log_ratios[backend] = grid
+    finite = [abs(v) for g in log_ratios.values() for v in g.ravel() if np.isfinite(v)]
+    limit = max(1, math.ceil(max(finite, default=1.0)))
+    norm = Normalize(vmin=-limit, vmax=limit)  # symmetric in log10: 1x sits at the centre
+
+    columns = min(len(backends), 3) or 1
+    rows = math.ceil(len(backends) / columns) or 1
+    figure = Figure(figsize=(4.2 * columns + 1.2, 3.2 * rows + 1.0), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    image = None
+    for ax, backend in zip(axes.ravel(), backends, strict=False):
+        image = ax.imshow(log_ratios[backend], cmap="RdBu", norm=norm, origin="lower")
+        for (i, n), (j, m) in itertools.product(enumerate(n_values), enumerate(m_values)):
+            log_ratio = log_ratios[backend][i, j]
+            if np.isfinite(log_ratio):
+                color = "white" if abs(log_ratio) > 0.6 * limit else "black"
+                label = format_ratio(10.0**log_ratio)
+                ax.text(j, i, label, ha="center", va="center", fontsize=8, color=color)
+            elif skip := _skip_label(cells.get((backend, m, n)), cells.get((baseline, m, n))):
+                hatched = Rectangle(
+                    (j - 0.5, i - 0.5), 1, 1, facecolor="0.9", edgecolor="0.5", hatch="///", lw=0
+                )
+                ax.add_patch(hatched)
+                ax.text(j, i, skip, ha="center", va="center", fontsize=6.5)
+        ax.set_title(backend)
+        ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
+        ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
+        ax.set_xlabel("m (examples)")
+        ax.set_ylabel("n (features)")
+    for ax in axes.ravel()[len(backends) :]:
+        ax.set_visible(False)
+    if image is not None:
+        ticks = list(range(-limit, limit + 1))
+        bar = figure.colorbar(image, ax=axes.ravel().tolist(), ticks=ticks, shrink=0.9)
+        bar.ax.set_yticklabels([format_ratio(10.0**t) for t in ticks])
+        bar.set_label(f"speedup over {baseline} (blue: faster)")
+    figure.suptitle(
+        f"Speedup over {baseline} (median time ratio)\n{context(machine, records, threads)}"
+    )
+    return figure
+
+
+def _skip_label(mine: Record | None, base: Record | None) -> str | None:
+    """'skip ~3.2 s' where the backend was skipped, 'base skip ...' where the baseline was."""
+    for record, who in ((mine, ""), (base, "base ")):
+        if record is not None and not record.timed:
+            predicted = f"\n~{format_seconds(record.predicted_s)}" if record.predicted_s else ""
+            return f"{who}skip{predicted}"
+    return None
+
+
+def runtime_vs_m(
+    records: Sequence[Record], machine: dict[str, Any], *, threads: int | None = None
+) -> Figure:
+    """Median time against m on log-log axes, one panel per n, a line per backend.
+
+    The backend's fitted cost model is drawn dashed; the legend gives its log-log slope at the
+    largest m (1: time grows like m; 0: fixed overhead). Skipped cells show their prediction (x).
+    """
+    threads = threads or max_threads(records)
+    cells = at_threads(records, threads)
+    models = fit_models(records, threads)
+    m_values, n_values = _sizes(records)
+    backends = backends_in(records)
+    columns = min(len(n_values), 2)
+    rows = math.ceil(len(n_values) / columns)
+    figure = Figure(figsize=(6.0 * columns, 4.0 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    m_line = np.geomspace(min(m_values), max(m_values), 50)
+    for ax, n in zip(axes.ravel(), n_values, strict=False):
+        for backend in backends:
+            color = backend_color(backend, backends)
+            mine = sorted(
+                (r for (b, _, nn), r in cells.items() if b == backend and nn == n),
+                key=lambda r: r.m,
+            )
+            timed = [r for r in mine if r.timed]
+            label = backend
+            if backend in models:
+                model = models[backend]
+                ax.plot(
+                    m_line,
+                    [model.predict_s(m, n) for m in m_line],
+                    "--",
+                    color=color,
+                    lw=1,
+                    alpha=0.7,
+                )
+                label += f": {model.describe()}"
+            ax.plot(
+                [r.m for r in timed],
+                [r.median_s for r in timed],
+                "o-",
+                color=color,
+                label=label,
+                ms=4,
+            )
+            skipped = [r for r in mine if not r.timed and r.predicted_s]
+            ax.plot(
+                [r.m for r in skipped], [r.predicted_s for r in skipped], "x", color=color, ms=7
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"n = {n} features")
+        ax.set_xlabel("m (examples)")
+        ax.set_ylabel("median time per gradient (s)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes.ravel()[len(n_values) :]:
+        ax.set_visible(False)
+    figure.suptitle(
+        "Time per gradient against m; dashed: fitted cost model, x: skipped (predicted)\n"
+        + context(machine, records, threads)
+    )
+    return figure
+
+
+def crossover_m(
+    cells: dict[tuple[str, int, int], Record], fast: str, slow: str, n: int
+) -> tuple[str, float | None]:
+    """From which m on `fast` beats `slow` at n: ("from", m), ("always", None), ("never", None).
+
+    The m is interpolated geometrically where log(time ratio) crosses zero, after the last m at
+    which `fast` still lost; ("unknown", None) where they share fewer than one timed m.
+    """
+    shared = sorted(
+        (m, cells[(slow, m, n)].median_s or 0.0, cells[(fast, m, n)].median_s or 0.0)
+        for (b, m, nn) in cells
+        if b == fast
+        and nn == n
+        and cells[(b, m, nn)].timed
+        and (slow, m, n) in cells
+        and cells[(slow, m, n)].timed
+    )
+    if not shared:
+        return ("unknown", None)
+    log_ratio = [(m, math.log(t_slow / t_fast)) for m, t_slow, t_fast in shared]  # > 0: fast wins
+    losing = [k for k, (_, r) in enumerate(log_ratio) if r <= 0]
+    if not losing:
+        return ("always", None)
+    last = losing[-1]
+    if last == len(log_ratio) - 1:
+        return ("never", None)
+    (m0, r0), (m1, r1) = log_ratio[last], log_ratio[last + 1]
+    fraction = -r0 / (r1 - r0)
+    return ("from", math.exp(math.log(m0) + fraction * (math.log(m1) - math.log(m0))))
+
+
+def crossover(
+    records: Sequence[Record],
+    machine: dict[str, Any],
+    *,
+    reference: str = "numpy_vectorized",
+    threads: int | None = None,
+) -> Figure:
+    """Left: the fastest backend in every (m, n) cell, with its margin over the runner-up.
+    Right: for each n, from which m on `reference` beats each other backend (where
+    vectorization starts to pay, where the JIT stops winning)."""
+    threads = threads or max_threads(records)
+    cells = at_threads(records, threads)
+    m_values, n_values = _sizes(records)
+    backends = backends_in(records)
+    figure = Figure(figsize=(13, 1.2 * len(n_values) + 2.6), layout="constrained")
+    winners_ax, crossing_ax = figure.subplots(1, 2, width_ratios=[1.25, 1])
+
+    winner_index = np.full((len(n_values), len(m_values)), np.nan)
+    for i, n in enumerate(n_values):
+        for j, m in enumerate(m_values):
+            timed = sorted(
+                (r.median_s or 0.0, b)
+                for b in backends
+                if (r := cells.get((b, m, n))) is not None and r.timed
+            )
+            if not timed:
+                continue
+            winner_index[i, j] = backends.index(timed[0][1])
+            margin = format_ratio(timed[1][0] / timed[0][0]) if len(timed) > 1 else ""
+            winners_ax.text(
+                j, i, f"{timed[0][1]}\n{margin}", ha="center", va="center", fontsize=6.5
+            )
+    colors = ListedColormap([backend_color(b, backends) for b in backends])
+    norm = BoundaryNorm(np.arange(len(backends) + 1) - 0.5, len(backends))
+    winners_ax.imshow(winner_index, cmap=colors, norm=norm, origin="lower", alpha=0.55)
+    winners_ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
+    winners_ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
+    winners_ax.set_xlabel("m (examples)")
+    winners_ax.set_ylabel("n (features)")
+    winners_ax.set_title("Fastest backend per cell (margin over the runner-up)")
+
+    others = [b for b in backends if b != reference]
+    low, high = min(m_values), max(m_values)
+    for k, backend in enumerate(others):
+        color = backend_color(backend, backends)
+        offset = (k - (len(others) - 1) / 2) * 0.12
+        for i, n in enumerate(n_values):
+            kind, from_m = crossover_m(cells, reference, backend, n)
+            y = i + offset
+            if kind == "from" and from_m is not None:
+                crossing_ax.plot([from_m], [y], "o", color=color, ms=7)
+                crossing_ax.annotate(
+                    f"{from_m:,.0f}",
+                    (from_m, y),
+                    textcoords="offset points",
+                    xytext=(6, -3),
+                    fontsize=7,
+                )
+            elif kind == "always":
+                crossing_ax.plot([low], [y], "<", color=color, ms=8)
+            elif kind == "never":
+                crossing_ax.plot([high], [y], ">", color=color, ms=8)
+    crossing_ax.set_xscale("log")
+    crossing_ax.set_xlim(low / 2, high * 2)
+    crossing_ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
+    crossing_ax.set_ylim(-0.6, len(n_values) - 0.4)
+    crossing_ax.set_xlabel("m (examples) from which it wins")
+    crossing_ax.set_ylabel("n (features)")
+    crossing_ax.set_title(f"{reference} is faster than ... from m =\n(<: at every m, >: at no m)")
+    crossing_ax.grid(True, axis="x", alpha=0.3)
+    for boundary in np.arange(len(n_values) - 1) + 0.5:
+        crossing_ax.axhline(boundary, color="0.8", lw=0.8)
+    crossing_ax.legend(
+        handles=[Patch(color=backend_color(b, backends), label=b) for b in others],
+        fontsize=7,
+        loc="best",
+    )
+    figure.suptitle(f"Where each approach wins\n{context(machine, records, threads)}")
+    return figure
+
+
+def effective_bandwidth(
+    records: Sequence[Record], machine: dict[str, Any], *, n: int | None = None
+) -> Figure:
+    """Bytes of X / median time against bytes of X at n features, a panel per thread count,
+    with the machine's measured read bandwidth at that thread count drawn as the ceiling."""
+    n_values = sorted({r.n for r in records})
+    n = n if n is not None else (100 if 100 in n_values else max(n_values))
+    thread_counts = sorted({r.threads for r in records})
+    backends = backends_in(records)
+    ceilings = machine.get("read_bandwidth_bytes_per_s", {})
+    figure = Figure(figsize=(6.0 * len(thread_counts), 4.6), layout="constrained")
+    axes = figure.subplots(1, len(thread_counts), squeeze=False, sharey=True)[0]
+    for ax, threads in zip(axes, thread_counts, strict=True):
+        cells = at_threads(records, threads)
+        for backend in backends:
+            timed = sorted(
+                (r for (b, _, nn), r in cells.items() if b == backend and nn == n and r.timed),
+                key=lambda r: r.x_bytes,
+            )
+            ax.plot(
+                [r.x_bytes for r in timed],
+                [r.x_bytes / (r.median_s or 1) / GB for r in timed],
+                "o-",
+                color=backend_color(backend, backends),
+                label=backend,
+                ms=4,
+            )
+        if str(threads) in ceilings:
+            ceiling = ceilings[str(threads)] / GB
+            ax.axhline(ceiling, color="black", ls="--", lw=1)
+            ax.text(
+                0.02,
+                ceiling,
+                f"measured read bandwidth {ceiling:.0f} GB/s",
+                transform=ax.get_yaxis_transform(),  # x in axes fraction, y in data
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bytes of X (8 m n)")
+        ax.set_ylabel("effective bandwidth (GB/s): bytes of X / time")
+        ax.set_title(f"{threads} thread{'s' if threads > 1 else ''}, n = {n}")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    figure.suptitle(
+        "How close each backend gets to the memory-bandwidth limit (reading X once per gradient)\n"
+        + context(machine, records, None)
+    )
+    return figure
+
+
+def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
+    """Speedup, 1 thread to all cores, per threaded backend at its largest size timed at both."""
+    most = max_threads(records)
+    by_cell = {(r.backend, r.m, r.n, r.threads): r for r in records if r.timed}
+    threaded = [
+        b for b in backends_in(records) if any(r.backend == b and r.threads > 1 for r in records)
+    ]
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = figure.subplots()
+    backends = backends_in(records)
+    for k, backend in enumerate(threaded):
+        both = [
+            (m * n, m, n)
+            for (b, m, n, t) in by_cell
+            if b == backend and t == 1 and (b, m, n, most) in by_cell
+        ]
+        if not both:
+            continue
+        _, m, n = max(both)
+        speedup = (by_cell[(backend, m, n, 1)].median_s or 0) / (
+            by_cell[(backend, m, n, most)].median_s or 1
+        )
+        ax.bar(k, speedup, color=backend_color(backend, backends))
+        label = f"{format_ratio(speedup)}\nat m={m:,}, n={n:,}"
+        ax.text(k, speedup / 2, label, ha="center", va="center", fontsize=8, color="white")
+    ax.axhline(most, color="black", ls="--", lw=1, label=f"ideal: {most}x")
+    ax.axhline(1, color="0.5", lw=1)
+    ax.set_xticks(range(len(threaded)), threaded)
+    ax.set_ylim(0, most * 1.35)
+    ax.set_ylabel(f"speedup, 1 -> {most} threads")
+    single = [b for b in backends if b not in threaded]
+    ax.set_title(
+        f"Threads: speedup at the largest size timed at both\nsingle-threaded: {', '.join(single)}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="upper right")
+    figure.suptitle(context(machine, records, None), fontsize=9)
+    return figure
+
+
+#: Every figure loopvec draws, by file name (without .png): records and machine in, Figure out.
+FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
+    "speedup_vs_python_loops": partial(speedup_heatmaps, baseline="python_loops"),
+    "speedup_vs_numpy_vectorized": partial(speedup_heatmaps, baseline="numpy_vectorized"),
+    "runtime_vs_m": runtime_vs_m,
+    "crossover": crossover,
+    "effective_bandwidth": effective_bandwidth,
+    "thread_scaling": thread_scaling,
+}

@@ -1,0 +1,310 @@
+"""Records in, Markdown out: the headline, the tables, the figures with what to see in each.
+
+No file I/O here: the CLI renders the figures, writes them and passes their relative paths in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from loopvec.plots import (
+    at_threads,
+    backends_in,
+    crossover_m,
+    fit_models,
+    format_ratio,
+    format_seconds,
+    max_threads,
+)
+from loopvec.results import Record
+
+#: Sizes the headline names, where the grid has them: overhead-bound, middle, bandwidth-bound.
+HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
+#: A cell is flagged as noisy when its interquartile range exceeds this share of its median.
+NOISY_IQR_SHARE = 0.10
+LOOPS, REFERENCE = "python_loops", "numpy_vectorized"
+
+Cells = dict[tuple[str, int, int], Record]
+
+
+def _time(record: Record | None) -> str:
+    if record is None:
+        return ""
+    if record.timed and record.median_s is not None:
+        return format_seconds(record.median_s)
+    return f"skip (~{format_seconds(record.predicted_s)})" if record.predicted_s else "skip"
+
+
+def _speedup(cells: Cells, backend: str, baseline: str, m: int, n: int) -> str:
+    """'12x', or '~12x' against a skipped baseline's predicted time, or '' if unknown."""
+    mine, base = cells.get((backend, m, n)), cells.get((baseline, m, n))
+    if mine is None or base is None or not mine.timed or not mine.median_s:
+        return ""
+    if base.timed and base.median_s:
+        return format_ratio(base.median_s / mine.median_s)
+    return f"~{format_ratio(base.predicted_s / mine.median_s)}" if base.predicted_s else ""
+
+
+def fastest(cells: Cells, m: int, n: int) -> Record | None:
+    timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
+    return min(timed, key=lambda r: r.median_s or 0.0, default=None)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _column_name(record: Record, threaded: set[str]) -> str:
+    return f"{record.backend} ({record.threads}t)" if record.backend in threaded else record.backend
+
+
+def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
+    lines = []
+    for m, n in [s for s in HEADLINE_SIZES if s in sizes] or [max(sizes)]:
+        best = fastest(cells, m, n)
+        if best is None:
+            continue
+        versus = [
+            f"{_speedup(cells, best.backend, other, m, n)} faster than {other}"
+            for other in (LOOPS, REFERENCE)
+            if other != best.backend and _speedup(cells, best.backend, other, m, n)
+        ]
+        lines.append(
+            f"- **m = {m:,}, n = {n:,}**: fastest is `{best.backend}`, "
+            f"{format_seconds(best.median_s or 0.0)} per gradient"
+            + (f", {' and '.join(versus)}" if versus else "")
+            + "."
+        )
+    return lines
+
+
+def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict[str, str]:
+    """One sentence per figure saying what to see in it, computed from the records."""
+    threads = max_threads(records)
+    cells = at_threads(records, threads)
+    sizes = {(m, n) for (_, m, n) in cells}
+    sentences = {}
+
+    ratios = [
+        ((cells[(LOOPS, m, n)].median_s or 0) / (r.median_s or 1), r)
+        for (b, m, n), r in cells.items()
+        if r.timed and b != LOOPS and (LOOPS, m, n) in cells and cells[(LOOPS, m, n)].timed
+    ]
+    if ratios:
+        top, record = max(ratios, key=lambda pair: pair[0])
+        sentences["speedup_vs_python_loops"] = (
+            f"Blue is faster than the plain loops; the largest measured speedup is "
+            f"{format_ratio(top)} (`{record.backend}` at m = {record.m:,}, n = {record.n:,}); "
+            f"hatched cells were skipped, with their predicted time."
+        )
+
+    beaten = [
+        (m, n, best.backend)
+        for m, n in sorted(sizes)
+        if (best := fastest(cells, m, n)) is not None and best.backend != REFERENCE
+    ]
+    winners = Counter(backend for *_, backend in beaten)
+    sentences["speedup_vs_numpy_vectorized"] = (
+        f"Blue cells are where a backend beats `{REFERENCE}`: the fastest is another backend at "
+        f"{len(beaten)} of {len(sizes)} sizes ("
+        + ", ".join(f"`{b}` at {k}" for b, k in winners.most_common())
+        + "); red cells show how much slower the loops are."
+        if beaten
+        else f"`{REFERENCE}` is the fastest at every size of this grid; red cells show by how much."
+    )
+
+    models = fit_models(records, threads)
+    if models:
+        overheads = ", ".join(
+            f"`{b}` {format_seconds(model.overhead_s)}" for b, model in models.items()
+        )
+        sentences["runtime_vs_m"] = (
+            f"Each curve is flat while the fixed cost of a call dominates ({overheads}) and "
+            f"turns into a straight line of slope 1 once the work per example and per element "
+            f"does; the dashed lines are the fitted cost models."
+        )
+
+    n_mid = 100 if any(n == 100 for _, n in sizes) else max(n for _, n in sizes)
+    crossings = []
+    for other in backends_in(records):
+        if other == REFERENCE:
+            continue
+        kind, m = crossover_m(cells, REFERENCE, other, n_mid)
+        if kind == "from" and m is not None:
+            crossings.append(f"`{other}` from m ~ {m:,.0f}")
+        elif kind in ("always", "never"):
+            crossings.append(f"`{other}` {'at every m' if kind == 'always' else 'at no m'}")
+    sentences["crossover"] = (
+        f"The colour of a cell is its fastest backend; at n = {n_mid}, `{REFERENCE}` beats "
+        + ", ".join(crossings)
+        + "."
+    )
+
+    ceiling = machine.get("read_bandwidth_bytes_per_s", {}).get(str(threads))
+    at_n = [r for (_, _, n), r in cells.items() if n == n_mid and r.timed and r.median_s]
+    if ceiling and at_n:
+        best = max(at_n, key=lambda r: r.x_bytes / (r.median_s or 1))
+        rate = best.x_bytes / (best.median_s or 1)
+        largest = max(at_n, key=lambda r: (r.x_bytes, -(r.median_s or 0)))
+        largest_best = min(
+            (r for r in at_n if r.x_bytes == largest.x_bytes), key=lambda r: r.median_s or 0
+        )
+        largest_rate = largest_best.x_bytes / (largest_best.median_s or 1)
+        sentences["effective_bandwidth"] = (
+            f"The dashed line is the measured read bandwidth ({ceiling / 1e9:.0f} GB/s at "
+            f"{threads} threads). At n = {n_mid} the best rate is {rate / 1e9:.0f} GB/s "
+            f"(`{best.backend}`, {best.x_bytes / 1e6:,.0f} MB, {rate / ceiling:.0%} of it: "
+            f"above 100 % means X came from cache); at the largest size, "
+            f"{largest_best.x_bytes / 1e9:.1f} GB from memory, it is "
+            f"{largest_rate / 1e9:.0f} GB/s (`{largest_best.backend}`, "
+            f"{largest_rate / ceiling:.0%})."
+        )
+
+    scaling = []
+    by_cell = {(r.backend, r.m, r.n, r.threads): r for r in records if r.timed}
+    for backend in backends_in(records):
+        both = [
+            (m * n, m, n)
+            for (b, m, n, t) in by_cell
+            if b == backend and t == 1 and (b, m, n, threads) in by_cell and threads > 1
+        ]
+        if both:
+            _, m, n = max(both)
+            ratio = (by_cell[(backend, m, n, 1)].median_s or 0) / (
+                by_cell[(backend, m, n, threads)].median_s or 1
+            )
+            scaling.append(f"`{backend}` {format_ratio(ratio)} at m = {m:,}, n = {n:,}")
+    if scaling:
+        sentences["thread_scaling"] = (
+            f"From 1 to {threads} threads: " + "; ".join(scaling) + f" (ideal: {threads}x)."
+        )
+    return sentences
+
+
+def render_report(
+    records: Sequence[Record], machine: dict[str, Any], figures: dict[str, str]
+) -> str:
+    """The whole REPORT.md for one host; `figures` maps figure name -> relative path."""
+    threads = max_threads(records)
+    cells = at_threads(records, threads)
+    sizes = {(m, n) for (_, m, n) in cells}
+    threaded = {r.backend for r in records if r.threads > 1}
+    date = max((r.finished_at for r in records), default="")[:10]
+    lines = [
+        "# loopvec report",
+        "",
+        f"{machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores, "
+        f"host `{machine.get('host', '?')}`, run of {date}. Times are medians of "
+        f"pytest-benchmark rounds; comparisons at {threads} threads unless marked.",
+        "",
+        "## Headline",
+        "",
+        *headline(cells, sizes),
+        "",
+        "## Figures",
+        "",
+    ]
+    sentences = figure_sentences(records, machine)
+    for name, path in figures.items():
+        lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
+
+    columns = sorted(
+        {_column_name(r, threaded) for r in records},
+        key=lambda c: (backends_in(records).index(c.split(" (")[0]), c),
+    )
+    by_column = {(_column_name(r, threaded), r.m, r.n): r for r in records}
+    ordered_sizes = sorted(sizes, key=lambda s: (s[1], s[0]))
+    lines += ["## Median time per gradient", ""]
+    lines += _table(
+        ["m", "n", *columns],
+        [
+            [f"{m:,}", f"{n:,}", *(_time(by_column.get((c, m, n))) for c in columns)]
+            for m, n in ordered_sizes
+        ],
+    )
+    others = [b for b in backends_in(records) if b != REFERENCE]
+    lines += ["", f"## Speedup over `{REFERENCE}` ({threads} threads)", ""]
+    lines += _table(
+        ["m", "n", *others],
+        [
+            [f"{m:,}", f"{n:,}", *(_speedup(cells, b, REFERENCE, m, n) for b in others)]
+            for m, n in ordered_sizes
+        ],
+    )
+
+    lines += ["", "## Cost model: t = overhead + per example x m + per element x m x n", ""]
+    model_rows = [
+        [
+            backend,
+            str(t),
+            f"{model.overhead_s * 1e6:.3g}",
+            f"{model.per_example_s * 1e9:.3g}",
+            f"{model.per_element_s * 1e9:.3g}",
+        ]
+        for t in sorted({r.threads for r in records})
+        for backend, model in fit_models([r for r in records if r.threads == t], t).items()
+    ]
+    lines += _table(
+        ["backend", "threads", "overhead (us)", "per example (ns)", "per element (ns)"], model_rows
+    )
+
+    compile_rows = {
+        r.backend: [r.backend, format_seconds(r.compile_s)]
+        for r in reversed(records)
+        if r.timed and r.compile_s is not None
+    }
+    lines += ["", "## First call in the process (JIT compile or cache load included)", ""]
+    lines += _table(["backend", "compile_s"], list(reversed(compile_rows.values())))
+
+    skipped = [r for r in records if not r.timed]
+    lines += ["", f"## Skipped cells ({len(skipped)})", ""]
+    lines += _table(
+        ["backend", "threads", "m", "n", "reason"],
+        [
+            [r.backend, str(r.threads), f"{r.m:,}", f"{r.n:,}", r.reason or r.status]
+            for r in skipped
+        ],
+    )
+    noisy = [
+        r
+        for r in records
+        if r.timed and r.median_s and r.iqr_s is not None and r.iqr_s > NOISY_IQR_SHARE * r.median_s
+    ]
+    lines += [
+        "",
+        f"## Noisy cells: IQR over {NOISY_IQR_SHARE:.0%} of the median ({len(noisy)})",
+        "",
+    ]
+    lines += _table(
+        ["backend", "threads", "m", "n", "median", "IQR", "rounds"],
+        [
+            [
+                r.backend,
+                str(r.threads),
+                f"{r.m:,}",
+                f"{r.n:,}",
+                format_seconds(r.median_s or 0.0),
+                f"{(r.iqr_s or 0) / (r.median_s or 1):.0%}",
+                str(r.rounds),
+            ]
+            for r in noisy
+        ],
+    )
+    lines += ["", "## Machine", "", *(f"- {k}: {_machine_value(k, v)}" for k, v in machine.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _machine_value(key: str, value: Any) -> str:
+    """One machine-record entry as a readable phrase."""
+    if key == "read_bandwidth_bytes_per_s":
+        return ", ".join(f"{v / 1e9:.1f} GB/s at {t} thread(s)" for t, v in value.items())
+    if key == "memory_bytes":
+        return f"{value / 2**30:.1f} GiB"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value)
+    return str(value)

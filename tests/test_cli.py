@@ -1,0 +1,65 @@
+"""The CLI writes figures and the report from saved results, the same bytes for the same data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from loopvec.cli import main
+from loopvec.plots import FIGURES
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results"
+
+
+def test_plot_writes_every_figure_deterministically(tmp_path: Path) -> None:
+    assert main(["plot", str(FIXTURE), "--out", str(tmp_path / "a")]) == 0
+    assert main(["plot", str(FIXTURE), "--out", str(tmp_path / "b")]) == 0
+    for name in FIGURES:
+        first, second = (tmp_path / side / f"{name}.png" for side in "ab")
+        assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert first.read_bytes() == second.read_bytes()
+
+
+def test_report_links_its_figures_relative_to_itself(tmp_path: Path) -> None:
+    report = tmp_path / "out" / "REPORT.md"
+    assert (
+        main(
+            [
+                "report",
+                str(FIXTURE),
+                "--out",
+                str(report),
+                "--figures",
+                str(tmp_path / "out" / "figures"),
+            ]
+        )
+        == 0
+    )
+    text = report.read_text()
+    for name in FIGURES:
+        assert f"](figures/{name}.png)" in text
+        assert (tmp_path / "out" / "figures" / f"{name}.png").exists()
+
+
+def test_default_input_is_the_newest_run_under_results(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    shutil.copytree(FIXTURE, tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report"]) == 0
+    assert (tmp_path / "results" / "REPORT.md").exists()
+    assert (tmp_path / "results" / "figures" / "crossover.png").exists()
+
+
+def test_missing_results_give_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot"]) == 2
+    assert (
+        "loopvec plot: results does not exist: run the benchmark first" in capsys.readouterr().err
+    )
+
+
+def test_info_prints_the_machine_record(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["info", "--no-bandwidth"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["logical_cores"] >= 1
+    assert "read_bandwidth_bytes_per_s" not in record

@@ -1,0 +1,144 @@
+"""Figures are checked by structure on the committed fixture run: panels, lines, labels, values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+import pytest
+from matplotlib.patches import Rectangle
+
+from loopvec.plots import (
+    FIGURES,
+    at_threads,
+    crossover,
+    crossover_m,
+    effective_bandwidth,
+    format_ratio,
+    runtime_vs_m,
+    speedup_heatmaps,
+    thread_scaling,
+)
+from loopvec.results import Record, load_results
+
+mpl.use("Agg")
+RUN = next((Path(__file__).parent / "fixtures" / "results" / "cells").iterdir())
+RESULTS = load_results([RUN])
+RECORDS, MACHINE = RESULTS.records, RESULTS.machines["vm"]
+SIZES = {(r.m, r.n) for r in RECORDS}  # 3 m x 2 n
+
+
+def texts(ax) -> list[str]:  # type: ignore[no-untyped-def]
+    return [t.get_text() for t in ax.texts]
+
+
+def test_speedup_heatmaps_annotate_every_cell_and_hatch_the_skipped() -> None:
+    figure = speedup_heatmaps(RECORDS, MACHINE, baseline="numpy_vectorized")
+    panels = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["python_loops", "partly_vectorized", "numba_loops"]
+    cells = at_threads(RECORDS, 2)
+    loops_panel = panels[0]
+    hatched = [p for p in loops_panel.patches if isinstance(p, Rectangle) and p.get_hatch()]
+    assert len(hatched) == 2  # python_loops skipped at m = 10,000 for n = 1 and 10
+    expected = format_ratio(
+        cells[("numpy_vectorized", 100, 10)].median_s / cells[("python_loops", 100, 10)].median_s
+    )
+    assert expected in texts(loops_panel)
+    assert sum(t.startswith("skip\n~") for t in texts(loops_panel)) == 2
+    assert len(texts(panels[2])) == len(SIZES)  # numba_loops: a value in every cell
+    assert "AMD EPYC" in figure._suptitle.get_text()
+    assert loops_panel.get_xlabel() == "m (examples)"
+    colorbar = figure.axes[-1]
+    assert "1x" in [label.get_text() for label in colorbar.get_yticklabels()]
+
+
+def test_baseline_skips_are_labelled_as_such() -> None:
+    figure = speedup_heatmaps(RECORDS, MACHINE, baseline="python_loops")
+    numba_panel = next(ax for ax in figure.axes if ax.get_title() == "numba_loops")
+    assert sum(t.startswith("base skip") for t in texts(numba_panel)) == 2
+
+
+def test_runtime_has_a_panel_per_n_and_a_line_plus_model_per_backend() -> None:
+    figure = runtime_vs_m(RECORDS, MACHINE)
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["n = 1 features", "n = 10 features"]
+    for ax in panels:
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(labels) == 4
+        assert all(" us + " in label or " ns x m" in label for label in labels)  # the model
+        assert len([line for line in ax.lines if line.get_linestyle() == "--"]) == 4
+    assert "median time per gradient (s)" in panels[0].get_ylabel()
+
+
+def record(backend: str, m: int, median_s: float) -> Record:
+    return Record(backend, m, 10, 1, "float64", "C", 80 * m, "h", "timed", median_s=median_s)
+
+
+def cells_of(*records: Record) -> dict[tuple[str, int, int], Record]:
+    return {(r.backend, r.m, r.n): r for r in records}
+
+
+def test_crossover_is_interpolated_where_the_ratio_crosses_one() -> None:
+    cells = cells_of(
+        record("fast", 10, 4.0), record("slow", 10, 1.0),
+        record("fast", 1000, 1.0), record("slow", 1000, 4.0),
+    )  # fmt: skip
+    kind, m = crossover_m(cells, "fast", "slow", 10)
+    assert kind == "from"
+    assert m == pytest.approx(100.0)  # log ratio -1.39 at 10, +1.39 at 1000: halfway in log m
+
+
+@pytest.mark.parametrize(
+    ("fast_times", "expected"),
+    [((0.5, 0.5), "always"), ((2.0, 2.0), "never"), ((0.5, 2.0), "never")],
+)
+def test_crossover_always_and_never(fast_times: tuple[float, float], expected: str) -> None:
+    cells = cells_of(
+        record("fast", 10, fast_times[0]), record("slow", 10, 1.0),
+        record("fast", 1000, fast_times[1]), record("slow", 1000, 1.0),
+    )  # fmt: skip
+    assert crossover_m(cells, "fast", "slow", 10) == (expected, None)
+
+
+def test_crossover_figure_names_a_winner_in_every_cell() -> None:
+    figure = crossover(RECORDS, MACHINE)
+    winners_ax, crossing_ax = figure.axes[:2]
+    assert len(winners_ax.texts) == len(SIZES)
+    assert all(t.split("\n")[0] in {"numba_loops", "numpy_vectorized"} for t in texts(winners_ax))
+    assert crossing_ax.get_xscale() == "log"
+    legend = [t.get_text() for t in crossing_ax.get_legend().get_texts()]
+    assert legend == ["python_loops", "partly_vectorized", "numba_loops"]
+
+
+def test_bandwidth_draws_the_measured_ceiling_per_thread_count() -> None:
+    figure = effective_bandwidth(RECORDS, MACHINE)
+    panels = figure.axes
+    assert [ax.get_title() for ax in panels] == ["1 thread, n = 10", "2 threads, n = 10"]
+    for ax, threads in zip(panels, ("1", "2"), strict=True):
+        ceiling = MACHINE["read_bandwidth_bytes_per_s"][threads] / 1e9
+        dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+        assert dashed[0].get_ydata()[0] == pytest.approx(ceiling)
+        assert any("measured read bandwidth" in t for t in texts(ax))
+        assert "GB/s" in ax.get_ylabel()
+
+
+def test_thread_scaling_has_a_bar_per_threaded_backend() -> None:
+    figure = thread_scaling(RECORDS, MACHINE)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["numpy_vectorized"]
+    (bar,) = ax.patches
+    by = {
+        (r.threads): r.median_s
+        for r in RECORDS
+        if r.backend == "numpy_vectorized" and (r.m, r.n) == (10_000, 10)
+    }
+    assert bar.get_height() == pytest.approx(by[1] / by[2])
+    assert "single-threaded: python_loops, partly_vectorized, numba_loops" in ax.get_title()
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_renders_from_the_fixture(name: str) -> None:
+    figure = FIGURES[name](RECORDS, MACHINE)
+    assert figure.axes
+    assert "2026" in figure._suptitle.get_text()  # the date of the run
