@@ -46,6 +46,7 @@ from loopvec.results import (
     run_dir,
     write_json_atomic,
 )
+from loopvec.validation import DTYPES
 
 
 def _int_list(text: str) -> list[int]:
@@ -63,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--n", type=_int_list, help="feature counts, e.g. 1,100 (overrides grid)")
     group.addoption("--backends", help="comma-separated backend names (default: all available)")
     group.addoption("--threads", type=_int_list, help="thread counts (default: 1 and all cores)")
+    group.addoption(
+        "--dtypes", default=",".join(DTYPES), help="float64,float32 (each where a backend has it)"
+    )
     group.addoption(
         "--budget", type=float, default=DEFAULT_BUDGET_S, help="skip cells predicted slower"
     )
@@ -115,12 +119,13 @@ class BenchRun:
         return sum(mean_s if e is None else e for e in estimates)
 
     def problem(self, cell: Cell) -> tuple[Problem, Reference]:
-        """The problem of `cell`'s size and its reference gradient, built once per size."""
+        """The problem of `cell`'s size in its dtype, and the reference gradient (in float64, of
+        the same values), built once per size and dtype."""
         key = (cell.m, cell.n, cell.dtype, cell.layout)
         if self._problem is None or self._problem[0] != key:
             self._problem = None  # free the previous problem before building a larger one
-            problem = loopvec.make_problem(cell.m, cell.n, seed=0)
-            self._problem = (key, problem, Reference.of(problem))
+            problem = loopvec.make_problem(cell.m, cell.n, seed=0).astype(cell.dtype)
+            self._problem = (key, problem, Reference.of(problem.astype("float64")))
         return self._problem[1], self._problem[2]
 
     def available_bytes(self, cell: Cell) -> int:
@@ -228,6 +233,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config.getoption("--n") or grid.n_values,
             available,
             config.getoption("--threads") or default_threads(),
+            config.getoption("--dtypes").split(","),
         )
         metafunc.parametrize("cell", cells, ids=[c.cell_id for c in cells])
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from threadpoolctl import threadpool_info
 
-from loopvec.agreement import DisagreementError
+from loopvec.agreement import RTOL, DisagreementError
 from loopvec.backends import get_kernel
 from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_for, thread_limit
 from loopvec.problem import Problem
@@ -56,7 +56,7 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
         got, first_call_s = time_one_call(kernel, problem)
         run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
         try:
-            reference.check(cell.backend, got)
+            reference.check(cell.backend, got, rtol=RTOL[cell.dtype])
         except DisagreementError as error:
             run.write_cell(cell, "failed", reason=str(error))
             raise

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import loopvec
 from loopvec import Problem
-from loopvec.agreement import check_gradient
+from loopvec.agreement import RTOL_FLOAT32, Reference, check_gradient
 from loopvec.backends import get_kernel
 
 # Shapes from m = n = 1 up to a few hundred; values across magnitudes, exact zeros and repeats.
@@ -115,3 +115,12 @@ def test_any_memory_layout_of_X(backend: str, layout: str) -> None:
     assert_array_equal(X, p.X)
     got = loopvec.gradient(p.w, p.b, X, p.Y, backend=backend)
     check_gradient(backend, got, p)
+
+
+def test_float32_on_request_returns_float32_close_to_float64(backend: str) -> None:
+    p = loopvec.make_problem(300, 20, seed=4)
+    dw, db = loopvec.gradient(p.w, p.b, p.X, p.Y, backend=backend, dtype="float32")
+    assert dw.dtype == np.float32
+    assert type(db) is float
+    same_values = p.astype("float32").astype("float64")  # the float32 inputs, exactly
+    Reference.of(same_values).check(backend, (dw.astype(np.float64), db), rtol=RTOL_FLOAT32)

@@ -58,7 +58,7 @@ def final_counts(output: str) -> dict[str, int]:
 
 def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path: Path) -> None:
     options = ["--m", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", "--n", "1,2", "--threads", "1"]
-    options += ["--backends", "numpy_vectorized,numba_loops"]
+    options += ["--backends", "numpy_vectorized,numba_loops", "--dtypes", "float64"]
     command = bench_command(tmp_path, *options)
     total = 15 * 2 * 2
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -24,7 +24,7 @@ def test_default_grid_spans_the_issue_sizes() -> None:
 
 
 def test_cells_run_smallest_first_and_unthreaded_backends_once() -> None:
-    cells = make_cells([1000, 1], [10], ["python_loops", "numpy_vectorized"], [2, 1])
+    cells = make_cells([1000, 1], [10], ["python_loops", "numpy_vectorized"], [2, 1], ["float64"])
     assert [(c.m, c.backend, c.threads) for c in cells] == [
         (1, "python_loops", 1),
         (1, "numpy_vectorized", 1),
@@ -35,6 +35,16 @@ def test_cells_run_smallest_first_and_unthreaded_backends_once() -> None:
     ]
     assert cells[0].cell_id == "python_loops-m1-n10-t1-float64-C"
     assert cells[-1].x_bytes == 1000 * 10 * 8
+
+
+def test_float32_cells_only_for_backends_registered_with_it() -> None:
+    cells = make_cells([10], [10], ["python_loops", "numba_fused"], [1])
+    assert [(c.backend, c.dtype) for c in cells] == [
+        ("python_loops", "float64"),
+        ("numba_fused", "float64"),
+        ("numba_fused", "float32"),
+    ]
+    assert cells[-1].x_bytes == 10 * 10 * 4
 
 
 def test_cost_model_recovers_overhead_per_example_and_per_element_costs() -> None:

@@ -140,3 +140,13 @@ def test_unknown_backend_lists_the_valid_names() -> None:
 def test_any_real_scalar_b_is_accepted(b: object) -> None:
     _, db = loopvec.gradient(W, b, X, Y)
     np.testing.assert_allclose(db, 0.00145557813678, rtol=1e-11)
+
+
+def test_dtype_must_be_float64_or_float32() -> None:
+    with pytest.raises(ValueError, match=r"dtype must be one of float64, float32; got 'float16'"):
+        loopvec.gradient(W, B, X, Y, dtype="float16")
+
+
+def test_values_that_overflow_float32_are_refused_not_made_inf() -> None:
+    with pytest.raises(ValueError, match=r"X does not fit in float32: .* 1e\+300 overflows"):
+        loopvec.gradient(W, B, [[1e300, 2.0, -1.0], [3.0, 4.0, -3.2]], Y, dtype="float32")

@@ -26,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from loopvec.backends import BACKENDS
+from loopvec.validation import DTYPES
 
 #: Cells predicted to take longer than this per call are skipped (`--budget SECONDS`).
 DEFAULT_BUDGET_S = 1.0
@@ -105,16 +106,20 @@ def make_cells(
     n_values: Iterable[int],
     backends: Sequence[str],
     threads: Iterable[int],
+    dtypes: Iterable[str] = DTYPES,
 ) -> list[Cell]:
-    """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread."""
+    """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread, and
+    each backend only in the dtypes it is registered for."""
     sizes = sorted({(m, n) for m in m_values for n in n_values}, key=lambda s: (s[0] * s[1], s))
     thread_counts = sorted(set(threads))
+    wanted = [dtype for dtype in DTYPES if dtype in set(dtypes)]
     return [
-        Cell(backend, m, n, t)
+        Cell(backend, m, n, t, dtype)
         for m, n in sizes
         for backend in backends
+        for dtype in wanted
         for t in thread_counts
-        if BACKENDS[backend].threading != "none" or t == 1
+        if (BACKENDS[backend].threading != "none" or t == 1) and dtype in BACKENDS[backend].dtypes
     ]
 
 

@@ -15,18 +15,19 @@ from loopvec.validation import validate_problem
 
 
 def gradient(
-    w: Any, b: Any, X: Any, Y: Any, *, backend: str = "numpy_vectorized"
-) -> tuple[NDArray[np.float64], float]:
-    """Gradient of the mean cross-entropy, (dw of shape (n, 1) float64, db float).
+    w: Any, b: Any, X: Any, Y: Any, *, backend: str = "numpy_vectorized", dtype: str = "float64"
+) -> tuple[NDArray[np.floating], float]:
+    """Gradient of the mean cross-entropy, (dw of shape (n, 1), db float).
 
     Z = w.T X + b;  A = sigmoid(Z);  dZ = A - Y;  dw = X dZ.T / m;  db = sum(dZ) / m.
-    Inputs are validated once (ValueError/TypeError naming the argument), converted to float64
-    and never modified; `backend` is any name of `loopvec.backend_names()`.
+    Inputs are validated once (ValueError/TypeError naming the argument), converted to `dtype`
+    and never modified; `backend` is any name of `loopvec.backend_names()`. dw is float64 for any
+    real input; dtype="float32" computes from float32 inputs and returns dw in float32.
     """
     kernel = get_kernel(backend)
-    w, b, X, Y = validate_problem(w, b, X, Y)
+    w, b, X, Y = validate_problem(w, b, X, Y, dtype=dtype)
     dw, db = kernel(w, b, X, Y)
-    return dw, float(db)
+    return np.asarray(dw, dtype=X.dtype), float(db)
 
 
 def loss(w: Any, b: Any, X: Any, Y: Any) -> float:

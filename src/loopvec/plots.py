@@ -36,13 +36,17 @@ def backends_in(records: Sequence[Record]) -> list[str]:
     return list(dict.fromkeys(r.backend for r in records))
 
 
-def at_threads(records: Sequence[Record], threads: int) -> dict[tuple[str, int, int], Record]:
-    """(backend, m, n) -> the record at `threads`, or at 1 thread for single-threaded backends."""
+def at_threads(
+    records: Sequence[Record], threads: int, dtype: str = "float64"
+) -> dict[tuple[str, int, int], Record]:
+    """(backend, m, n) -> the record in `dtype` at `threads`, or at 1 thread for single-threaded
+    backends. Figures compare float64 (the course's arithmetic) unless they say otherwise."""
     threaded = {r.backend for r in records if r.threads > 1}
     return {
         (r.backend, r.m, r.n): r
         for r in records
-        if r.threads == threads or (r.threads == 1 and r.backend not in threaded)
+        if r.dtype == dtype
+        and (r.threads == threads or (r.threads == 1 and r.backend not in threaded))
     }
 
 
@@ -50,9 +54,11 @@ def max_threads(records: Sequence[Record]) -> int:
     return max((r.threads for r in records), default=1)
 
 
-def fit_models(records: Sequence[Record], threads: int) -> dict[str, CostModel]:
+def fit_models(
+    records: Sequence[Record], threads: int, dtype: str = "float64"
+) -> dict[str, CostModel]:
     """Each backend's cost model at `threads`, fitted to its timed cells (as the grid does)."""
-    cells = at_threads(records, threads)
+    cells = at_threads(records, threads, dtype)
     models = {}
     for backend in backends_in(records):
         timed = [r for (b, _, _), r in cells.items() if b == backend and r.timed]
@@ -357,7 +363,8 @@ def effective_bandwidth(
     records: Sequence[Record], machine: dict[str, Any], *, n: int | None = None
 ) -> Figure:
     """Bytes of X / median time against bytes of X at n features, a panel per thread count,
-    with the machine's measured read bandwidth at that thread count drawn as the ceiling."""
+    with the machine's measured read bandwidth at that thread count drawn as the ceiling.
+    float32 cells (half the bytes) are drawn dotted beside the float64 ones."""
     n_values = sorted({r.n for r in records})
     n = n if n is not None else (100 if 100 in n_values else max(n_values))
     thread_counts = sorted({r.threads for r in records})
@@ -366,20 +373,22 @@ def effective_bandwidth(
     figure = Figure(figsize=(6.0 * len(thread_counts), 4.6), layout="constrained")
     axes = figure.subplots(1, len(thread_counts), squeeze=False, sharey=True)[0]
     for ax, threads in zip(axes, thread_counts, strict=True):
-        cells = at_threads(records, threads)
-        for backend in backends:
-            timed = sorted(
-                (r for (b, _, nn), r in cells.items() if b == backend and nn == n and r.timed),
-                key=lambda r: r.x_bytes,
-            )
-            ax.plot(
-                [r.x_bytes for r in timed],
-                [r.x_bytes / (r.median_s or 1) / GB for r in timed],
-                "o-",
-                color=backend_color(backend, backends),
-                label=backend,
-                ms=4,
-            )
+        for dtype, style in (("float64", "o-"), ("float32", "s:")):
+            cells = at_threads(records, threads, dtype)
+            for backend in backends:
+                timed = sorted(
+                    (r for (b, _, nn), r in cells.items() if b == backend and nn == n and r.timed),
+                    key=lambda r: r.x_bytes,
+                )
+                if timed:
+                    ax.plot(
+                        [r.x_bytes for r in timed],
+                        [r.x_bytes / (r.median_s or 1) / GB for r in timed],
+                        style,
+                        color=backend_color(backend, backends),
+                        label=backend if dtype == "float64" else f"{backend} (float32)",
+                        ms=4,
+                    )
         if str(threads) in ceilings:
             ceiling = ceilings[str(threads)] / GB
             ax.axhline(ceiling, color="black", ls="--", lw=1)
@@ -393,7 +402,7 @@ def effective_bandwidth(
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("bytes of X (8 m n)")
+        ax.set_xlabel("bytes of X (m n x 8, or x 4 in float32)")
         ax.set_ylabel("effective bandwidth (GB/s): bytes of X / time")
         ax.set_title(f"{threads} thread{'s' if threads > 1 else ''}, n = {n}")
         ax.grid(True, which="major", alpha=0.3)
@@ -408,7 +417,9 @@ def effective_bandwidth(
 def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     """Speedup, 1 thread to all cores, per threaded backend at its largest size timed at both."""
     most = max_threads(records)
-    by_cell = {(r.backend, r.m, r.n, r.threads): r for r in records if r.timed}
+    by_cell = {
+        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
+    }
     threaded = [
         b for b in backends_in(records) if any(r.backend == b and r.threads > 1 for r in records)
     ]

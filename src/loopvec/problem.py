@@ -27,6 +27,15 @@ class Problem:
     X: NDArray[np.float64]
     Y: NDArray[np.float64]
 
+    def astype(self, dtype: str) -> Problem:
+        """This problem with w, X, Y in `dtype` (copied unless already in it); b stays a float."""
+        return Problem(
+            w=self.w.astype(dtype, copy=False),
+            b=self.b,
+            X=self.X.astype(dtype, copy=False),
+            Y=self.Y.astype(dtype, copy=False),
+        )
+
     @property
     def n(self) -> int:
         return int(self.X.shape[0])

@@ -58,7 +58,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _column_name(record: Record, threaded: set[str]) -> str:
-    return f"{record.backend} ({record.threads}t)" if record.backend in threaded else record.backend
+    """'numba_parallel (2t) f32': threads for threaded backends, f32 for float32 cells."""
+    threads = f" ({record.threads}t)" if record.backend in threaded else ""
+    return record.backend + threads + (" f32" if record.dtype == "float32" else "")
 
 
 def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
@@ -164,7 +166,9 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
         )
 
     scaling = []
-    by_cell = {(r.backend, r.m, r.n, r.threads): r for r in records if r.timed}
+    by_cell = {
+        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
+    }
     for backend in backends_in(records):
         both = [
             (m * n, m, n)
@@ -182,6 +186,26 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
             f"From 1 to {threads} threads: " + "; ".join(scaling) + f" (ideal: {threads}x)."
         )
     return sentences
+
+
+def float32_table(records: Sequence[Record], threads: int) -> list[str]:
+    """float64 time / float32 time at the largest m of each n: 2x where only bytes matter."""
+    singles, doubles = at_threads(records, threads, "float32"), at_threads(records, threads)
+    rows = []
+    for n in sorted({n for (_, _, n) in singles}):
+        m = max(m for (_, m, nn) in singles if nn == n)
+        for backend in backends_in(records):
+            single, double = singles.get((backend, m, n)), doubles.get((backend, m, n))
+            if single and double and single.timed and double.timed:
+                ratio = (double.median_s or 0) / (single.median_s or 1)
+                rows.append(
+                    [backend, f"{m:,}", f"{n:,}", _time(double), _time(single), f"{ratio:.2f}"]
+                )
+    if not rows:
+        return []
+    heading = f"## float32 against float64 ({threads} threads): half the bytes of X"
+    header = ["backend", "m", "n", "float64", "float32", "float64 / float32"]
+    return [heading, "", *_table(header, rows), ""]
 
 
 def render_report(
@@ -211,10 +235,12 @@ def render_report(
     for name, path in figures.items():
         lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
 
-    columns = sorted(
-        {_column_name(r, threaded) for r in records},
-        key=lambda c: (backends_in(records).index(c.split(" (")[0]), c),
+    order = backends_in(records)
+    column_records = sorted(
+        {(r.backend, r.dtype, r.threads): r for r in records}.values(),
+        key=lambda r: (order.index(r.backend), r.dtype != "float64", r.threads),
     )
+    columns = [_column_name(r, threaded) for r in column_records]
     by_column = {(_column_name(r, threaded), r.m, r.n): r for r in records}
     ordered_sizes = sorted(sizes, key=lambda s: (s[1], s[0]))
     lines += ["## Median time per gradient", ""]
@@ -239,25 +265,29 @@ def render_report(
     model_rows = [
         [
             backend,
+            dtype,
             str(t),
             f"{model.overhead_s * 1e6:.3g}",
             f"{model.per_example_s * 1e9:.3g}",
             f"{model.per_element_s * 1e9:.3g}",
         ]
+        for dtype in sorted({r.dtype for r in records}, reverse=True)
         for t in sorted({r.threads for r in records})
-        for backend, model in fit_models([r for r in records if r.threads == t], t).items()
+        for backend, model in fit_models([r for r in records if r.threads == t], t, dtype).items()
     ]
     lines += _table(
-        ["backend", "threads", "overhead (us)", "per example (ns)", "per element (ns)"], model_rows
+        ["backend", "dtype", "threads", "overhead (us)", "per example (ns)", "per element (ns)"],
+        model_rows,
     )
 
     compile_rows = {
-        r.backend: [r.backend, format_seconds(r.compile_s)]
+        (r.backend, r.dtype): [r.backend, r.dtype, format_seconds(r.compile_s)]
         for r in reversed(records)
         if r.timed and r.compile_s is not None
     }
     lines += ["", "## First call in the process (JIT compile or cache load included)", ""]
-    lines += _table(["backend", "compile_s"], list(reversed(compile_rows.values())))
+    lines += _table(["backend", "dtype", "compile_s"], list(reversed(compile_rows.values())))
+    lines += ["", *float32_table(records, threads)]
 
     skipped = [r for r in records if not r.timed]
     lines += ["", f"## Skipped cells ({len(skipped)})", ""]

@@ -110,11 +110,38 @@ def validate_weights(w: Any, n: int) -> Array:
     return array
 
 
-def validate_problem(w: Any, b: Any, X: Any, Y: Any) -> tuple[Array, float, Array, Array]:
-    """All four inputs of a gradient or loss, checked against each other.
+#: The dtypes a computation can be asked for; results are float64 unless float32 is asked for.
+DTYPES = ("float64", "float32")
+
+
+def validate_dtype(dtype: Any) -> np.dtype[Any]:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return np.dtype(str(dtype))
+
+
+def _narrowed(name: str, array: Array, dtype: np.dtype[Any]) -> NDArray[Any]:
+    """`array` in `dtype`, or ValueError if a finite value would overflow it."""
+    largest = float(np.max(np.abs(array)))
+    if largest > float(np.finfo(dtype).max):
+        raise ValueError(
+            f"{name} does not fit in {dtype}: its largest magnitude {largest:g} overflows; "
+            f"use dtype='float64'"
+        )
+    return array.astype(dtype, copy=False)
+
+
+def validate_problem(
+    w: Any, b: Any, X: Any, Y: Any, *, dtype: Any = "float64"
+) -> tuple[NDArray[Any], float, NDArray[Any], NDArray[Any]]:
+    """All four inputs of a gradient or loss, checked against each other, in `dtype`.
 
     Shapes: X (n, m) features x examples, Y (1, m) in [0, 1], w (n, 1), b a real scalar.
     """
+    target = validate_dtype(dtype)
     X = validate_features(X)
     n, m = X.shape
-    return validate_weights(w, n), validate_bias(b), X, validate_labels(Y, m)
+    w, b, Y = validate_weights(w, n), validate_bias(b), validate_labels(Y, m)
+    if target == np.float64:
+        return w, b, X, Y
+    return _narrowed("w", w, target), b, _narrowed("X", X, target), _narrowed("Y", Y, target)

@@ -50,6 +50,7 @@ class Backend:
     threading: Threading  #: which thread pool the `threads` axis sets
     summary: str  #: one line for tables and --help
     extra_bytes_per_element: int = 0  #: memory beyond X per entry of X (for the grid's memory rule)
+    dtypes: tuple[str, ...] = ("float64",)  #: the dtypes the grid times it in
 
 
 def backend_names() -> list[str]:
@@ -118,6 +119,7 @@ BACKENDS: dict[str, Backend] = {
         requires=(),
         threading="blas",
         summary="no Python loop: two matrix products (BLAS) and a sigmoid; the reference",
+        dtypes=("float64", "float32"),
     ),
     "numba_loops": Backend(
         module="numba_loops",
@@ -125,5 +127,21 @@ BACKENDS: dict[str, Backend] = {
         requires=("numba",),
         threading="none",
         summary="the same double loop as python_loops, compiled by numba @njit",
+    ),
+    "numba_fused": Backend(
+        module="numba_fused",
+        family="jit",
+        requires=("numba",),
+        threading="none",
+        summary="one pass over X in cache-sized blocks, SIMD loops and a vectorized exp (numba)",
+        dtypes=("float64", "float32"),
+    ),
+    "numba_parallel": Backend(
+        module="numba_parallel",
+        family="jit",
+        requires=("numba",),
+        threading="numba",
+        summary="numba_fused split over threads, one partial dw per thread",
+        dtypes=("float64", "float32"),
     ),
 }

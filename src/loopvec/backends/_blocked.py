@@ -1,0 +1,210 @@
+"""The single-pass gradient that numba_fused and numba_parallel share: X is read once.
+
+The vectorized formula reads X twice (w.T X, then X dZ.T). Here the examples are taken in blocks
+small enough that a block of X (n x B entries) is still in cache when it is read the second time:
+
+    for each block of B examples:
+        z   = b + w.T X[:, block]             (X read from memory)
+        dz  = sigmoid(z) - y[block]           (vectorized exp, below)
+        dw += X[:, block] dz                  (X read again, from cache)
+        db += sum(dz)
+
+The inner loops walk X along its contiguous axis in either memory order without copying it: in C
+order (the course layout, a row per feature) they run along rows, 8 rows at a time so that each
+loaded z or dz feeds 8 multiply-adds; in Fortran order they run along columns (one per example).
+Sums are reassociated (REASSOCIATE) so that LLVM spreads them over SIMD lanes.
+
+exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
+exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
+and numba's vector math (SVML) needs a patched LLVM that PyPI's llvmlite does not ship.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.backends._jit import REASSOCIATE, jit
+
+#: float64 or float32 arrays: the kernels compile once per dtype and memory layout.
+Floats = NDArray[np.floating]
+
+# exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 with |r| <= ln 2 / 2. ln 2 is split in
+# two (the high part has 21 trailing zero bits) so that k ln2_hi is exact for |k| < 2^21.
+_INV_LN2 = 1.0 / math.log(2.0)
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+# Taylor coefficients 1/k!: the truncation error r^14 / 14! < 5e-18 for |r| <= 0.347.
+(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = (
+    1.0 / math.factorial(k) for k in range(14)
+)
+# exp(-1400) underflows to exactly 0 through the two scale factors below, as exp(-|z|) must.
+_EXP_FLOOR = -1400.0
+#: Target bytes of X per block: what stays in a core's L2 cache between the two reads.
+_BLOCK_BYTES = 512 * 1024
+_ROWS = 8  # rows of X per pass in C order (registers hold 8 accumulators)
+
+
+@jit
+def block_examples(n: int, itemsize: int) -> int:
+    """Examples per block: about _BLOCK_BYTES of X, a multiple of 64, from 256 to 4096."""
+    examples = _BLOCK_BYTES // (itemsize * n)
+    return max(256, min(4096, examples // 64 * 64))
+
+
+@jit(fastmath=REASSOCIATE)
+def _sigmoid_minus_y(
+    z: Floats, y: Floats, size: int, dz: Floats, polynomial: Floats, scale_bits: NDArray[np.int64]
+) -> float:
+    """dz[:size] = sigmoid(z) - y, stably (only exp of -|z|); returns sum(dz).
+
+    polynomial (B,) float64 and scale_bits (2, B) int64 are scratch space, reused across blocks.
+    """
+    for i in range(size):
+        x = max(-abs(z[i]), _EXP_FLOOR)
+        k = np.floor(x * _INV_LN2 + 0.5)
+        r = (x - k * _LN2_HI) - k * _LN2_LO
+        p = _C13 * r + _C12
+        p = (((p * r + _C11) * r + _C10) * r + _C9) * r + _C8
+        p = (((p * r + _C7) * r + _C6) * r + _C5) * r + _C4
+        p = (((p * r + _C3) * r + _C2) * r + _C1) * r + _C0
+        polynomial[i] = p
+        # 2^k as two factors 2^(k//2) 2^(k - k//2), each a normal number down to k = -2044, so
+        # results between 2^-1074 and 2^-1022 come out subnormal instead of wrong.
+        k_int = np.int64(k)
+        half = k_int >> 1
+        scale_bits[0, i] = (half + 1023) << 52
+        scale_bits[1, i] = (k_int - half + 1023) << 52
+    scale = scale_bits.view(np.float64)
+    total = 0.0
+    for i in range(size):
+        e = polynomial[i] * scale[0, i] * scale[1, i]  # exp(-|z|) in [0, 1]
+        inverse = 1.0 / (1.0 + e)
+        a = inverse if z[i] >= 0.0 else e * inverse
+        dz[i] = a - y[i]
+        total += dz[i]
+    return total
+
+
+@jit(fastmath=REASSOCIATE)
+def _z_rows(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
+    """z[:size] = b + w.T X[:, start:start+size], walking rows (C order), 8 at a time."""
+    n = X.shape[0]
+    for i in range(size):
+        z[i] = b
+    j = 0
+    while j + _ROWS <= n:
+        w0, w1, w2, w3 = w[j, 0], w[j + 1, 0], w[j + 2, 0], w[j + 3, 0]
+        w4, w5, w6, w7 = w[j + 4, 0], w[j + 5, 0], w[j + 6, 0], w[j + 7, 0]
+        r0, r1 = X[j, start : start + size], X[j + 1, start : start + size]
+        r2, r3 = X[j + 2, start : start + size], X[j + 3, start : start + size]
+        r4, r5 = X[j + 4, start : start + size], X[j + 5, start : start + size]
+        r6, r7 = X[j + 6, start : start + size], X[j + 7, start : start + size]
+        for i in range(size):
+            z[i] += (w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i]) + (
+                w4 * r4[i] + w5 * r5[i] + w6 * r6[i] + w7 * r7[i]
+            )
+        j += _ROWS
+    for jj in range(j, n):
+        wj, row = w[jj, 0], X[jj, start : start + size]
+        for i in range(size):
+            z[i] += wj * row[i]
+
+
+@jit(fastmath=REASSOCIATE)
+def _dw_rows(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> None:
+    """dw += X[:, start:start+size] dz[:size], walking rows (C order), 8 at a time."""
+    n = X.shape[0]
+    j = 0
+    while j + _ROWS <= n:
+        r0, r1 = X[j, start : start + size], X[j + 1, start : start + size]
+        r2, r3 = X[j + 2, start : start + size], X[j + 3, start : start + size]
+        r4, r5 = X[j + 4, start : start + size], X[j + 5, start : start + size]
+        r6, r7 = X[j + 6, start : start + size], X[j + 7, start : start + size]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        for i in range(size):
+            d = dz[i]
+            a0 += r0[i] * d
+            a1 += r1[i] * d
+            a2 += r2[i] * d
+            a3 += r3[i] * d
+            a4 += r4[i] * d
+            a5 += r5[i] * d
+            a6 += r6[i] * d
+            a7 += r7[i] * d
+        dw[j] += a0
+        dw[j + 1] += a1
+        dw[j + 2] += a2
+        dw[j + 3] += a3
+        dw[j + 4] += a4
+        dw[j + 5] += a5
+        dw[j + 6] += a6
+        dw[j + 7] += a7
+        j += _ROWS
+    for jj in range(j, n):
+        row = X[jj, start : start + size]
+        total = 0.0
+        for i in range(size):
+            total += row[i] * dz[i]
+        dw[jj] += total
+
+
+@jit(fastmath=REASSOCIATE)
+def _z_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
+    """z[:size] = b + w.T X[:, start:start+size], walking columns (Fortran order)."""
+    w_vector = w[:, 0]
+    for i in range(size):
+        column = X[:, start + i]
+        total = 0.0
+        for j in range(column.size):
+            total += w_vector[j] * column[j]
+        z[i] = b + total
+
+
+@jit(fastmath=REASSOCIATE)
+def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> None:
+    """dw += X[:, start:start+size] dz[:size], walking columns (Fortran order)."""
+    for i in range(size):
+        column = X[:, start + i]
+        d = dz[i]
+        for j in range(column.size):
+            dw[j] += column[j] * d
+
+
+@jit(fastmath=REASSOCIATE)
+def accumulate(w: Floats, b: float, X: Floats, Y: Floats, lo: int, hi: int, dw: Floats) -> float:
+    """Add the unnormalized gradient of examples lo..hi to dw (n,); return their sum of dz.
+
+    dw and the return value are float64 whatever the dtype of X (float32 X is read as such).
+    """
+    n = X.shape[0]
+    block = min(block_examples(n, X.itemsize), max(hi - lo, 1))
+    z = np.empty(block)
+    dz = np.empty(block)
+    polynomial = np.empty(block)
+    scale_bits = np.empty((2, block), np.int64)
+    rows_contiguous = X.strides[1] <= X.strides[0]  # C order (or a view like it)
+    y = Y[0]
+    db = 0.0
+    for start in range(lo, hi, block):
+        size = min(block, hi - start)
+        if rows_contiguous:
+            _z_rows(w, b, X, start, size, z)
+        else:
+            _z_columns(w, b, X, start, size, z)
+        db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
+        if rows_contiguous:
+            _dw_rows(X, start, size, dz, dw)
+        else:
+            _dw_columns(X, start, size, dz, dw)
+    return db
+
+
+@jit
+def finish(dw: NDArray[np.float64], db: float, m: int) -> tuple[NDArray[np.float64], float]:
+    """(dw / m as an (n, 1) column, db / m), dividing in place."""
+    for j in range(dw.size):
+        dw[j] /= m
+    return dw.reshape(dw.size, 1), db / m

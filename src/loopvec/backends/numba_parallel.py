@@ -1,0 +1,41 @@
+"""numba_fused split over threads: contiguous ranges of examples, one partial dw per thread.
+
+The thread count is an argument of the compiled function (read by the Python wrapper from
+numba.get_num_threads(), which the benchmark's `threads` axis sets) rather than read inside it,
+so the compiled code does not depend on it and stays cacheable.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.backends._blocked import Floats, accumulate, block_examples, finish
+from loopvec.backends._jit import jit
+
+
+@jit(parallel=True)
+def _gradient(
+    w: Floats, b: float, X: Floats, Y: Floats, threads: int
+) -> tuple[NDArray[np.float64], float]:
+    n, m = X.shape
+    # Fewer examples than two blocks per thread are not worth waking the thread pool for.
+    ranges = min(threads, m // (2 * block_examples(n, X.itemsize)))
+    if ranges <= 1:
+        dw = np.zeros(n)
+        return finish(dw, accumulate(w, b, X, Y, 0, m, dw), m)
+    partial_dw = np.zeros((ranges, n))
+    partial_db = np.zeros(ranges)
+    for r in numba.prange(ranges):
+        lo, hi = r * m // ranges, (r + 1) * m // ranges
+        partial_db[r] = accumulate(w, b, X, Y, lo, hi, partial_dw[r])
+    dw = np.zeros(n)
+    for r in range(ranges):
+        dw += partial_dw[r]
+    return finish(dw, partial_db.sum(), m)
+
+
+def gradient(w: Floats, b: float, X: Floats, Y: Floats) -> tuple[NDArray[np.float64], float]:
+    """dw (n, 1) float64 and db of the mean cross-entropy; X (n, m), Y (1, m), w (n, 1)."""
+    return _gradient(w, b, X, Y, numba.get_num_threads())
