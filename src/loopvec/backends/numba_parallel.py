@@ -11,8 +11,13 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends._blocked import Floats, accumulate, block_examples, finish
+from loopvec.backends._blocked import Floats, accumulate, finish
 from loopvec.backends._jit import jit
+
+#: Work below which one thread is faster than waking the pool (a few microseconds): entries of X
+#: plus about 16 per example for the sigmoid, in units of one multiply-add.
+_MIN_WORK_PER_THREAD = 2**17
+_SIGMOID_WORK = 16
 
 
 @jit(parallel=True)
@@ -20,8 +25,7 @@ def _gradient(
     w: Floats, b: float, X: Floats, Y: Floats, threads: int
 ) -> tuple[NDArray[np.float64], float]:
     n, m = X.shape
-    # Fewer examples than two blocks per thread are not worth waking the thread pool for.
-    ranges = min(threads, m // (2 * block_examples(n, X.itemsize)))
+    ranges = min(threads, m, m * (n + _SIGMOID_WORK) // _MIN_WORK_PER_THREAD)
     if ranges <= 1:
         dw = np.zeros(n)
         return finish(dw, accumulate(w, b, X, Y, 0, m, dw), m)
