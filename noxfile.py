@@ -9,8 +9,8 @@ import nox
 
 nox.options.sessions = ["tests", "lint"]  # bench and plots write results/: run them by name
 
-# numba writes compiled kernels next to the package; in a read-only checkout or site-packages it
-# falls back to this folder, shared by every session so each kernel is compiled once per machine.
+# numba caches compiled kernels here rather than next to the package (which may be read-only),
+# one folder shared by every session, so each kernel is compiled once per machine.
 ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache")}
 
 
@@ -19,6 +19,16 @@ def tests(session: nox.Session) -> None:
     """Run the unit tests on an installed (not editable) loopvec."""
     session.install(".[test]")
     session.run("pytest", *session.posargs, env=ENV)
+
+
+def _option(args: list[str], name: str, default: str) -> str:
+    """The value of `name` in pytest arguments (`--name value` or `--name=value`)."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 @nox.session
@@ -34,7 +44,10 @@ def bench(session: nox.Session) -> None:
         # benchmark measures numpy as it runs by default. machine.json records the kernel used.
         env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
     )
-    session.run("loopvec", "report", env=ENV)  # the newest run: the one just timed
+    results = _option(session.posargs, "--results-dir", default="results")
+    # The newest run under the results folder is the one just timed.
+    figures, report = f"{results}/figures", f"{results}/REPORT.md"
+    session.run("loopvec", "report", results, "--figures", figures, "--out", report, env=ENV)
 
 
 @nox.session

@@ -11,15 +11,20 @@ KeyboardInterrupt so that pytest still finishes the session and writes what it h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import signal
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
+import numpy as np
 import psutil
 import pytest
 
@@ -29,6 +34,7 @@ from loopvec.backends import BACKENDS, get_kernel
 from loopvec.grid import (
     DEFAULT_BUDGET_S,
     GRIDS,
+    LAYOUTS,
     Cell,
     CostModel,
     cell_wall_s,
@@ -57,15 +63,37 @@ def _int_list(text: str) -> list[int]:
     return [int(v) for v in values]
 
 
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An option type: a comma-separated subset of `allowed`, or a usage error naming them."""
+
+    def parse(text: str) -> list[str]:
+        values = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        wrong = [v for v in values if v not in allowed]
+        if wrong or not values:
+            raise pytest.UsageError(f"expected some of {', '.join(allowed)}; got {text!r}")
+        return values
+
+    return parse
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loopvec", "loopvec benchmark grid")
-    group.addoption("--grid", default="default", choices=sorted(GRIDS), help="named grid")
+    grids = "; ".join(f"{name}: {grid.summary}" for name, grid in GRIDS.items())
+    group.addoption("--grid", default="default", choices=list(GRIDS), help=grids)
     group.addoption("--m", type=_int_list, help="example counts, e.g. 1,1000,1e6 (overrides grid)")
     group.addoption("--n", type=_int_list, help="feature counts, e.g. 1,100 (overrides grid)")
-    group.addoption("--backends", help="comma-separated backend names (default: all available)")
+    group.addoption(
+        "--backends", type=_choices(list(BACKENDS)), help="backend names (default: all)"
+    )
     group.addoption("--threads", type=_int_list, help="thread counts (default: 1 and all cores)")
     group.addoption(
-        "--dtypes", default=",".join(DTYPES), help="float64,float32 (each where a backend has it)"
+        "--dtypes",
+        type=_choices(DTYPES),
+        default=list(DTYPES),
+        help="float64,float32 (each where a backend is registered for it)",
+    )
+    group.addoption(
+        "--layouts", type=_choices(LAYOUTS), default=["C"], help="memory order of X: C (course), F"
     )
     group.addoption(
         "--budget", type=float, default=DEFAULT_BUDGET_S, help="skip cells predicted slower"
@@ -125,13 +153,16 @@ class BenchRun:
         if self._problem is None or self._problem[0] != key:
             self._problem = None  # free the previous problem before building a larger one
             problem = loopvec.make_problem(cell.m, cell.n, seed=0).astype(cell.dtype)
+            if cell.layout == "F":
+                problem = dataclasses.replace(problem, X=np.asfortranarray(problem.X))
             self._problem = (key, problem, Reference.of(problem.astype("float64")))
         return self._problem[1], self._problem[2]
 
     def available_bytes(self, cell: Cell) -> int:
         """Free memory, counting the cached problem as free when this cell would replace it."""
         available = int(psutil.virtual_memory().available)
-        if self._problem is not None and self._problem[0][:2] != (cell.m, cell.n):
+        key = (cell.m, cell.n, cell.dtype, cell.layout)
+        if self._problem is not None and self._problem[0] != key:
             available += self._problem[1].X.nbytes
         return available
 
@@ -191,7 +222,7 @@ def pytest_configure(config: pytest.Config) -> None:
         host=host,
         machine={},
     )
-    if config.getoption("--fresh"):
+    if config.getoption("--fresh") and not config.option.collectonly:
         for path in folder.glob("*.json"):
             path.unlink()
     for record in read_cells(folder) if folder.exists() else []:
@@ -203,11 +234,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _selected_backends(config: pytest.Config) -> list[str]:
-    option = config.getoption("--backends")
-    names = [name.strip() for name in option.split(",")] if option else loopvec.backend_names()
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown:
-        raise pytest.UsageError(f"unknown backend(s) {unknown}; valid: {loopvec.backend_names()}")
+    names: list[str] = config.getoption("--backends") or loopvec.backend_names()
     return names
 
 
@@ -232,10 +259,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config.getoption("--m") or grid.m_values,
             config.getoption("--n") or grid.n_values,
             available,
-            config.getoption("--threads") or default_threads(),
-            config.getoption("--dtypes").split(","),
+            _threads(config),
+            config.getoption("--dtypes"),
+            config.getoption("--layouts"),
         )
         metafunc.parametrize("cell", cells, ids=[c.cell_id for c in cells])
+
+
+def _threads(config: pytest.Config) -> list[int]:
+    threads: list[int] = config.getoption("--threads") or list(default_threads())
+    most = numba.config.NUMBA_NUM_THREADS
+    if max(threads) > most:
+        raise pytest.UsageError(
+            f"--threads: numba can use at most {most} threads here; got {threads}"
+        )
+    return threads
 
 
 @pytest.fixture
@@ -247,7 +285,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = session.config.stash[RUN]
     if session.config.option.collectonly:
         return
-    run.machine = machine_record(measure_bandwidth=not session.config.getoption("--no-bandwidth"))
+    measure = not session.config.getoption("--no-bandwidth")
+    run.machine = machine_record(measure_bandwidth=measure)
+    previous = run.folder / MACHINE_FILE
+    if not measure and previous.exists():  # a resumed run keeps the ceiling measured before
+        earlier = json.loads(previous.read_text(encoding="utf-8"))
+        if "read_bandwidth_bytes_per_s" in earlier:
+            run.machine["read_bandwidth_bytes_per_s"] = earlier["read_bandwidth_bytes_per_s"]
     run.machine["grid"] = run.grid
     run.machine["unavailable_backends"] = _unavailable(session.config)
     try:

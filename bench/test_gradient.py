@@ -1,4 +1,4 @@
-"""Time every available backend over the grid: backend x m x n x threads (see conftest.py).
+"""Time every available backend over the grid: backend x m x n x threads x dtype (conftest.py).
 
 Per cell: skip if already timed in this run's folder, over the time budget or out of memory;
 build the problem outside the timing; call the kernel once and check it against the reference
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from threadpoolctl import threadpool_info
 
-from loopvec.agreement import RTOL, DisagreementError
+from loopvec.agreement import RTOL
 from loopvec.backends import get_kernel
 from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_for, thread_limit
 from loopvec.problem import Problem
@@ -53,13 +53,13 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
     args = (problem.w, problem.b, problem.X, problem.Y)
     signature = (cell.backend, cell.dtype, cell.layout)
     with thread_limit(cell.threads):
-        got, first_call_s = time_one_call(kernel, problem)
-        run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
         try:
+            got, first_call_s = time_one_call(kernel, problem)
             reference.check(cell.backend, got, rtol=RTOL[cell.dtype])
-        except DisagreementError as error:
-            run.write_cell(cell, "failed", reason=str(error))
+        except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
+            run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
+        run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
         _, warm_s = time_one_call(kernel, problem)  # warm-up: caches, pages, branch history
 
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"

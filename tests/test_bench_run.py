@@ -137,3 +137,11 @@ def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) ->
     result = run_bench(blocker, "--grid", "smoke")
     assert result.returncode != 0
     assert "cannot start the run: cannot write" in result.stdout + result.stderr
+
+
+def test_bad_grid_options_are_usage_errors_naming_the_choices(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "--grid", "smoke", "--dtypes", "f32")
+    assert result.returncode != 0
+    assert "expected some of float64, float32; got 'f32'" in result.stdout + result.stderr
+    result = run_bench(tmp_path, "--grid", "smoke", "--backends", "numpy")
+    assert "expected some of python_loops, partly_vectorized" in result.stdout + result.stderr

@@ -63,3 +63,14 @@ def test_info_prints_the_machine_record(capsys) -> None:  # type: ignore[no-unty
     record = json.loads(capsys.readouterr().out)
     assert record["logical_cores"] >= 1
     assert "read_bandwidth_bytes_per_s" not in record
+    assert record["backends"]["numpy_vectorized"]["available"] is True
+    assert record["backends"]["numba_fused"]["family"] == "jit"
+
+
+def test_unknown_host_and_foreign_json_are_clear_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["plot", str(FIXTURE), "--host", "elsewhere", "--out", str(tmp_path)]) == 2
+    assert "no results from host 'elsewhere'; hosts: vm" in capsys.readouterr().err
+    foreign = tmp_path / "other.json"
+    foreign.write_text('{"benchmarks": []}')
+    assert main(["plot", str(foreign), "--out", str(tmp_path)]) == 2
+    assert f"{foreign} is not a loopvec benchmark result" in capsys.readouterr().err

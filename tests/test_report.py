@@ -37,7 +37,7 @@ def test_tables_models_compile_times_skips_noise_and_machine() -> None:
         "## Speedup over `numpy_vectorized` (2 threads)",
         "## Cost model: t = overhead + per example x m + per element x m x n",
         "## First call in the process",
-        "## Skipped cells (4)",
+        "## Skipped or failed cells (4)",
         "## Noisy cells: IQR over 10% of the median",
         "## Machine",
     ):
@@ -46,6 +46,6 @@ def test_tables_models_compile_times_skips_noise_and_machine() -> None:
     columns = "python_loops | partly_vectorized | numpy_vectorized (1t) | numpy_vectorized (2t)"
     assert f"| m | n | {columns} | numba_loops |" in medians
     assert medians.count("skip (~") == 4
-    assert "| numba_loops | 1 |" in REPORT.split("## Cost model")[1]
+    assert "| numba_loops | float64 | 1 |" in REPORT.split("## Cost model")[1]
     assert "- cpu: AMD EPYC" in REPORT
     assert "GB/s at 2 thread(s)" in REPORT

@@ -35,7 +35,7 @@ RTOL_FLOAT64 = 1e-10
 #: float32 rounding is 6e-8 per operation; measured errors stay below 3e-8 up to m = 1e6.
 RTOL_FLOAT32 = 1e-5
 RTOL = {"float64": RTOL_FLOAT64, "float32": RTOL_FLOAT32}
-#: Examples per block when summing magnitudes, so |X| is never held whole (X may be most of RAM).
+#: Bytes of |X| per block when summing magnitudes, so |X| is never held whole (X may fill RAM).
 _BLOCK_BYTES = 64 * 2**20
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 
+from loopvec.backends import BACKENDS, available_backends
 from loopvec.compare import compare_runs, regressions
 from loopvec.machine import machine_record
 from loopvec.plots import FIGURES, format_seconds
@@ -36,6 +37,8 @@ def _results_for_one_host(paths: Sequence[Path], host: str | None) -> Results:
     hosts = results.hosts
     if host is None and len(hosts) > 1:
         raise ValueError(f"results from several hosts ({', '.join(hosts)}): choose one with --host")
+    if host is not None and host not in hosts:
+        raise ValueError(f"no results from host {host!r}; hosts: {', '.join(hosts)}")
     return results.for_host(host or hosts[0])
 
 
@@ -77,12 +80,12 @@ def _compare(args: argparse.Namespace) -> int:
     if not comparisons:
         print("no cell was timed in both runs")
         return 1
-    print(f"{'cell':44} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
+    print(f"{'cell':52} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
     for c in comparisons:
         change = ("slower" if c.ratio > 1 else "faster") if c.changed else ""
-        cell = f"{c.a.backend} m={c.a.m} n={c.a.n} t={c.a.threads}"
+        cell = f"{c.a.backend} m={c.a.m} n={c.a.n} t={c.a.threads} {c.a.dtype}"
         print(
-            f"{cell:44} {format_seconds(c.a.median_s or 0):>10} "
+            f"{cell:52} {format_seconds(c.a.median_s or 0):>10} "
             f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change}"
         )
     if args.fail_above is not None:
@@ -94,7 +97,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(json.dumps(machine_record(measure_bandwidth=not args.no_bandwidth), indent=1))
+    record = machine_record(measure_bandwidth=not args.no_bandwidth)
+    available = available_backends()
+    record["backends"] = {
+        name: {"family": spec.family, "summary": spec.summary, "available": name in available}
+        for name, spec in BACKENDS.items()
+    }
+    print(json.dumps(record, indent=1))
     return 0
 
 
@@ -131,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=_compare)
 
-    info = commands.add_parser("info", help="print this machine's record")
+    info = commands.add_parser("info", help="print this machine's record and the backends")
     info.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth measurement")
     info.set_defaults(handler=_info)
     return parser

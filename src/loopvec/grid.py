@@ -101,23 +101,31 @@ def default_threads() -> tuple[int, ...]:
     return tuple(sorted({1, os.cpu_count() or 1}))
 
 
+#: Memory orders of X the grid can time: the course layout (a row per feature) and its transpose.
+LAYOUTS = ("C", "F")
+
+
 def make_cells(
     m_values: Iterable[int],
     n_values: Iterable[int],
     backends: Sequence[str],
     threads: Iterable[int],
     dtypes: Iterable[str] = DTYPES,
+    layouts: Iterable[str] = ("C",),
 ) -> list[Cell]:
     """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread, and
-    each backend only in the dtypes it is registered for."""
+    each backend only in the dtypes it is registered for.
+
+    Within a size, cells of one dtype and layout come together: they share one problem.
+    """
     sizes = sorted({(m, n) for m in m_values for n in n_values}, key=lambda s: (s[0] * s[1], s))
     thread_counts = sorted(set(threads))
-    wanted = [dtype for dtype in DTYPES if dtype in set(dtypes)]
     return [
-        Cell(backend, m, n, t, dtype)
+        Cell(backend, m, n, t, dtype, layout)
         for m, n in sizes
+        for dtype in [d for d in DTYPES if d in set(dtypes)]
+        for layout in [o for o in LAYOUTS if o in set(layouts)]
         for backend in backends
-        for dtype in wanted
         for t in thread_counts
         if (BACKENDS[backend].threading != "none" or t == 1) and dtype in BACKENDS[backend].dtypes
     ]

@@ -70,9 +70,46 @@ def fit_models(
     return models
 
 
+def run_date(records: Sequence[Record]) -> str:
+    """The day the run finished (its last cell), as YYYY-MM-DD; '' for records without one."""
+    return max((r.finished_at for r in records), default="")[:10]
+
+
+def middle_n(n_values: Sequence[int]) -> int:
+    """The n of single-n views: 100 (the issues' reference size) if present, else the largest."""
+    return 100 if 100 in n_values else max(n_values)
+
+
+def fastest(cells: dict[tuple[str, int, int], Record], m: int, n: int) -> Record | None:
+    """The timed record with the smallest median at (m, n), or None."""
+    timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
+    return min(timed, key=lambda r: r.median_s or 0.0, default=None)
+
+
+def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[float, int, int]]:
+    """backend -> (median at 1 thread / median at the most threads, m, n) at the largest float64
+    size timed both ways; threaded backends only."""
+    most = max_threads(records)
+    by_cell = {
+        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
+    }
+    speedups = {}
+    for backend in backends_in(records):
+        both = [
+            (m * n, m, n)
+            for (b, m, n, t) in by_cell
+            if b == backend and t == 1 and most > 1 and (b, m, n, most) in by_cell
+        ]
+        if both:
+            _, m, n = max(both)
+            one, many = by_cell[(backend, m, n, 1)], by_cell[(backend, m, n, most)]
+            speedups[backend] = ((one.median_s or 0.0) / (many.median_s or 1.0), m, n)
+    return speedups
+
+
 def context(machine: dict[str, Any], records: Sequence[Record], threads: int | None) -> str:
     """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says."""
-    date = max((r.finished_at for r in records), default="")[:10]
+    date = run_date(records)
     parts = [machine.get("cpu", "unknown CPU"), f"{machine.get('logical_cores', '?')} cores"]
     if threads is not None:
         parts.append(f"{threads} thread{'s' if threads > 1 else ''}")
@@ -173,8 +210,11 @@ def speedup_heatmaps(
 
 
 def _skip_label(mine: Record | None, base: Record | None) -> str | None:
-    """'skip ~3.2 s' where the backend was skipped, 'base skip ...' where the baseline was."""
+    """'skip ~3.2 s' where the backend was skipped, 'base skip ...' where the baseline was,
+    'failed' where a backend failed its reference check."""
     for record, who in ((mine, ""), (base, "base ")):
+        if record is not None and record.status == "failed":
+            return f"{who}failed"
         if record is not None and not record.timed:
             predicted = f"\n~{format_seconds(record.predicted_s)}" if record.predicted_s else ""
             return f"{who}skip{predicted}"
@@ -186,8 +226,8 @@ def runtime_vs_m(
 ) -> Figure:
     """Median time against m on log-log axes, one panel per n, a line per backend.
 
-    The backend's fitted cost model is drawn dashed; the legend gives its log-log slope at the
-    largest m (1: time grows like m; 0: fixed overhead). Skipped cells show their prediction (x).
+    The backend's fitted cost model is drawn dashed and written out in the legend (overhead,
+    cost per example, cost per entry of X). Skipped cells show their prediction (x).
     """
     threads = threads or max_threads(records)
     cells = at_threads(records, threads)
@@ -298,17 +338,18 @@ def crossover(
     winner_index = np.full((len(n_values), len(m_values)), np.nan)
     for i, n in enumerate(n_values):
         for j, m in enumerate(m_values):
-            timed = sorted(
-                (r.median_s or 0.0, b)
-                for b in backends
-                if (r := cells.get((b, m, n))) is not None and r.timed
-            )
-            if not timed:
+            best = fastest(cells, m, n)
+            if best is None:
                 continue
-            winner_index[i, j] = backends.index(timed[0][1])
-            margin = format_ratio(timed[1][0] / timed[0][0]) if len(timed) > 1 else ""
+            winner_index[i, j] = backends.index(best.backend)
+            times = sorted(
+                r.median_s or 0.0
+                for (_, mm, nn), r in cells.items()
+                if (mm, nn) == (m, n) and r.timed
+            )
+            margin = format_ratio(times[1] / times[0]) if len(times) > 1 else ""
             winners_ax.text(
-                j, i, f"{timed[0][1]}\n{margin}", ha="center", va="center", fontsize=6.5
+                j, i, f"{best.backend}\n{margin}", ha="center", va="center", fontsize=6.5
             )
     colors = ListedColormap([backend_color(b, backends) for b in backends])
     norm = BoundaryNorm(np.arange(len(backends) + 1) - 0.5, len(backends))
@@ -366,7 +407,7 @@ def effective_bandwidth(
     with the machine's measured read bandwidth at that thread count drawn as the ceiling.
     float32 cells (half the bytes) are drawn dotted beside the float64 ones."""
     n_values = sorted({r.n for r in records})
-    n = n if n is not None else (100 if 100 in n_values else max(n_values))
+    n = n if n is not None else middle_n(n_values)
     thread_counts = sorted({r.threads for r in records})
     backends = backends_in(records)
     ceilings = machine.get("read_bandwidth_bytes_per_s", {})
@@ -417,27 +458,17 @@ def effective_bandwidth(
 def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     """Speedup, 1 thread to all cores, per threaded backend at its largest size timed at both."""
     most = max_threads(records)
-    by_cell = {
-        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
-    }
     threaded = [
         b for b in backends_in(records) if any(r.backend == b and r.threads > 1 for r in records)
     ]
+    speedups = thread_speedups(records)
     figure = Figure(figsize=(7, 4.2), layout="constrained")
     ax = figure.subplots()
     backends = backends_in(records)
     for k, backend in enumerate(threaded):
-        both = [
-            (m * n, m, n)
-            for (b, m, n, t) in by_cell
-            if b == backend and t == 1 and (b, m, n, most) in by_cell
-        ]
-        if not both:
+        if backend not in speedups:
             continue
-        _, m, n = max(both)
-        speedup = (by_cell[(backend, m, n, 1)].median_s or 0) / (
-            by_cell[(backend, m, n, most)].median_s or 1
-        )
+        speedup, m, n = speedups[backend]
         ax.bar(k, speedup, color=backend_color(backend, backends))
         label = f"{format_ratio(speedup)}\nat m={m:,}, n={n:,}"
         ax.text(k, speedup / 2, label, ha="center", va="center", fontsize=8, color="white")

@@ -13,10 +13,14 @@ from loopvec.plots import (
     at_threads,
     backends_in,
     crossover_m,
+    fastest,
     fit_models,
     format_ratio,
     format_seconds,
     max_threads,
+    middle_n,
+    run_date,
+    thread_speedups,
 )
 from loopvec.results import Record
 
@@ -34,6 +38,8 @@ def _time(record: Record | None) -> str:
         return ""
     if record.timed and record.median_s is not None:
         return format_seconds(record.median_s)
+    if record.status == "failed":
+        return "failed"
     return f"skip (~{format_seconds(record.predicted_s)})" if record.predicted_s else "skip"
 
 
@@ -45,11 +51,6 @@ def _speedup(cells: Cells, backend: str, baseline: str, m: int, n: int) -> str:
     if base.timed and base.median_s:
         return format_ratio(base.median_s / mine.median_s)
     return f"~{format_ratio(base.predicted_s / mine.median_s)}" if base.predicted_s else ""
-
-
-def fastest(cells: Cells, m: int, n: int) -> Record | None:
-    timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
-    return min(timed, key=lambda r: r.median_s or 0.0, default=None)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -129,7 +130,7 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
             f"does; the dashed lines are the fitted cost models."
         )
 
-    n_mid = 100 if any(n == 100 for _, n in sizes) else max(n for _, n in sizes)
+    n_mid = middle_n(sorted({n for _, n in sizes}))
     crossings = []
     for other in backends_in(records):
         if other == REFERENCE:
@@ -139,10 +140,8 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
             crossings.append(f"`{other}` from m ~ {m:,.0f}")
         elif kind in ("always", "never"):
             crossings.append(f"`{other}` {'at every m' if kind == 'always' else 'at no m'}")
-    sentences["crossover"] = (
-        f"The colour of a cell is its fastest backend; at n = {n_mid}, `{REFERENCE}` beats "
-        + ", ".join(crossings)
-        + "."
+    sentences["crossover"] = "The colour of a cell is its fastest backend" + (
+        f"; at n = {n_mid}, `{REFERENCE}` beats " + ", ".join(crossings) + "." if crossings else "."
     )
 
     ceiling = machine.get("read_bandwidth_bytes_per_s", {}).get(str(threads))
@@ -150,9 +149,9 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
     if ceiling and at_n:
         best = max(at_n, key=lambda r: r.x_bytes / (r.median_s or 1))
         rate = best.x_bytes / (best.median_s or 1)
-        largest = max(at_n, key=lambda r: (r.x_bytes, -(r.median_s or 0)))
+        biggest = max(r.x_bytes for r in at_n)
         largest_best = min(
-            (r for r in at_n if r.x_bytes == largest.x_bytes), key=lambda r: r.median_s or 0
+            (r for r in at_n if r.x_bytes == biggest), key=lambda r: r.median_s or 0.0
         )
         largest_rate = largest_best.x_bytes / (largest_best.median_s or 1)
         sentences["effective_bandwidth"] = (
@@ -165,22 +164,10 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
             f"{largest_rate / ceiling:.0%})."
         )
 
-    scaling = []
-    by_cell = {
-        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
-    }
-    for backend in backends_in(records):
-        both = [
-            (m * n, m, n)
-            for (b, m, n, t) in by_cell
-            if b == backend and t == 1 and (b, m, n, threads) in by_cell and threads > 1
-        ]
-        if both:
-            _, m, n = max(both)
-            ratio = (by_cell[(backend, m, n, 1)].median_s or 0) / (
-                by_cell[(backend, m, n, threads)].median_s or 1
-            )
-            scaling.append(f"`{backend}` {format_ratio(ratio)} at m = {m:,}, n = {n:,}")
+    scaling = [
+        f"`{backend}` {format_ratio(ratio)} at m = {m:,}, n = {n:,}"
+        for backend, (ratio, m, n) in thread_speedups(records).items()
+    ]
     if scaling:
         sentences["thread_scaling"] = (
             f"From 1 to {threads} threads: " + "; ".join(scaling) + f" (ideal: {threads}x)."
@@ -192,11 +179,15 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
     """float64 time / float32 time at the largest m of each n: 2x where only bytes matter."""
     singles, doubles = at_threads(records, threads, "float32"), at_threads(records, threads)
     rows = []
-    for n in sorted({n for (_, _, n) in singles}):
-        m = max(m for (_, m, nn) in singles if nn == n)
-        for backend in backends_in(records):
-            single, double = singles.get((backend, m, n)), doubles.get((backend, m, n))
-            if single and double and single.timed and double.timed:
+    both = [
+        (key, single, doubles[key])
+        for key, single in singles.items()
+        if single.timed and key in doubles and doubles[key].timed
+    ]
+    for n in sorted({n for (_, _, n), *_ in both}):
+        m = max(m for (_, m, nn), *_ in both if nn == n)
+        for (backend, mm, nn), single, double in both:
+            if (mm, nn) == (m, n):
                 ratio = (double.median_s or 0) / (single.median_s or 1)
                 rows.append(
                     [backend, f"{m:,}", f"{n:,}", _time(double), _time(single), f"{ratio:.2f}"]
@@ -216,7 +207,9 @@ def render_report(
     cells = at_threads(records, threads)
     sizes = {(m, n) for (_, m, n) in cells}
     threaded = {r.backend for r in records if r.threads > 1}
-    date = max((r.finished_at for r in records), default="")[:10]
+    date = run_date(records)
+    if not cells:
+        raise ValueError("the report compares float64 cells, and this run has none")
     lines = [
         "# loopvec report",
         "",
@@ -280,22 +273,23 @@ def render_report(
         model_rows,
     )
 
-    compile_rows = {
-        (r.backend, r.dtype): [r.backend, r.dtype, format_seconds(r.compile_s)]
-        for r in reversed(records)
-        if r.timed and r.compile_s is not None
-    }
+    compile_rows: dict[tuple[str, str], list[str]] = {}
+    for r in records:
+        if r.timed and r.compile_s is not None:
+            compile_rows.setdefault(
+                (r.backend, r.dtype), [r.backend, r.dtype, format_seconds(r.compile_s)]
+            )
     lines += ["", "## First call in the process (JIT compile or cache load included)", ""]
-    lines += _table(["backend", "dtype", "compile_s"], list(reversed(compile_rows.values())))
+    lines += _table(["backend", "dtype", "compile_s"], list(compile_rows.values()))
     lines += ["", *float32_table(records, threads)]
 
-    skipped = [r for r in records if not r.timed]
-    lines += ["", f"## Skipped cells ({len(skipped)})", ""]
+    untimed = [r for r in records if not r.timed]
+    lines += ["", f"## Skipped or failed cells ({len(untimed)})", ""]
     lines += _table(
-        ["backend", "threads", "m", "n", "reason"],
+        ["backend", "dtype", "threads", "m", "n", "status", "reason"],
         [
-            [r.backend, str(r.threads), f"{r.m:,}", f"{r.n:,}", r.reason or r.status]
-            for r in skipped
+            [r.backend, r.dtype, str(r.threads), f"{r.m:,}", f"{r.n:,}", r.status, r.reason or ""]
+            for r in untimed
         ],
     )
     noisy = [
@@ -309,10 +303,11 @@ def render_report(
         "",
     ]
     lines += _table(
-        ["backend", "threads", "m", "n", "median", "IQR", "rounds"],
+        ["backend", "dtype", "threads", "m", "n", "median", "IQR", "rounds"],
         [
             [
                 r.backend,
+                r.dtype,
                 str(r.threads),
                 f"{r.m:,}",
                 f"{r.n:,}",

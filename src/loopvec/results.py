@@ -173,6 +173,24 @@ def _from_raw_json(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]
     return records, {machine["host"]: machine}
 
 
+def _read_any(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+    """Records and machines from one path of any kind load_results takes; ValueError if foreign."""
+    try:
+        if path.is_file():
+            return _from_raw_json(path)
+        if (path / MACHINE_FILE).exists():
+            return _from_run_folder(path)
+        if (path / CELLS).is_dir():
+            return _from_run_folder(newest_run(path))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is not a loopvec benchmark result ({type(error).__name__}: {error})"
+        ) from None
+    raise FileNotFoundError(
+        f"{path} is neither a run folder, a results folder nor a pytest-benchmark JSON"
+    )
+
+
 def load_results(paths: Iterable[Path]) -> Results:
     """Tidy records from run folders, results folders (their newest run) and raw JSON files.
 
@@ -186,16 +204,7 @@ def load_results(paths: Iterable[Path]) -> Results:
             raise FileNotFoundError(
                 f"{path} does not exist: run the benchmark first (nox -s bench)"
             )
-        if path.is_file():
-            records, machine = _from_raw_json(path)
-        elif (path / MACHINE_FILE).exists():
-            records, machine = _from_run_folder(path)
-        elif (path / CELLS).is_dir():
-            records, machine = _from_run_folder(newest_run(path))
-        else:
-            raise FileNotFoundError(
-                f"{path} is neither a run folder, a results folder nor a pytest-benchmark JSON"
-            )
+        records, machine = _read_any(path)
         machines.update(machine)
         for record in records:
             key = (record.host, record.cell)

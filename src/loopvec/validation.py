@@ -1,7 +1,8 @@
 """Input checks for the public front doors, in one place, so kernels can trust their inputs.
 
 Every error names the argument, what was expected and what was given. Valid inputs come back as
-float64 arrays (a copy only when the dtype changes: inputs are never modified) and b as a float.
+float64 arrays, or float32 where asked for (a copy only when the dtype changes: inputs are never
+modified), and b as a float.
 """
 
 from __future__ import annotations

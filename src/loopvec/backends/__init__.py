@@ -6,11 +6,11 @@ Every backend module exposes one raw kernel with the same signature::
 
     gradient(w, b, X, Y) -> (dw, db)
 
-    X  : ndarray of shape (n, m), float64   features x examples (C or Fortran order)
-    Y  : ndarray of shape (1, m), float64   labels in [0, 1]
-    w  : ndarray of shape (n, 1), float64
+    X  : ndarray of shape (n, m)            features x examples (C or Fortran order)
+    Y  : ndarray of shape (1, m)            labels in [0, 1]
+    w  : ndarray of shape (n, 1)            X, Y, w: float64, or float32 where asked for
     b  : float
-    dw : ndarray of shape (n, 1), float64   dw = X dZ.T / m
+    dw : ndarray of shape (n, 1)            dw = X dZ.T / m (float64, or float32 from numpy)
     db : float                              db = sum(dZ) / m
 
     with Z = w.T X + b,  A = sigmoid(Z),  dZ = A - Y.

@@ -45,16 +45,16 @@ _LN2_LO = 1.90821492927058770002e-10
 _EXP_FLOOR = -1400.0
 #: Bytes of X per block: well inside the last-level cache between the two reads. Measured at
 #: n = 10 to 1000: 1024 to 4096 examples per block beat 256 to 512 (shorter rows stream worse)
-#: by up to 25 %, and a block need not fit in L2.
+#: by up to 25 %, and a block need not fit in L2. (1024 examples = 8 MB at n = 1000.)
 _BLOCK_BYTES = 8 * 2**20
 _ROWS = 8  # rows of X per pass in C order (registers hold 8 accumulators)
 
 
 @jit
 def block_examples(n: int, itemsize: int) -> int:
-    """Examples per block: about _BLOCK_BYTES of X, a multiple of 64, from 1024 to 4096."""
+    """Examples per block: about _BLOCK_BYTES of X, a multiple of 64, from 64 to 4096."""
     examples = _BLOCK_BYTES // (itemsize * n)
-    return max(1024, min(4096, examples // 64 * 64))
+    return max(64, min(4096, examples // 64 * 64))
 
 
 @jit(fastmath=REASSOCIATE)

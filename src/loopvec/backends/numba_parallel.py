@@ -11,6 +11,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from loopvec.backends import numba_fused
 from loopvec.backends._blocked import Floats, accumulate, finish
 from loopvec.backends._jit import jit
 
@@ -27,8 +28,7 @@ def _gradient(
     n, m = X.shape
     ranges = min(threads, m, m * (n + _SIGMOID_WORK) // _MIN_WORK_PER_THREAD)
     if ranges <= 1:
-        dw = np.zeros(n)
-        return finish(dw, accumulate(w, b, X, Y, 0, m, dw), m)
+        return numba_fused.gradient(w, b, X, Y)
     partial_dw = np.zeros((ranges, n))
     partial_db = np.zeros(ranges)
     for r in numba.prange(ranges):
