@@ -16,8 +16,8 @@ ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the unit tests on an installed (not editable) loopvec."""
-    session.install(".[test]")
+    """Run the unit tests, framework backends included, on an installed (not editable) loopvec."""
+    session.install(".[test,peers]")
     session.run("pytest", *session.posargs, env=ENV)
 
 
@@ -34,7 +34,17 @@ def _option(args: list[str], name: str, default: str) -> str:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time the grid (default; `-- --grid quick` for a first look), then draw figures and report."""
-    session.install(".[bench]")
+    _bench(session, ".[bench]")
+
+
+@nox.session
+def peers(session: nox.Session) -> None:
+    """The bench session with PyTorch and JAX installed: loopvec against the frameworks."""
+    _bench(session, ".[bench,peers]")
+
+
+def _bench(session: nox.Session, install: str) -> None:
+    session.install(install)
     session.run(
         "pytest",
         "bench",

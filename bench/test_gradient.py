@@ -16,18 +16,17 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from loopvec.agreement import RTOL
-from loopvec.backends import get_kernel
+from loopvec.backends import get_adapters, get_kernel
 from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_for, thread_limit
-from loopvec.problem import Problem
 
 if TYPE_CHECKING:
     from conftest import BenchRun
 
 
-def time_one_call(kernel: Callable[..., Any], problem: Problem) -> tuple[Any, float]:
-    """Call `kernel` once on `problem`: (result, seconds)."""
+def time_one_call(kernel: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
+    """Call `kernel` once: (result, seconds)."""
     start = time.perf_counter()
-    result = kernel(problem.w, problem.b, problem.X, problem.Y)
+    result = kernel(*args)
     return result, time.perf_counter() - start
 
 
@@ -50,17 +49,18 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
 
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
-    args = (problem.w, problem.b, problem.X, problem.Y)
+    to_native, to_numpy = get_adapters(cell.backend)
+    args = to_native(problem.w, problem.b, problem.X, problem.Y)  # into the framework: untimed
     signature = (cell.backend, cell.dtype, cell.layout)
     with thread_limit(cell.threads):
         try:
-            got, first_call_s = time_one_call(kernel, problem)
-            reference.check(cell.backend, got, rtol=RTOL[cell.dtype])
+            got, first_call_s = time_one_call(kernel, args)
+            reference.check(cell.backend, to_numpy(got), rtol=RTOL[cell.dtype])
         except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
         run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
-        _, warm_s = time_one_call(kernel, problem)  # warm-up: caches, pages, branch history
+        _, warm_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
 
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
         benchmark.extra_info.update(cell.params(), compile_s=run.compile_s[signature])

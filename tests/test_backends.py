@@ -14,7 +14,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import loopvec
 from loopvec import Problem
 from loopvec.agreement import RTOL_FLOAT32, Reference, check_gradient
-from loopvec.backends import get_kernel
+from loopvec.backends import call
 
 # Shapes from m = n = 1 up to a few hundred; values across magnitudes, exact zeros and repeats.
 values = st.floats(min_value=-50, max_value=50, allow_nan=False, allow_subnormal=False)
@@ -34,7 +34,7 @@ def problems(draw: st.DrawFn, max_side: int = 40) -> Problem:
 @settings(max_examples=60, deadline=None)
 @given(problem=problems())
 def test_agrees_with_reference_on_drawn_values(backend: str, problem: Problem) -> None:
-    got = get_kernel(backend)(problem.w, problem.b, problem.X, problem.Y)
+    got = call(backend, problem.w, problem.b, problem.X, problem.Y)
     check_gradient(backend, got, problem)
 
 
@@ -47,7 +47,7 @@ def test_agrees_with_reference_on_large_random_problems(
     backend: str, m: int, n: int, seed: int
 ) -> None:
     p = loopvec.make_problem(m, n, seed=seed)
-    check_gradient(backend, get_kernel(backend)(p.w, p.b, p.X, p.Y), p)
+    check_gradient(backend, call(backend, p.w, p.b, p.X, p.Y), p)
 
 
 def test_worked_example(backend: str) -> None:

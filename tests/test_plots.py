@@ -142,3 +142,20 @@ def test_every_figure_renders_from_the_fixture(name: str) -> None:
     figure = FIGURES[name](RECORDS, MACHINE)
     assert figure.axes
     assert "2026" in figure._suptitle.get_text()  # the date of the run
+
+
+def test_loopvec_against_frameworks_names_both_winners_per_cell() -> None:
+    loopvec_side = [record("numba_fused", m, t) for m, t in ((10, 1e-6), (1000, 1e-4))]
+    framework_side = [record("torch_formula", m, t) for m, t in ((10, 2e-5), (1000, 5e-5))]
+    figure = FIGURES["loopvec_vs_frameworks"](loopvec_side + framework_side, MACHINE)
+    ax = figure.axes[0]
+    assert texts(ax) == [
+        "20x\nnumba_fused\nvs torch_formula",
+        "0.5x\nnumba_fused\nvs torch_formula",
+    ]
+    assert "framework time / loopvec time" in figure.axes[-1].get_ylabel()
+
+
+def test_loopvec_against_frameworks_says_when_there_are_none() -> None:
+    figure = FIGURES["loopvec_vs_frameworks"](RECORDS, MACHINE)
+    assert "no framework backend in this run" in texts(figure.axes[0])[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ GRIDS: dict[str, Grid] = {
     "smoke": Grid((1, 100), (1, 10), "every backend on tiny sizes, seconds: for CI", 0.05),
     "quick": Grid((10, 1_000, 100_000), (10, 100), "a first look, under a minute", 0.25),
     "default": Grid(
-        _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000"
+        _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000", 0.5
     ),
     "full": Grid(
         _decades(1, 10_000_000), (1, 10, 100, 1000, 10_000), "up to the memory of the machine"
@@ -113,13 +114,21 @@ def make_cells(
     dtypes: Iterable[str] = DTYPES,
     layouts: Iterable[str] = ("C",),
 ) -> list[Cell]:
-    """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread, and
-    each backend only in the dtypes it is registered for.
+    """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread, those
+    with a pool fixed at start-up (JAX) only at the most threads, and each backend only in the
+    dtypes it is registered for.
 
     Within a size, cells of one dtype and layout come together: they share one problem.
     """
     sizes = sorted({(m, n) for m in m_values for n in n_values}, key=lambda s: (s[0] * s[1], s))
     thread_counts = sorted(set(threads))
+
+    def runs_at(backend: str, t: int) -> bool:
+        threading = BACKENDS[backend].threading
+        if threading == "none":
+            return t == 1
+        return t == max(thread_counts) if threading == "fixed" else True
+
     return [
         Cell(backend, m, n, t, dtype, layout)
         for m, n in sizes
@@ -127,7 +136,7 @@ def make_cells(
         for layout in [o for o in LAYOUTS if o in set(layouts)]
         for backend in backends
         for t in thread_counts
-        if (BACKENDS[backend].threading != "none" or t == 1) and dtype in BACKENDS[backend].dtypes
+        if runs_at(backend, t) and dtype in BACKENDS[backend].dtypes
     ]
 
 
@@ -245,15 +254,21 @@ def cell_wall_s(
 
 @contextmanager
 def thread_limit(threads: int) -> Iterator[None]:
-    """Run the body with BLAS/OpenMP pools (threadpoolctl) and numba's pool at `threads`.
+    """Run the body with BLAS/OpenMP pools (threadpoolctl), numba's and torch's at `threads`.
 
     Every pool is set, not just the backend's own, so that threads = 1 means one thread for
     everything a backend calls (a partly vectorized loop's dot products included).
     """
     previous = numba.get_num_threads()
+    torch = sys.modules.get("torch")  # only if a torch backend is in use: never import it here
+    torch_previous = torch.get_num_threads() if torch else 0
     with threadpool_limits(limits=threads):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        if torch:
+            torch.set_num_threads(threads)
         try:
             yield
         finally:
             numba.set_num_threads(previous)
+            if torch:
+                torch.set_num_threads(torch_previous)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends import get_kernel
+from loopvec.backends import call, get_kernel
 from loopvec.validation import validate_problem
 
 
@@ -24,9 +24,9 @@ def gradient(
     and never modified; `backend` is any name of `loopvec.backend_names()`. dw is float64 for any
     real input; dtype="float32" computes from float32 inputs and returns dw in float32.
     """
-    kernel = get_kernel(backend)
+    get_kernel(backend)  # an unknown or unavailable backend fails before any work
     w, b, X, Y = validate_problem(w, b, X, Y, dtype=dtype)
-    dw, db = kernel(w, b, X, Y)
+    dw, db = call(backend, w, b, X, Y)
     return np.asarray(dw, dtype=X.dtype), float(db)
 
 

@@ -19,6 +19,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
 from loopvec.results import Record
 
@@ -487,6 +488,62 @@ def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure
     return figure
 
 
+def is_framework(backend: str) -> bool:
+    spec = BACKENDS.get(backend)
+    return spec is not None and spec.family == "framework"
+
+
+def ours_and_theirs(
+    cells: dict[tuple[str, int, int], Record], m: int, n: int
+) -> tuple[Record | None, Record | None]:
+    """The fastest loopvec backend and the fastest framework backend at (m, n)."""
+    ours = fastest({k: r for k, r in cells.items() if not is_framework(k[0])}, m, n)
+    theirs = fastest({k: r for k, r in cells.items() if is_framework(k[0])}, m, n)
+    return ours, theirs
+
+
+def loopvec_vs_frameworks(
+    records: Sequence[Record], machine: dict[str, Any], *, threads: int | None = None
+) -> Figure:
+    """Per (m, n): fastest framework backend's median / fastest loopvec backend's median, on the
+    same centred colour scale as the speedups (blue: loopvec faster), each cell naming both."""
+    threads = threads or max_threads(records)
+    cells = at_threads(records, threads)
+    m_values, n_values = _sizes(records)
+    figure = Figure(figsize=(11, 1.1 * len(n_values) + 2.4), layout="constrained")
+    ax = figure.subplots()
+    figure.suptitle(
+        f"Fastest loopvec backend against the fastest framework\n"
+        f"{context(machine, records, threads)}"
+    )
+    if not any(is_framework(b) for (b, _, _) in cells):
+        ax.text(
+            0.5, 0.5, "no framework backend in this run (nox -s peers)", ha="center", va="center"
+        )
+        ax.set_axis_off()
+        return figure
+    log_ratio = np.full((len(n_values), len(m_values)), np.nan)
+    for (i, n), (j, m) in itertools.product(enumerate(n_values), enumerate(m_values)):
+        ours, theirs = ours_and_theirs(cells, m, n)
+        if ours is None or theirs is None:
+            continue
+        ratio = (theirs.median_s or 0.0) / (ours.median_s or 1.0)
+        log_ratio[i, j] = math.log10(ratio)
+        label = f"{format_ratio(ratio)}\n{ours.backend}\nvs {theirs.backend}"
+        ax.text(j, i, label, ha="center", va="center", fontsize=6)
+    limit = max(1, math.ceil(np.nanmax(np.abs(log_ratio))))
+    image = ax.imshow(log_ratio, cmap="RdBu", norm=Normalize(-limit, limit), origin="lower")
+    ticks = list(range(-limit, limit + 1))
+    bar = figure.colorbar(image, ax=ax, ticks=ticks)
+    bar.ax.set_yticklabels([format_ratio(10.0**t) for t in ticks])
+    bar.set_label("framework time / loopvec time (blue: loopvec faster)")
+    ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
+    ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
+    ax.set_xlabel("m (examples)")
+    ax.set_ylabel("n (features)")
+    return figure
+
+
 #: Every figure loopvec draws, by file name (without .png): records and machine in, Figure out.
 FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
     "speedup_vs_python_loops": partial(speedup_heatmaps, baseline="python_loops"),
@@ -495,4 +552,5 @@ FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
     "crossover": crossover,
     "effective_bandwidth": effective_bandwidth,
     "thread_scaling": thread_scaling,
+    "loopvec_vs_frameworks": loopvec_vs_frameworks,
 }

@@ -17,8 +17,10 @@ from loopvec.plots import (
     fit_models,
     format_ratio,
     format_seconds,
+    is_framework,
     max_threads,
     middle_n,
+    ours_and_theirs,
     run_date,
     thread_speedups,
 )
@@ -171,6 +173,29 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
     if scaling:
         sentences["thread_scaling"] = (
             f"From 1 to {threads} threads: " + "; ".join(scaling) + f" (ideal: {threads}x)."
+        )
+    peers = [b for b in backends_in(records) if is_framework(b)]
+    if peers:
+        behind = []
+        for m, n in sorted(sizes):
+            ours, theirs = ours_and_theirs(cells, m, n)
+            if ours and theirs and (theirs.median_s or 0) < (ours.median_s or 0):
+                behind.append(
+                    f"(m = {m:,}, n = {n:,}): `{theirs.backend}` ahead of `{ours.backend}`"
+                )
+        sentences["loopvec_vs_frameworks"] = (
+            "Blue cells are where the fastest loopvec backend beats the fastest framework ("
+            + ", ".join(f"`{p}`" for p in peers)
+            + "); "
+            + (
+                f"loopvec is behind at {'; '.join(behind)}."
+                if behind
+                else "loopvec leads in every cell."
+            )
+        )
+    else:
+        sentences["loopvec_vs_frameworks"] = (
+            "No framework backend was timed in this run (`nox -s peers` installs and times them)."
         )
     return sentences
 

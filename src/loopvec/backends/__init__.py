@@ -18,6 +18,10 @@ Every backend module exposes one raw kernel with the same signature::
 Kernels do no validation (so validation is never timed) and never modify their inputs;
 `loopvec.gradient` validates once and then calls the kernel. A backend is one module here plus one
 entry in `BACKENDS`; the tests and the benchmark grid are parametrized over this dict.
+
+A framework backend (torch, JAX) works on its own array type. Its module then also defines
+`to_native(w, b, X, Y)`, which moves numpy inputs into the framework (done before timing), and
+`to_numpy(result)`, which brings (dw, db) back (done after); `call` strings the three together.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,8 +40,10 @@ Kernel = Callable[
     tuple[NDArray[np.float64], float],
 ]
 
-#: What a backend's `threads` setting controls: nothing, the BLAS pool or numba's pool.
-Threading = Literal["none", "blas", "numba"]
+#: What a backend's `threads` setting controls: nothing (runs on one thread), the BLAS pool,
+#: numba's pool, torch's pool, or nothing it can change at run time though it uses every core
+#: ("fixed": XLA sizes its pool when the process starts).
+Threading = Literal["none", "blas", "numba", "torch", "fixed"]
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,36 @@ def get_kernel(name: str) -> Kernel:
                 f"backend {name!r} needs the package {package!r}, which is not installed; "
                 f"install it with: pip install {package}"
             )
-    kernel: Kernel = importlib.import_module(f"{__name__}.{spec.module}").gradient
+    kernel: Kernel = _module(name).gradient
     return kernel
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"{__name__}.{get_backend(name).module}")
+
+
+def _same(*arrays: Any) -> Any:
+    return arrays
+
+
+def _as_numpy(result: Any) -> tuple[NDArray[np.floating], float]:
+    return result  # type: ignore[no-any-return]
+
+
+def get_adapters(name: str) -> tuple[Callable[..., tuple[Any, ...]], Callable[[Any], Any]]:
+    """(to_native, to_numpy) of backend `name`: identities for backends that work on numpy."""
+    get_kernel(name)  # unknown names and missing packages fail here, with their messages
+    module = _module(name)
+    return getattr(module, "to_native", _same), getattr(module, "to_numpy", _as_numpy)
+
+
+def call(
+    name: str, w: NDArray[Any], b: float, X: NDArray[Any], Y: NDArray[Any]
+) -> tuple[NDArray[np.floating], float]:
+    """Backend `name`'s gradient of numpy inputs as numpy (dw, db), through its own arrays."""
+    to_native, to_numpy = get_adapters(name)
+    result: tuple[NDArray[np.floating], float] = to_numpy(get_kernel(name)(*to_native(w, b, X, Y)))
+    return result
 
 
 BACKENDS: dict[str, Backend] = {
@@ -143,5 +177,35 @@ BACKENDS: dict[str, Backend] = {
         threading="numba",
         summary="numba_fused split over threads, one partial dw per thread",
         dtypes=("float64", "float32"),
+    ),
+    "torch_autograd": Backend(
+        module="torch_autograd",
+        family="framework",
+        requires=("torch",),
+        threading="torch",
+        summary="PyTorch, idiomatic: binary_cross_entropy_with_logits and backward()",
+    ),
+    "torch_formula": Backend(
+        module="torch_formula",
+        family="framework",
+        requires=("torch",),
+        threading="torch",
+        summary="PyTorch operations for the lesson's vectorized formula, no autograd",
+    ),
+    "jax_grad": Backend(
+        module="jax_grad",
+        family="framework",
+        requires=("jax",),
+        threading="fixed",
+        summary="JAX, idiomatic: jax.jit(jax.grad(loss)) in float64",
+        extra_bytes_per_element=8,  # the inputs are copied onto the JAX device
+    ),
+    "jax_formula": Backend(
+        module="jax_formula",
+        family="framework",
+        requires=("jax",),
+        threading="fixed",
+        summary="the lesson's vectorized formula under jax.jit in float64",
+        extra_bytes_per_element=8,
     ),
 }
