@@ -26,7 +26,16 @@ from loopvec.grid import default_threads, thread_limit
 #: Far above any last-level cache, small enough for a 2 GiB machine.
 BANDWIDTH_ARRAY_BYTES = 512 * 2**20
 BANDWIDTH_REPEATS = 10
-PACKAGES = ("loopvec", "numpy", "numba", "llvmlite", "pytest-benchmark", "threadpoolctl")
+PACKAGES = (
+    "loopvec",
+    "numpy",
+    "numba",
+    "llvmlite",
+    "pytest-benchmark",
+    "threadpoolctl",
+    "torch",
+    "jax",
+)
 
 
 @jit(parallel=True, fastmath=True)
