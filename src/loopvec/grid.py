@@ -57,7 +57,7 @@ def _decades(low: int, high: int) -> tuple[int, ...]:
 
 GRIDS: dict[str, Grid] = {
     "smoke": Grid((1, 100), (1, 10), "every backend on tiny sizes, seconds: for CI", 0.05),
-    "quick": Grid((10, 1_000, 100_000), (10, 100), "a first look, under a minute", 0.25),
+    "quick": Grid((10, 1_000, 100_000), (10, 100), "a first look, under a minute", 0.1),
     "default": Grid(
         _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000", 0.5
     ),
