@@ -27,6 +27,9 @@ from loopvec.results import Record
 _PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)]
 GB = 1e9
 
+#: One thread count's view of a run: (backend, m, n) -> record (see `at_threads`).
+Cells = dict[tuple[str, int, int], Record]
+
 
 def backend_color(backend: str, backends: Sequence[str]) -> Any:
     return _PALETTE[list(backends).index(backend) % len(_PALETTE)]
@@ -37,9 +40,7 @@ def backends_in(records: Sequence[Record]) -> list[str]:
     return list(dict.fromkeys(r.backend for r in records))
 
 
-def at_threads(
-    records: Sequence[Record], threads: int, dtype: str = "float64"
-) -> dict[tuple[str, int, int], Record]:
+def at_threads(records: Sequence[Record], threads: int, dtype: str = "float64") -> Cells:
     """(backend, m, n) -> the record in `dtype` at `threads`, or at 1 thread for single-threaded
     backends. Figures compare float64 (the course's arithmetic) unless they say otherwise."""
     threaded = {r.backend for r in records if r.threads > 1}
@@ -81,7 +82,7 @@ def middle_n(n_values: Sequence[int]) -> int:
     return 100 if 100 in n_values else max(n_values)
 
 
-def fastest(cells: dict[tuple[str, int, int], Record], m: int, n: int) -> Record | None:
+def fastest(cells: Cells, m: int, n: int) -> Record | None:
     """The timed record with the smallest median at (m, n), or None."""
     timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
     return min(timed, key=lambda r: r.median_s or 0.0, default=None)
@@ -288,9 +289,7 @@ def runtime_vs_m(
     return figure
 
 
-def crossover_m(
-    cells: dict[tuple[str, int, int], Record], fast: str, slow: str, n: int
-) -> tuple[str, float | None]:
+def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float | None]:
     """From which m on `fast` beats `slow` at n: ("from", m), ("always", None), ("never", None).
 
     The m is interpolated geometrically where log(time ratio) crosses zero, after the last m at
@@ -493,9 +492,7 @@ def is_framework(backend: str) -> bool:
     return spec is not None and spec.family == "framework"
 
 
-def ours_and_theirs(
-    cells: dict[tuple[str, int, int], Record], m: int, n: int
-) -> tuple[Record | None, Record | None]:
+def ours_and_theirs(cells: Cells, m: int, n: int) -> tuple[Record | None, Record | None]:
     """The fastest loopvec backend and the fastest framework backend at (m, n)."""
     ours = fastest({k: r for k, r in cells.items() if not is_framework(k[0])}, m, n)
     theirs = fastest({k: r for k, r in cells.items() if is_framework(k[0])}, m, n)

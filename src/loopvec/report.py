@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopvec.plots import (
+    Cells,
     at_threads,
     backends_in,
     crossover_m,
@@ -31,8 +32,6 @@ HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
 #: A cell is flagged as noisy when its interquartile range exceeds this share of its median.
 NOISY_IQR_SHARE = 0.10
 LOOPS, REFERENCE = "python_loops", "numpy_vectorized"
-
-Cells = dict[tuple[str, int, int], Record]
 
 
 def _time(record: Record | None) -> str:
