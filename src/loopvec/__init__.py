@@ -3,16 +3,21 @@
 from loopvec.backends import available_backends, backend_names
 from loopvec.logistic import gradient, loss
 from loopvec.problem import Problem, make_problem, worked_example
+from loopvec.training import TrainingDiverged, TrainResult, predict, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Problem",
+    "TrainResult",
+    "TrainingDiverged",
     "__version__",
     "available_backends",
     "backend_names",
     "gradient",
     "loss",
     "make_problem",
+    "predict",
+    "train",
     "worked_example",
 ]

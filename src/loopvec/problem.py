@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from loopvec.sigmoid import sigmoid
+from loopvec.validation import validate_positive_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,20 +45,6 @@ class Problem:
         return int(self.X.shape[1])
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive integer; got bool {value}")
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"{name} must be a positive integer; got {type(value).__name__} {value!r}"
-        ) from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive integer; got {number}")
-    return int(number)
-
-
 def make_problem(m: int, n: int, *, seed: int = 0) -> Problem:
     """A learnable random problem with m examples and n features, the same for the same seed.
 
@@ -66,8 +52,8 @@ def make_problem(m: int, n: int, *, seed: int = 0) -> Problem:
     with true_w ~ N(0, 1/n) so that z stays of order one whatever n is. The gradient is taken at a
     small random w (not at zero, so every term of the sum matters).
     """
-    m = _positive_int("m", m)
-    n = _positive_int("n", n)
+    m = validate_positive_int("m", m)
+    n = validate_positive_int("n", n)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, m))
     true_w = rng.standard_normal((n, 1)) / math.sqrt(n)

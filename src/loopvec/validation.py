@@ -7,7 +7,9 @@ modified), and b as a float.
 
 from __future__ import annotations
 
+import math
 import numbers
+import operator
 from typing import Any
 
 import numpy as np
@@ -146,3 +148,29 @@ def validate_problem(
     if target == np.float64:
         return w, b, X, Y
     return _narrowed("w", w, target), b, _narrowed("X", X, target), _narrowed("Y", Y, target)
+
+
+def validate_positive_int(name: str, value: Any) -> int:
+    """`value` as an int >= 1 (any integer type, not bool); TypeError/ValueError naming it."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a positive integer; got bool {value}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a positive integer; got {type(value).__name__} {value!r}"
+        ) from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer; got {number}")
+    return int(number)
+
+
+def validate_rate(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """`value` as a finite float > 0 (>= 0 with allow_zero), or TypeError/ValueError naming it."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {expected}; got {number!r}")
+    return number

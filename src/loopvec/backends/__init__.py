@@ -22,6 +22,10 @@ entry in `BACKENDS`; the tests and the benchmark grid are parametrized over this
 A framework backend (torch, JAX) works on its own array type. Its module then also defines
 `to_native(w, b, X, Y)`, which moves numpy inputs into the framework (done before timing), and
 `to_numpy(result)`, which brings (dw, db) back (done after); `call` strings the three together.
+
+Training updates w and b where the kernel left them, in the backend's own arrays: `descent_step`
+does it with arithmetic, which numpy, torch and JAX arrays all support; a backend whose parameters
+need more (autograd leaves) defines its own `step` with the same signature.
 """
 
 from __future__ import annotations
@@ -129,6 +133,25 @@ def call(
     to_native, to_numpy = get_adapters(name)
     result: tuple[NDArray[np.floating], float] = to_numpy(get_kernel(name)(*to_native(w, b, X, Y)))
     return result
+
+
+def descent_step(
+    w: Any, b: Any, dw: Any, db: Any, learning_rate: float, weight_decay: float
+) -> tuple[Any, Any]:
+    """One gradient-descent update: w - learning_rate (dw + weight_decay w), b - learning_rate db.
+
+    weight_decay is the L2 penalty's lambda / m (the bias is not penalized); 0 skips that term.
+    """
+    if weight_decay:
+        dw = dw + weight_decay * w
+    return w - learning_rate * dw, b - learning_rate * db
+
+
+def get_step(name: str) -> Callable[..., tuple[Any, Any]]:
+    """Backend `name`'s update of (w, b) in its own arrays: its `step`, else `descent_step`."""
+    get_kernel(name)
+    step: Callable[..., tuple[Any, Any]] = getattr(_module(name), "step", descent_step)
+    return step
 
 
 BACKENDS: dict[str, Backend] = {

@@ -13,6 +13,8 @@ import torch
 from numpy.typing import NDArray
 from torch.nn.functional import binary_cross_entropy_with_logits
 
+from loopvec.backends import descent_step
+
 
 def to_native(
     w: NDArray[Any], b: float, X: NDArray[Any], Y: NDArray[Any]
@@ -28,7 +30,7 @@ def to_native(
 
 def to_numpy(result: tuple[torch.Tensor, torch.Tensor]) -> tuple[NDArray[np.floating], float]:
     dw, db = result
-    return dw.detach().numpy().copy(), float(db)
+    return dw.detach().numpy().copy(), float(db.detach())
 
 
 def gradient(
@@ -40,3 +42,17 @@ def gradient(
     loss = binary_cross_entropy_with_logits(w.T @ X + b, Y)
     loss.backward()  # type: ignore[no-untyped-call]
     return cast(torch.Tensor, w.grad), cast(torch.Tensor, b.grad)
+
+
+def step(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    dw: torch.Tensor,
+    db: torch.Tensor,
+    learning_rate: float,
+    weight_decay: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain update, outside the autograd graph, then new leaves for the next backward()."""
+    with torch.no_grad():
+        w_next, b_next = descent_step(w, b, dw, db, learning_rate, weight_decay)
+    return w_next.requires_grad_(), b_next.requires_grad_()

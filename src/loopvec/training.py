@@ -1,0 +1,207 @@
+"""Gradient descent: the outer loop over iterations, the one loop the lesson keeps.
+
+    for i in range(iterations):
+        dw, db = gradient(w, b, X, Y)                      # any backend's kernel
+        w = w - learning_rate * (dw + l2_penalty / m * w)  # the penalty term only if asked for
+        b = b - learning_rate * db
+
+Shapes: X (n, m) features x examples, Y (1, m) in [0, 1], w (n, 1), b a scalar. The cost
+
+    J = mean cross-entropy + l2_penalty / (2 m) * ||w||^2
+
+is recorded before iteration 0, record_every, 2 record_every, ... (as the course's `optimize` does)
+and once more after the last iteration. The inputs are moved into the backend once; w and b stay
+in its arrays for the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.backends import get_adapters, get_kernel, get_step
+from loopvec.logistic import cross_entropy
+from loopvec.sigmoid import sigmoid
+from loopvec.validation import (
+    validate_bias,
+    validate_features,
+    validate_labels,
+    validate_positive_int,
+    validate_rate,
+    validate_weights,
+)
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """What a training run learned: w (n, 1), b, and the cost along the way."""
+
+    w: Array
+    b: float
+    costs: Array  #: J before iteration 0, record_every, 2 record_every, ... (< iterations)
+    final_cost: float  #: J after the last iteration
+    iterations: int  #: iterations done
+    record_every: int
+    learning_rate: float
+    l2_penalty: float
+    backend: str
+
+    @property
+    def cost_iterations(self) -> NDArray[np.int64]:
+        """The iteration at which each entry of `costs` was recorded."""
+        return np.arange(len(self.costs), dtype=np.int64) * self.record_every
+
+
+class TrainingDiverged(ValueError):
+    """The cost became non-finite: the learning rate is too large for the data."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `result` holds what was learned up to the interrupt."""
+
+    def __init__(self, result: TrainResult) -> None:
+        super().__init__(f"training interrupted after {result.iterations} iterations")
+        self.result = result
+
+
+class Descent:
+    """Gradient descent with one backend on one validated float64 problem.
+
+    The arrays are moved into the backend when this is made, so `run` (what the training
+    benchmark times) is the loop alone: kernel, update, and the cost every record_every steps.
+    """
+
+    def __init__(self, backend: str, w0: Array, b0: float, X: Array, Y: Array) -> None:
+        to_native, self._to_numpy = get_adapters(backend)
+        self.backend, self.X, self.Y = backend, X, Y
+        self._kernel, self._step = get_kernel(backend), get_step(backend)
+        self._native = to_native(w0, b0, X, Y)
+
+    def run(
+        self,
+        *,
+        learning_rate: float,
+        iterations: int,
+        record_every: int = 100,
+        l2_penalty: float = 0.0,
+        progress: Callable[[int], object] | None = None,
+    ) -> TrainResult:
+        """`iterations` steps from (w0, b0); `progress(1)` after each, if given.
+
+        Raises TrainingDiverged at the first recorded cost that is not finite, and
+        TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C.
+        """
+        w, b, X, Y = self._native
+        weight_decay = l2_penalty / self.X.shape[1]
+        costs: list[float] = []
+        done = 0
+
+        def cost(w: Any, b: Any) -> tuple[Array, float, float]:
+            w_numpy, b_float = self._to_numpy((w, b))
+            w_numpy = np.array(w_numpy, dtype=np.float64)  # a copy: never the backend's memory
+            with np.errstate(over="ignore", invalid="ignore"):
+                J = cross_entropy(w_numpy, b_float, self.X, self.Y)
+                J += l2_penalty / (2 * self.X.shape[1]) * float(np.sum(w_numpy**2))
+            if not math.isfinite(J):
+                raise self._diverged(done, costs, record_every, learning_rate)
+            return w_numpy, b_float, J
+
+        def result(w: Any, b: Any) -> TrainResult:
+            w_numpy, b_float, final_cost = cost(w, b)
+            return TrainResult(
+                w=w_numpy,
+                b=b_float,
+                costs=np.array(costs),
+                final_cost=final_cost,
+                iterations=done,
+                record_every=record_every,
+                learning_rate=learning_rate,
+                l2_penalty=l2_penalty,
+                backend=self.backend,
+            )
+
+        # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                for i in range(iterations):
+                    if i % record_every == 0:
+                        costs.append(cost(w, b)[2])
+                    dw, db = self._kernel(w, b, X, Y)
+                    w, b = self._step(w, b, dw, db, learning_rate, weight_decay)
+                    done = i + 1
+                    if progress is not None:
+                        progress(1)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(result(w, b)) from None
+            return result(w, b)
+
+    def _diverged(
+        self, iteration: int, costs: list[float], record_every: int, learning_rate: float
+    ) -> TrainingDiverged:
+        last = (
+            f"; the last recorded cost was {costs[-1]:.6g} at iteration "
+            f"{(len(costs) - 1) * record_every}"
+            if costs
+            else ""
+        )
+        return TrainingDiverged(
+            f"training diverged: the cost is not finite at iteration {iteration} with "
+            f"learning_rate={learning_rate:g}{last}. The weights overflowed: use a smaller "
+            f"learning_rate (try {learning_rate / 10:g}), or record_every=1 to see where it starts"
+        )
+
+
+def train(
+    X: Any,
+    Y: Any,
+    *,
+    backend: str = "numpy_vectorized",
+    learning_rate: float = 0.5,
+    iterations: int = 2000,
+    record_every: int = 100,
+    w0: Any = None,
+    b0: Any = 0.0,
+    l2_penalty: float = 0.0,
+    progress: Callable[[int], object] | None = None,
+) -> TrainResult:
+    """Logistic regression by gradient descent on X (n, m), Y (1, m), with any backend.
+
+    Starts from w0 (zeros of shape (n, 1) by default) and b0; the defaults of learning_rate and
+    iterations are the course's. l2_penalty is the course's lambda: it adds
+    lambda / (2 m) ||w||^2 to the cost. Inputs are validated once, here, not at every iteration.
+    Raises TrainingDiverged (a ValueError) if the cost stops being finite: never NaN weights.
+    """
+    get_kernel(backend)  # an unknown or unavailable backend fails before any work
+    X = validate_features(X)
+    n, m = X.shape
+    Y = validate_labels(Y, m)
+    w = np.zeros((n, 1)) if w0 is None else validate_weights(w0, n).copy()
+    descent = Descent(backend, w, validate_bias(b0), X, Y)
+    return descent.run(
+        learning_rate=validate_rate("learning_rate", learning_rate),
+        iterations=validate_positive_int("iterations", iterations),
+        record_every=validate_positive_int("record_every", record_every),
+        l2_penalty=validate_rate("l2_penalty", l2_penalty, allow_zero=True),
+        progress=progress,
+    )
+
+
+def predict(w: Any, b: Any, X: Any) -> NDArray[np.int64]:
+    """Labels (1, m) of 0 and 1: 1 where sigmoid(w.T X + b) > 0.5, as the course predicts."""
+    X = validate_features(X)
+    w, b = validate_weights(w, X.shape[0]), validate_bias(b)
+    return (sigmoid(w.T @ X + b) > 0.5).astype(np.int64)
+
+
+def accuracy(w: Any, b: Any, X: Any, Y: Any) -> float:
+    """Share of the m examples whose predicted label is Y rounded at 0.5."""
+    X = validate_features(X)
+    labels = validate_labels(Y, X.shape[1]) >= 0.5
+    return float(np.mean(predict(w, b, X) == labels))

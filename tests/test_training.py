@@ -1,0 +1,186 @@
+"""Gradient descent with every backend: same model, the course's numbers, clear errors."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import loopvec
+from loopvec.datasets import Dataset, breast_cancer
+from loopvec.logistic import cross_entropy
+from loopvec.training import TrainingInterrupted, TrainResult, accuracy
+
+
+@cache
+def data() -> Dataset:
+    return breast_cancer()
+
+
+@cache
+def reference_run(iterations: int = 1000) -> TrainResult:
+    return loopvec.train(data().X, data().Y, learning_rate=0.5, iterations=iterations)
+
+
+def test_every_backend_learns_the_same_model_on_breast_cancer(backend: str) -> None:
+    got = loopvec.train(data().X, data().Y, backend=backend, learning_rate=0.5, iterations=1000)
+    want = reference_run()
+    np.testing.assert_allclose(got.w, want.w, rtol=1e-9)
+    np.testing.assert_allclose(got.b, want.b, rtol=1e-9)
+    np.testing.assert_allclose(got.costs, want.costs, rtol=1e-9)
+    np.testing.assert_allclose(got.final_cost, want.final_cost, rtol=1e-9)
+    assert got.iterations == 1000
+    assert got.backend == backend
+
+
+def test_the_courses_optimize_example() -> None:
+    """The course's optimize(w, b, X, Y, num_iterations=100, learning_rate=0.009) test values."""
+    example = loopvec.worked_example()
+    result = loopvec.train(
+        example.X, example.Y, w0=example.w, b0=example.b, learning_rate=0.009, iterations=100
+    )
+    np.testing.assert_allclose(result.w, [[0.19033591], [0.12259159]], rtol=1e-7)
+    assert result.b == pytest.approx(1.92535983008, rel=1e-9)
+    assert result.costs.tolist() == [pytest.approx(5.801545319394553, rel=1e-12)]
+
+
+def test_costs_are_recorded_every_record_every_iterations_from_the_start() -> None:
+    problem = loopvec.make_problem(50, 3, seed=1)
+    result = loopvec.train(problem.X, problem.Y, learning_rate=0.1, iterations=25, record_every=10)
+    assert result.cost_iterations.tolist() == [0, 10, 20]
+    assert result.costs[0] == pytest.approx(math.log(2), rel=1e-12)  # w = 0, b = 0: A = 1/2
+    assert result.final_cost == pytest.approx(
+        cross_entropy(result.w, result.b, problem.X, problem.Y), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "synthetic"])
+def test_with_a_small_learning_rate_the_cost_never_increases(dataset: str) -> None:
+    source = data() if dataset == "breast_cancer" else loopvec.make_problem(2000, 20, seed=3)
+    result = loopvec.train(source.X, source.Y, learning_rate=0.05, iterations=2000, record_every=1)
+    # Never up by more than rounding: at the minimum the float64 cost can tick by an ulp.
+    ulps = 2 * np.finfo(np.float64).eps * result.costs[1:]
+    assert np.all(np.diff(result.costs) <= ulps)
+    assert result.costs[-1] < result.costs[0]
+
+
+def test_the_l2_penalty_reaches_scikit_learns_minimum() -> None:
+    """The course's lambda / (2 m) ||w||^2 is scikit-learn's C = 1 / lambda: same minimum."""
+    result = loopvec.train(
+        data().X, data().Y, learning_rate=0.5, iterations=20_000, record_every=1000, l2_penalty=1
+    )
+    features, labels = data().X.T, data().Y[0]
+    sklearn = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(features, labels)
+    w_sklearn, b_sklearn = sklearn.coef_.T, float(sklearn.intercept_[0])
+    ours = accuracy(result.w, result.b, data().X, data().Y)
+    theirs = sklearn.score(features, labels)
+    assert abs(ours - theirs) <= 0.01
+    ours_ce = cross_entropy(result.w, result.b, data().X, data().Y)
+    theirs_ce = cross_entropy(w_sklearn, b_sklearn, data().X, data().Y)
+    assert ours_ce == pytest.approx(theirs_ce, rel=0.05)
+    np.testing.assert_allclose(result.w, w_sklearn, rtol=1e-4, atol=1e-4)  # the same model
+
+
+def test_unpenalized_accuracy_is_within_one_point_of_scikit_learns() -> None:
+    """The standardized data are separable: scikit-learn's unpenalized fit (C = inf, which
+    replaces the deprecated penalty=None) classifies every example right, its weights growing
+    without bound. Gradient descent gets within one percentage point of that; its cost keeps
+    falling towards 0 and never matches the other's (~1e-12) in finite time."""
+    features, labels = data().X.T, data().Y[0]
+    sklearn = LogisticRegression(C=np.inf, tol=1e-10, max_iter=100_000).fit(features, labels)
+    theirs = sklearn.score(features, labels)
+    result = loopvec.train(
+        data().X, data().Y, learning_rate=2.0, iterations=100_000, record_every=10_000
+    )
+    ours = accuracy(result.w, result.b, data().X, data().Y)
+    assert theirs == 1.0
+    assert abs(ours - theirs) <= 0.01
+    assert np.all(np.diff(result.costs) < 0)
+
+
+def test_a_too_large_learning_rate_stops_with_a_clear_error(backend: str) -> None:
+    with pytest.raises(loopvec.TrainingDiverged) as caught:
+        loopvec.train(data().X, data().Y, backend=backend, learning_rate=1e306, iterations=500)
+    message = str(caught.value)
+    assert "not finite at iteration 100" in message  # the first recorded cost after the overflow
+    assert "last recorded cost was 0.693147 at iteration 0" in message
+    assert "smaller learning_rate" in message
+    assert isinstance(caught.value, ValueError)
+
+
+def test_divergence_is_caught_at_the_end_too_never_returning_nan() -> None:
+    with pytest.raises(loopvec.TrainingDiverged, match="not finite at iteration 3 "):
+        loopvec.train(data().X, data().Y, learning_rate=1e306, iterations=3, record_every=100)
+
+
+def test_training_never_modifies_its_inputs(backend: str) -> None:
+    problem = loopvec.make_problem(40, 4, seed=2)
+    copies = [problem.w.copy(), problem.X.copy(), problem.Y.copy()]
+    loopvec.train(problem.X, problem.Y, backend=backend, w0=problem.w, iterations=5)
+    for before, after in zip(copies, [problem.w, problem.X, problem.Y], strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_ctrl_c_keeps_what_was_learned() -> None:
+    problem = loopvec.make_problem(40, 4, seed=2)
+    steps = []
+
+    def interrupt_at_five(step: int) -> None:
+        steps.append(step)
+        if len(steps) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as caught:
+        loopvec.train(problem.X, problem.Y, iterations=1000, progress=interrupt_at_five)
+    partial = caught.value.result
+    assert partial.iterations == 5
+    full = loopvec.train(problem.X, problem.Y, iterations=5)
+    np.testing.assert_array_equal(partial.w, full.w)
+    assert partial.b == full.b
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"learning_rate": 0}, ValueError, "learning_rate must be a finite number > 0; got 0.0"),
+        ({"learning_rate": float("nan")}, ValueError, "learning_rate must be a finite number"),
+        ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a real number; got str"),
+        ({"iterations": 0}, ValueError, "iterations must be a positive integer; got 0"),
+        ({"iterations": 10.0}, TypeError, "iterations must be a positive integer; got float"),
+        ({"iterations": True}, TypeError, "iterations must be a positive integer; got bool"),
+        ({"record_every": -1}, ValueError, "record_every must be a positive integer; got -1"),
+        ({"l2_penalty": -1}, ValueError, "l2_penalty must be a finite number >= 0; got -1.0"),
+        ({"w0": np.zeros((3, 1))}, ValueError, "w must have shape (n, 1) = (4, 1)"),
+        ({"b0": "1"}, TypeError, "b must be a real scalar"),
+        ({"backend": "numpy"}, ValueError, "backend must be one of python_loops"),
+    ],
+)
+def test_bad_arguments_name_themselves(options: dict, error: type, message: str) -> None:  # type: ignore[type-arg]
+    problem = loopvec.make_problem(10, 4, seed=0)
+    with pytest.raises(error) as caught:
+        loopvec.train(problem.X, problem.Y, **options)
+    assert message in str(caught.value)
+
+
+def test_bad_labels_are_checked_once_up_front() -> None:
+    problem = loopvec.make_problem(10, 4, seed=0)
+    with pytest.raises(ValueError, match=r"Y must have shape \(1, m\) = \(1, 10\)"):
+        loopvec.train(problem.X, problem.Y[:, :5])
+
+
+def test_predict_gives_the_courses_labels() -> None:
+    """The course's predict test: w = [[0.1124579], [0.23106775]], b = -0.3."""
+    w = np.array([[0.1124579], [0.23106775]])
+    X = np.array([[1.0, -1.1, -3.2], [1.2, 2.0, 0.1]])
+    labels = loopvec.predict(w, -0.3, X)
+    assert labels.tolist() == [[1, 1, 0]]
+    assert labels.dtype == np.int64
+    assert accuracy(w, -0.3, X, np.array([[1, 0, 0]])) == pytest.approx(2 / 3)
+
+
+def test_predict_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match=r"w must have shape \(n, 1\) = \(2, 1\)"):
+        loopvec.predict(np.zeros((3, 1)), 0.0, np.zeros((2, 5)))
