@@ -3,6 +3,7 @@
     pytest bench --grid quick                 # a named grid from loopvec.grid.GRIDS
     pytest bench --m 1000,1e6 --n 100         # explicit sizes (grid name "custom")
     pytest bench --backends numba_loops --threads 1 --budget 0.2 --fresh
+    pytest bench/test_gradient.py              # the gradient grid alone, no training runs
 
 Every finished cell is written to its own file under results/cells/<host>-<grid>/ the moment it
 finishes; a rerun of the same grid skips the cells already timed there. SIGTERM is turned into
@@ -31,18 +32,24 @@ import pytest
 import loopvec
 from loopvec.agreement import Reference
 from loopvec.backends import BACKENDS, get_kernel
+from loopvec.datasets import SIZES, load
 from loopvec.grid import (
     DEFAULT_BUDGET_S,
+    DEFAULT_TRAIN_BUDGET_S,
     GRIDS,
     LAYOUTS,
     Cell,
     CostModel,
+    TrainingCell,
     cell_wall_s,
     default_threads,
     fit_cost_model,
     make_cells,
+    make_training_cells,
+    training_rounds,
 )
 from loopvec.machine import machine_record
+from loopvec.plots import format_seconds
 from loopvec.problem import Problem
 from loopvec.results import (
     MACHINE_FILE,
@@ -52,6 +59,7 @@ from loopvec.results import (
     run_dir,
     write_json_atomic,
 )
+from loopvec.training import Descent, TrainResult
 from loopvec.validation import DTYPES
 
 
@@ -98,6 +106,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--budget", type=float, default=DEFAULT_BUDGET_S, help="skip cells predicted slower"
     )
+    group.addoption(
+        "--train-budget",
+        type=float,
+        default=DEFAULT_TRAIN_BUDGET_S,
+        help="skip training runs predicted slower (seconds per run)",
+    )
     group.addoption("--results-dir", type=Path, default=Path("results"), help="where to write")
     group.addoption("--fresh", action="store_true", help="delete this grid's cells, start over")
     group.addoption(
@@ -113,38 +127,70 @@ class BenchRun:
     folder: Path
     raw_folder: Path
     budget_s: float
+    train_budget_s: float
     max_time_s: float  # pytest-benchmark's --benchmark-max-time
     min_rounds: int  # and --benchmark-min-rounds
     host: str
     machine: dict[str, Any]
-    cells: list[Cell] = field(default_factory=list)
+    cells: list[Cell | TrainingCell] = field(default_factory=list)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> timed record
     compile_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_s: float = field(default_factory=time.perf_counter)
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
+    _training: dict[str, tuple[Problem, TrainResult]] = field(default_factory=dict)
 
-    def model(self, cell: Cell) -> CostModel | None:
-        """The cost model of `cell`'s backend at its threads and dtype, from cells timed so far."""
+    def model(self, cell: Cell | TrainingCell) -> CostModel | None:
+        """The cost model of `cell`'s backend at its threads and dtype (a training cell: float64,
+        course layout), from the gradient cells timed so far."""
+        dtype, layout = (cell.dtype, cell.layout) if isinstance(cell, Cell) else ("float64", "C")
         same = [
             record
             for record in self.done.values()
-            if (record["backend"], record["threads"], record["dtype"], record["layout"])
-            == (cell.backend, cell.threads, cell.dtype, cell.layout)
+            if record.get("kind") != "training"
+            and (record["backend"], record["threads"], record["dtype"], record["layout"])
+            == (cell.backend, cell.threads, dtype, layout)
         ]
         return fit_cost_model(
             [r["m"] for r in same], [r["n"] for r in same], [r["median_s"] for r in same]
         )
 
-    def time_left_s(self, cells: list[Cell]) -> float:
+    def time_left_s(self, cells: list[Cell | TrainingCell]) -> float:
         """Estimated wall time of `cells`: from the cost models, else the mean cell so far."""
         finished = sum(self.counts.values())
         mean_s = (time.perf_counter() - self.started_s) / max(finished, 1)
-        estimates = [
-            cell_wall_s(self.model(c), c, self.budget_s, self.max_time_s, self.min_rounds)
-            for c in cells
-        ]
+        estimates = [self.wall_s(c) for c in cells]
         return sum(mean_s if e is None else e for e in estimates)
+
+    def wall_s(self, cell: Cell | TrainingCell) -> float | None:
+        model = self.model(cell)
+        if isinstance(cell, Cell):
+            return cell_wall_s(model, cell, self.budget_s, self.max_time_s, self.min_rounds)
+        if model is None:
+            return None
+        run_s = cell.iterations * model.predict_s(cell.m, cell.n)
+        if run_s > self.train_budget_s:
+            return 0.0
+        return (1 + training_rounds(run_s, self.max_time_s)) * run_s  # checked run + timed
+
+    def training_problem(self, cell: TrainingCell) -> tuple[Problem, TrainResult]:
+        """The dataset of `cell` as a problem starting at w = 0, b = 0 (the course's start), and
+        the reference run on it: numpy_vectorized with the same settings. Built once per dataset.
+
+        ImportError if the dataset needs a package that is not installed.
+        """
+        if cell.dataset not in self._training:
+            data = (
+                loopvec.make_problem(cell.m, cell.n, seed=0)
+                if cell.dataset == "synthetic"
+                else load(cell.dataset)
+            )
+            problem = Problem(w=np.zeros((cell.n, 1)), b=0.0, X=data.X, Y=data.Y)
+            reference = Descent("numpy_vectorized", problem.w, problem.b, data.X, data.Y).run(
+                learning_rate=cell.learning_rate, iterations=cell.iterations
+            )
+            self._training[cell.dataset] = (problem, reference)
+        return self._training[cell.dataset]
 
     def problem(self, cell: Cell) -> tuple[Problem, Reference]:
         """The problem of `cell`'s size in its dtype, and the reference gradient (in float64, of
@@ -166,7 +212,7 @@ class BenchRun:
             available += self._problem[1].X.nbytes
         return available
 
-    def write_cell(self, cell: Cell, status: str, **fields: Any) -> None:
+    def write_cell(self, cell: Cell | TrainingCell, status: str, **fields: Any) -> None:
         record = {
             "cell_id": cell.cell_id,
             **cell.params(),
@@ -185,7 +231,7 @@ class BenchRun:
         if status == "timed":
             self.done[cell.cell_id] = record
 
-    def skip(self, cell: Cell, reason: str, **fields: Any) -> None:
+    def skip(self, cell: Cell | TrainingCell, reason: str, **fields: Any) -> None:
         """Record `cell` as skipped with its reason, then skip it visibly."""
         self.write_cell(cell, "skipped", reason=reason, **fields)
         pytest.skip(f"{cell.cell_id}: {reason}")
@@ -217,6 +263,7 @@ def pytest_configure(config: pytest.Config) -> None:
         folder=folder,
         raw_folder=results_dir / RAW,
         budget_s=config.getoption("--budget"),
+        train_budget_s=config.getoption("--train-budget"),
         max_time_s=float(config.getoption("benchmark_max_time")),
         min_rounds=int(config.getoption("benchmark_min_rounds")),
         host=host,
@@ -264,6 +311,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config.getoption("--layouts"),
         )
         metafunc.parametrize("cell", cells, ids=[c.cell_id for c in cells])
+    if "training_cell" in metafunc.fixturenames:
+        training = GRIDS[config.getoption("--grid")].training
+        sizes = {**SIZES, "synthetic": (training.synthetic_m, training.synthetic_n)}
+        cells = make_training_cells(sizes, training.iterations, available, _threads(config))
+        metafunc.parametrize("training_cell", cells, ids=[c.cell_id for c in cells])
 
 
 def _threads(config: pytest.Config) -> list[int]:
@@ -330,7 +382,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The cells that will run, after any -k or deselection, in run order: the progress total."""
     if _CONFIG:
         _CONFIG[0].stash[RUN].cells = [
-            item.callspec.params["cell"] for item in items if "cell" in item.fixturenames
+            item.callspec.params[name]
+            for item in items
+            for name in ("cell", "training_cell")
+            if name in item.fixturenames
         ]
 
 
@@ -343,13 +398,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """One progress line per cell: done, skipped, remaining, and an estimate of the time left."""
-    if "::test_gradient[" not in report.nodeid or (report.when != "call" and not report.skipped):
+    benchmarks = ("::test_gradient[", "::test_training[")
+    if not any(b in report.nodeid for b in benchmarks) or (
+        report.when != "call" and not report.skipped
+    ):
         return
     config = _CONFIG[0]
     run = config.stash[RUN]
     cell_id = report.nodeid.split("[")[-1].rstrip("]")
     if report.passed:
-        outcome, detail = "timed", f"median {run.done[cell_id]['median_s'] * 1e6:.4g} us"
+        outcome, detail = "timed", f"median {format_seconds(run.done[cell_id]['median_s'])}"
     elif report.skipped:
         detail = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
         outcome = "resumed" if "already timed" in detail else "skipped"

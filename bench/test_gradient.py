@@ -8,12 +8,11 @@ kernel (no validation) and write the cell's file.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from threadpoolctl import threadpool_info
+from timing import time_one_call, timing_fields
 
 from loopvec.agreement import RTOL
 from loopvec.backends import get_adapters, get_kernel
@@ -21,13 +20,6 @@ from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_fo
 
 if TYPE_CHECKING:
     from conftest import BenchRun
-
-
-def time_one_call(kernel: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
-    """Call `kernel` once: (result, seconds)."""
-    start = time.perf_counter()
-    result = kernel(*args)
-    return result, time.perf_counter() - start
 
 
 def blas_threads() -> int | None:
@@ -71,19 +63,10 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
             benchmark.pedantic(kernel, args=args, rounds=rounds, iterations=1)
         threads_seen = blas_threads()
 
-    stats = benchmark.stats.stats
     run.write_cell(
         cell,
         "timed",
-        median_s=stats.median,
-        iqr_s=stats.iqr,
-        q1_s=stats.q1,
-        q3_s=stats.q3,
-        min_s=stats.min,
-        max_s=stats.max,
-        mean_s=stats.mean,
-        stddev_s=stats.stddev,
-        rounds=stats.rounds,
+        **timing_fields(benchmark),
         iterations=benchmark.stats.iterations,
         compile_s=run.compile_s[signature],
         first_call_s=first_call_s,

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from loopvec.cli import main
-from loopvec.plots import FIGURES
+from loopvec.plots import FIGURES, TRAINING_FIGURES
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+GRADIENT = BENCH / "test_gradient.py"  # the grid alone, for the tests that count its cells
 FAST = [
     "--no-bandwidth",
     "--benchmark-max-time=0.02",
@@ -26,18 +27,20 @@ FAST = [
 ]
 
 
-def run_bench(results: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def run_bench(
+    results: Path, *options: str, suite: Path = BENCH
+) -> subprocess.CompletedProcess[str]:
     """Run the bench suite to the end in a child process, output captured."""
-    command = bench_command(results, *options)
+    command = bench_command(results, *options, suite=suite)
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
-def bench_command(results: Path, *options: str) -> list[str]:
+def bench_command(results: Path, *options: str, suite: Path = BENCH) -> list[str]:
     return [
         sys.executable,
         "-m",
         "pytest",
-        str(BENCH),
+        str(suite),
         "--results-dir",
         str(results),
         *FAST,
@@ -59,7 +62,7 @@ def final_counts(output: str) -> dict[str, int]:
 def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path: Path) -> None:
     options = ["--m", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15", "--n", "1,2", "--threads", "1"]
     options += ["--backends", "numpy_vectorized,numba_loops", "--dtypes", "float64"]
-    command = bench_command(tmp_path, *options)
+    command = bench_command(tmp_path, *options, suite=GRADIENT)
     total = 15 * 2 * 2
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -74,7 +77,7 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
     assert not list((tmp_path / "cells").glob("*/.*"))  # no temporary left behind
     assert list((tmp_path / "raw").glob("*.json")), "the interrupted session still saves its JSON"
 
-    rerun = run_bench(tmp_path, *options)
+    rerun = run_bench(tmp_path, *options, suite=GRADIENT)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     counts = final_counts(rerun.stdout)
     assert counts == {"timed": total - len(kept), "resumed": len(kept), "skipped": 0, "failed": 0}
@@ -83,7 +86,9 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
 
 def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
     sizes = ["--m", "1,10,100,1000,10000", "--n", "10"]
-    result = run_bench(tmp_path, *sizes, "--backends", "python_loops", "--budget", "0.0005")
+    result = run_bench(
+        tmp_path, *sizes, "--backends", "python_loops", "--budget", "0.0005", suite=GRADIENT
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = {r["m"]: r for r in map(json.loads, (p.read_text() for p in cell_files(tmp_path)))}
     skipped = records[10_000]  # python_loops: ~1 ms at m x n = 1e5, over a 0.5 ms budget
@@ -105,13 +110,15 @@ def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Pat
     assert machine["blas"]
     assert machine["logical_cores"] >= 1
     records = [json.loads(p.read_text()) for p in cell_files(tmp_path)]
-    assert {r["backend"] for r in records} >= {
-        "python_loops",
-        "partly_vectorized",
-        "numpy_vectorized",
-        "numba_loops",
+    training = [r for r in records if r.get("kind") == "training"]
+    gradient = [r for r in records if r.get("kind") != "training"]
+    core = {"python_loops", "partly_vectorized", "numpy_vectorized", "numba_loops"}
+    assert {r["backend"] for r in gradient} >= core
+    assert {(r["backend"], r["dataset"]) for r in training} >= {
+        (b, d) for b in core for d in ("breast_cancer", "synthetic")
     }
     assert all(r["status"] == "timed" and r["median_s"] > 0 for r in records)
+    assert all(r["iterations"] == 20 and 0.5 < r["accuracy"] <= 1 for r in training)
     (raw,) = (tmp_path / "raw").glob("*.json")
     extra = [b["extra_info"] for b in json.loads(raw.read_text())["benchmarks"]]
     assert len(extra) == len(records)
@@ -125,10 +132,14 @@ def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Pat
         "x_bytes",
         "compile_s",
     }
+    assert {"kind", "dataset", "iterations", "learning_rate"} <= set(extra[-1])
     report = tmp_path / "REPORT.md"
     assert main(["report", str(tmp_path), "--out", str(report), "--figures", str(tmp_path)]) == 0
-    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in FIGURES)
-    assert "## Headline" in report.read_text()
+    for name in [*FIGURES, *TRAINING_FIGURES]:
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+    text = report.read_text()
+    assert "## Headline" in text
+    assert "## Training: 20 iterations of gradient descent" in text
 
 
 def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) -> None:

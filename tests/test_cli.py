@@ -74,3 +74,31 @@ def test_unknown_host_and_foreign_json_are_clear_errors(tmp_path: Path, capsys) 
     foreign.write_text('{"benchmarks": []}')
     assert main(["plot", str(foreign), "--out", str(tmp_path)]) == 2
     assert f"{foreign} is not a loopvec benchmark result" in capsys.readouterr().err
+
+
+def test_train_reports_accuracy_cost_time_and_writes_the_cost_curve(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "training"
+    command = ["train", "--backend", "numba_loops", "--iterations", "300", "--out", str(out)]
+    assert main(command) == 0
+    printed = capsys.readouterr()
+    assert "breast_cancer: 569 examples x 30 features; backend numba_loops" in printed.out
+    assert "accuracy 98." in printed.out
+    assert "final cost 0.0" in printed.out
+    assert "for 300 iterations" in printed.out
+    assert "300/300" in printed.err  # the progress bar
+    summary = json.loads((out / "breast_cancer-numba_loops.json").read_text())
+    assert summary["iterations"] == 300
+    assert not summary["interrupted"]
+    assert summary["cost_iterations"] == [0, 100, 200]
+    assert summary["seconds"] > 0
+    assert 0.95 < summary["accuracy"] <= 1
+    png = (out / "breast_cancer-numba_loops.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_with_a_too_large_learning_rate_explains_itself(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    command = ["train", "--learning-rate", "1e306", "--iterations", "200", "--out", str(tmp_path)]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "loopvec train: training diverged: the cost is not finite at iteration 100" in error
+    assert not list(tmp_path.iterdir())  # nothing half-made is written

@@ -11,9 +11,11 @@ from loopvec.grid import (
     budget_skip_reason,
     fit_cost_model,
     make_cells,
+    make_training_cells,
     memory_needed_bytes,
     memory_skip_reason,
     rounds_for,
+    training_rounds,
 )
 
 
@@ -97,3 +99,28 @@ def test_memory_rule_counts_the_backends_own_copies() -> None:
 )
 def test_slow_cells_get_few_rounds(call_s: float, expected: int | None) -> None:
     assert rounds_for(call_s, max_time_s=1.0, min_rounds=5) == expected
+
+
+def test_the_default_training_benchmark_is_the_issues() -> None:
+    training = GRIDS["default"].training
+    assert (training.iterations, training.synthetic_m, training.synthetic_n) == (1000, 10_000, 100)
+    assert GRIDS["smoke"].training.iterations < 100  # CI runs it on every push
+
+
+def test_training_cells_per_dataset_with_the_grids_thread_rule() -> None:
+    sizes = {"breast_cancer": (569, 30), "synthetic": (10_000, 100)}
+    cells = make_training_cells(sizes, 1000, ["python_loops", "numba_parallel", "jax_grad"], [1, 2])
+    assert [(c.dataset, c.backend, c.threads) for c in cells[:4]] == [
+        ("breast_cancer", "python_loops", 1),
+        ("breast_cancer", "numba_parallel", 1),
+        ("breast_cancer", "numba_parallel", 2),
+        ("breast_cancer", "jax_grad", 2),
+    ]
+    assert len(cells) == 8
+    assert cells[4].cell_id == "train-synthetic-m10000-n100-python_loops-t1"
+    assert cells[4].params()["kind"] == "training"
+
+
+def test_training_rounds_fill_the_time_with_at_least_three() -> None:
+    assert training_rounds(0.01, 0.5) == 50
+    assert training_rounds(2.0, 0.5) == 3

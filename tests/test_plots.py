@@ -8,16 +8,21 @@ import matplotlib as mpl
 import pytest
 from matplotlib.patches import Rectangle
 
+import loopvec
 from loopvec.plots import (
     FIGURES,
     at_threads,
+    cost_curve,
     crossover,
     crossover_m,
     effective_bandwidth,
     format_ratio,
+    format_seconds,
     runtime_vs_m,
     speedup_heatmaps,
     thread_scaling,
+    training_time,
+    training_view,
 )
 from loopvec.results import Record, load_results
 
@@ -159,3 +164,43 @@ def test_loopvec_against_frameworks_names_both_winners_per_cell() -> None:
 def test_loopvec_against_frameworks_says_when_there_are_none() -> None:
     figure = FIGURES["loopvec_vs_frameworks"](RECORDS, MACHINE)
     assert "no framework backend in this run" in texts(figure.axes[0])[0]
+
+
+def test_training_time_labels_every_bar_with_its_speedup_and_hatches_the_skipped() -> None:
+    training = RESULTS.training
+    figure = training_time(training, MACHINE)
+    breast, synthetic = figure.axes
+    assert breast.get_title() == "breast_cancer: m = 569, n = 30, 20 iterations"
+    assert synthetic.get_title() == "synthetic: m = 100, n = 10, 20 iterations"
+    assert [t.get_text() for t in breast.get_yticklabels()] == [
+        "python_loops",
+        "partly_vectorized",
+        "numpy_vectorized",
+        "numba_loops",
+    ]
+    view = training_view(training)
+    loops, numba = view[("synthetic", "python_loops")], view[("synthetic", "numba_loops")]
+    speedup = format_ratio(loops.median_s / numba.median_s)
+    assert f" {format_seconds(numba.median_s)}, {speedup}" in texts(synthetic)
+    hatched = [bar for bar in breast.patches if bar.get_hatch()]
+    assert len(hatched) == 1  # python_loops was over the fixture run's train budget
+    skipped = view[("breast_cancer", "python_loops")]
+    assert hatched[0].get_width() == skipped.predicted_s
+    assert f" skipped: predicted {format_seconds(skipped.predicted_s)}" in texts(breast)
+    assert any(
+        t.endswith(
+            ", ~"
+            + format_ratio(skipped.predicted_s / view[("breast_cancer", "numba_loops")].median_s)
+        )
+        for t in texts(breast)
+    )
+
+
+def test_cost_curve_draws_every_recorded_cost_and_the_final_one() -> None:
+    problem = loopvec.make_problem(30, 3, seed=0)
+    result = loopvec.train(problem.X, problem.Y, iterations=250, record_every=100)
+    (ax,) = cost_curve(result, "title").axes
+    (line,) = ax.lines
+    assert line.get_xdata().tolist() == [0, 100, 200, 250]
+    assert line.get_ydata().tolist() == [*result.costs.tolist(), result.final_cost]
+    assert ax.get_yscale() == "log"

@@ -70,3 +70,44 @@ def test_a_results_folder_means_its_newest_run(tmp_path: Path) -> None:
         newest_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="neither a run folder"):
         load_results([tmp_path])
+
+
+def test_training_cells_become_training_records_apart_from_the_grid() -> None:
+    results = load_results([RUN])
+    assert len(results.training) == 10
+    assert [(r.dataset, r.backend, r.threads) for r in results.training[:3]] == [
+        ("breast_cancer", "python_loops", 1),
+        ("breast_cancer", "partly_vectorized", 1),
+        ("breast_cancer", "numpy_vectorized", 1),
+    ]
+    (skipped,) = [r for r in results.training if not r.timed]
+    assert skipped.reason.startswith("predicted")
+    assert skipped.predicted_s > 0
+    timed = [r for r in results.training if r.timed]
+    assert all(r.median_s > 0 and r.iterations == 20 and 0.5 < r.accuracy <= 1 for r in timed)
+    assert results.for_host("vm").training == results.training
+
+
+def test_training_benchmarks_in_pytest_benchmark_json_are_training_records(
+    tmp_path: Path,
+) -> None:
+    raw = json.loads(RAW.read_text())
+    entry = json.loads(json.dumps(raw["benchmarks"][0]))
+    entry["extra_info"] = {
+        "kind": "training",
+        "backend": "numba_loops",
+        "dataset": "synthetic",
+        "m": 100,
+        "n": 10,
+        "iterations": 20,
+        "threads": 1,
+        "learning_rate": 0.5,
+    }
+    raw["benchmarks"].append(entry)
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(raw))
+    results = load_results([path])
+    (training,) = results.training
+    assert training.dataset == "synthetic"
+    assert training.median_s == entry["stats"]["median"]
+    assert len(results.records) == len(raw["benchmarks"]) - 1

@@ -1,9 +1,10 @@
-"""`loopvec plot | report | compare | info`: the file-writing edge around the pure modules.
+"""`loopvec plot | report | compare | info | train`: the file-writing edge around the pure modules.
 
     loopvec plot                    # figures of the newest run under results/ -> results/figures/
     loopvec report                  # results/REPORT.md, with the figures it embeds
     loopvec compare RUN_A RUN_B --fail-above 10
     loopvec info                    # this machine's record (what a run saves as machine.json)
+    loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000
 
 The benchmark itself runs through pytest (`nox -s bench`), where pytest-benchmark does the timing.
 """
@@ -15,17 +16,31 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
-from loopvec.backends import BACKENDS, available_backends
+from loopvec.backends import BACKENDS, available_backends, backend_names
 from loopvec.compare import compare_runs, regressions
+from loopvec.datasets import DATASETS, load
+from loopvec.grid import TRAIN_LEARNING_RATE
+from loopvec.logistic import gradient
 from loopvec.machine import machine_record
-from loopvec.plots import FIGURES, format_seconds
+from loopvec.plots import FIGURES, TRAINING_FIGURES, cost_curve, format_seconds
 from loopvec.report import render_report
-from loopvec.results import Results, ResultsWriteError, load_results, write_bytes_atomic
+from loopvec.results import (
+    Results,
+    ResultsWriteError,
+    load_results,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from loopvec.training import TrainingInterrupted, accuracy, train
 
 DEFAULT_RESULTS = Path("results")
 
@@ -42,17 +57,24 @@ def _results_for_one_host(paths: Sequence[Path], host: str | None) -> Results:
     return results.for_host(host or hosts[0])
 
 
+def write_png(figure: Figure, path: Path) -> None:
+    """`figure` as PNG at `path`, atomically (no timestamps: same figure, same bytes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def render_figures(results: Results, folder: Path) -> dict[str, Path]:
-    """Draw every figure into `folder` as PNG (no timestamps: same data, same bytes)."""
+    """Draw every figure into `folder` as PNG; the training figures if the run has training."""
     (host,) = results.hosts
+    machine = results.machines[host]
+    drawn = {name: draw(results.records, machine) for name, draw in FIGURES.items()}
+    if results.training:
+        drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
     written = {}
-    for name, draw in FIGURES.items():
-        figure = draw(results.records, results.machines[host])
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-        path = folder / f"{name}.png"
-        write_bytes_atomic(path, buffer.getvalue())
-        written[name] = path
+    for name, figure in drawn.items():
+        written[name] = folder / f"{name}.png"
+        write_png(figure, written[name])
     return written
 
 
@@ -68,7 +90,7 @@ def _report(args: argparse.Namespace) -> int:
     figures = render_figures(results, args.figures)
     relative = {name: os.path.relpath(path, args.out.parent) for name, path in figures.items()}
     (host,) = results.hosts
-    text = render_report(results.records, results.machines[host], relative)
+    text = render_report(results.records, results.machines[host], relative, results.training)
     write_bytes_atomic(args.out, text.encode("utf-8"))
     print(f"wrote {args.out} and {len(figures)} figures in {args.figures}")
     return 0
@@ -107,6 +129,69 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    data = load(args.dataset)
+    print(
+        f"{data.name}: {data.m:,} examples x {data.n} features; backend {args.backend}, "
+        f"learning_rate {args.learning_rate:g}, {args.iterations:,} iterations"
+    )
+    start = time.perf_counter()
+    gradient(np.zeros((data.n, 1)), 0.0, data.X, data.Y, backend=args.backend)
+    first_s = time.perf_counter() - start  # JIT compile or cache load: not in the training time
+    with tqdm(total=args.iterations, unit="it", desc="training", file=sys.stderr) as bar:
+        start = time.perf_counter()
+        try:
+            result = train(
+                data.X,
+                data.Y,
+                backend=args.backend,
+                learning_rate=args.learning_rate,
+                iterations=args.iterations,
+                record_every=args.record_every,
+                l2_penalty=args.l2_penalty,
+                progress=bar.update,
+            )
+            interrupted = False
+        except TrainingInterrupted as interrupt:
+            result, interrupted = interrupt.result, True
+        seconds = time.perf_counter() - start
+    right = accuracy(result.w, result.b, data.X, data.Y)
+    stopped = " (interrupted)" if interrupted else ""
+    summary = {
+        "dataset": data.name,
+        "backend": args.backend,
+        "learning_rate": args.learning_rate,
+        "l2_penalty": args.l2_penalty,
+        "iterations": result.iterations,
+        "interrupted": interrupted,
+        "accuracy": right,
+        "final_cost": result.final_cost,
+        "seconds": seconds,
+        "first_iteration_s": first_s,
+        "costs": result.costs.tolist(),
+        "cost_iterations": result.cost_iterations.tolist(),
+        "w": result.w[:, 0].tolist(),
+        "b": result.b,
+    }
+    stem = args.out / f"{data.name}-{args.backend}"
+    title = (
+        f"{data.name}, {args.backend}: learning rate {args.learning_rate:g}, "
+        f"{result.iterations:,} iterations{stopped}\naccuracy {right:.2%}, "
+        f"final cost {result.final_cost:.4g}, {format_seconds(seconds)}"
+    )
+    write_png(cost_curve(result, title), stem.with_suffix(".png"))
+    write_json_atomic(stem.with_suffix(".json"), summary)
+    print(
+        f"accuracy {right:.2%} ({round(right * data.m)} of {data.m}), "
+        f"final cost {result.final_cost:.6g}\n"
+        f"time {format_seconds(seconds)} for {result.iterations:,} iterations{stopped} "
+        f"({format_seconds(seconds / max(result.iterations, 1))} each, progress bar included); "
+        f"the first call (JIT compile or cache load) took {format_seconds(first_s)} before it\n"
+        f"wrote {stem}.png and {stem}.json"
+    )
+    return 130 if interrupted else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopvec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print this machine's record and the backends")
     info.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth measurement")
     info.set_defaults(handler=_info)
+    train_command = commands.add_parser(
+        "train", help="train by gradient descent on a dataset; cost curve to results/training/"
+    )
+    train_command.add_argument("--dataset", choices=list(DATASETS), default="breast_cancer")
+    train_command.add_argument("--backend", choices=backend_names(), default="numpy_vectorized")
+    train_command.add_argument("--iterations", type=int, default=1000)
+    train_command.add_argument("--learning-rate", type=float, default=TRAIN_LEARNING_RATE)
+    train_command.add_argument("--record-every", type=int, default=100, help="cost every N steps")
+    train_command.add_argument(
+        "--l2-penalty", type=float, default=0.0, help="lambda of lambda / (2 m) ||w||^2"
+    )
+    train_command.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "training")
+    train_command.set_defaults(handler=_train)
     return parser
 
 
@@ -151,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (FileNotFoundError, ValueError, ResultsWriteError) as error:
+    except (FileNotFoundError, ValueError, TypeError, ImportError, ResultsWriteError) as error:
         print(f"loopvec {args.command}: {error}", file=sys.stderr)
         return 2
     return code

@@ -39,6 +39,23 @@ MEMORY_HEADROOM = 0.8
 MEMORY_SLACK_BYTES = 256 * 2**20
 
 
+#: Training runs predicted to take longer than this are skipped (`--train-budget SECONDS`).
+DEFAULT_TRAIN_BUDGET_S = 30.0
+#: The learning rate of the training benchmark: stable on both of its datasets (standardized
+#: features), and the course's choice in its model().
+TRAIN_LEARNING_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class Training:
+    """A grid's training benchmark: `iterations` steps of gradient descent per backend on the
+    breast-cancer data and on make_problem(synthetic_m, synthetic_n, seed=0)."""
+
+    iterations: int = 1000
+    synthetic_m: int = 10_000
+    synthetic_n: int = 100
+
+
 @dataclass(frozen=True)
 class Grid:
     """A named set of problem sizes; threads default to 1 and all cores."""
@@ -49,6 +66,7 @@ class Grid:
     max_time_s: float = (
         1.0  #: pytest-benchmark's max_time per cell unless given on the command line
     )
+    training: Training = Training()
 
 
 def _decades(low: int, high: int) -> tuple[int, ...]:
@@ -56,8 +74,16 @@ def _decades(low: int, high: int) -> tuple[int, ...]:
 
 
 GRIDS: dict[str, Grid] = {
-    "smoke": Grid((1, 100), (1, 10), "every backend on tiny sizes, seconds: for CI", 0.05),
-    "quick": Grid((10, 1_000, 100_000), (10, 100), "a first look, under a minute", 0.1),
+    "smoke": Grid(
+        (1, 100),
+        (1, 10),
+        "every backend on tiny sizes, seconds: for CI",
+        0.05,
+        Training(20, 100, 10),
+    ),
+    "quick": Grid(
+        (10, 1_000, 100_000), (10, 100), "a first look, a minute", 0.1, Training(100, 1000, 100)
+    ),
     "default": Grid(
         _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000", 0.5
     ),
@@ -122,13 +148,6 @@ def make_cells(
     """
     sizes = sorted({(m, n) for m in m_values for n in n_values}, key=lambda s: (s[0] * s[1], s))
     thread_counts = sorted(set(threads))
-
-    def runs_at(backend: str, t: int) -> bool:
-        threading = BACKENDS[backend].threading
-        if threading == "none":
-            return t == 1
-        return t == max(thread_counts) if threading == "fixed" else True
-
     return [
         Cell(backend, m, n, t, dtype, layout)
         for m, n in sizes
@@ -136,8 +155,63 @@ def make_cells(
         for layout in [o for o in LAYOUTS if o in set(layouts)]
         for backend in backends
         for t in thread_counts
-        if runs_at(backend, t) and dtype in BACKENDS[backend].dtypes
+        if _runs_at(backend, t, thread_counts) and dtype in BACKENDS[backend].dtypes
     ]
+
+
+def _runs_at(backend: str, threads: int, thread_counts: Sequence[int]) -> bool:
+    """Unthreaded backends run at 1 thread only, fixed pools (JAX) at the most threads only."""
+    threading = BACKENDS[backend].threading
+    if threading == "none":
+        return threads == 1
+    return threads == max(thread_counts) if threading == "fixed" else True
+
+
+@dataclass(frozen=True)
+class TrainingCell:
+    """One training benchmark: a backend's whole run of gradient descent on one dataset.
+
+    dataset is a name of loopvec.datasets.DATASETS, or "synthetic" (make_problem(m, n, seed=0)).
+    """
+
+    backend: str
+    dataset: str
+    m: int
+    n: int
+    iterations: int
+    threads: int
+    learning_rate: float = TRAIN_LEARNING_RATE
+
+    def params(self) -> dict[str, int | str | float]:
+        """The cell's parameters as plain values; kind tells it from a gradient cell."""
+        return {"kind": "training", **dataclasses.asdict(self)}
+
+    @property
+    def cell_id(self) -> str:
+        return f"train-{self.dataset}-m{self.m}-n{self.n}-{self.backend}-t{self.threads}"
+
+
+def make_training_cells(
+    datasets: dict[str, tuple[int, int]],
+    iterations: int,
+    backends: Sequence[str],
+    threads: Iterable[int],
+) -> list[TrainingCell]:
+    """Every training cell: each dataset (name -> (m, n)), backend and thread count it runs at."""
+    thread_counts = sorted(set(threads))
+    return [
+        TrainingCell(backend, name, m, n, iterations, t)
+        for name, (m, n) in datasets.items()
+        for backend in backends
+        for t in thread_counts
+        if _runs_at(backend, t, thread_counts)
+    ]
+
+
+def training_rounds(run_s: float, max_time_s: float) -> int:
+    """Rounds to time a training run of about `run_s`: as many as fit in max_time_s, at least
+    MIN_ROUNDS_SLOW (each round is a whole run, so a median of three is already robust)."""
+    return max(MIN_ROUNDS_SLOW, math.floor(max_time_s / run_s))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from matplotlib.patches import Patch, Rectangle
 
 from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
-from loopvec.results import Record
+from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.training import TrainResult
 
 # The backends keep their colour in every figure: tab10 in registry order, the rest after.
 _PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)]
@@ -35,7 +36,7 @@ def backend_color(backend: str, backends: Sequence[str]) -> Any:
     return _PALETTE[list(backends).index(backend) % len(_PALETTE)]
 
 
-def backends_in(records: Sequence[Record]) -> list[str]:
+def backends_in(records: Sequence[AnyRecord]) -> list[str]:
     """Backends in first-seen order (records come in registry order within a size)."""
     return list(dict.fromkeys(r.backend for r in records))
 
@@ -72,7 +73,7 @@ def fit_models(
     return models
 
 
-def run_date(records: Sequence[Record]) -> str:
+def run_date(records: Sequence[AnyRecord]) -> str:
     """The day the run finished (its last cell), as YYYY-MM-DD; '' for records without one."""
     return max((r.finished_at for r in records), default="")[:10]
 
@@ -109,7 +110,7 @@ def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[float, int, in
     return speedups
 
 
-def context(machine: dict[str, Any], records: Sequence[Record], threads: int | None) -> str:
+def context(machine: dict[str, Any], records: Sequence[AnyRecord], threads: int | None) -> str:
     """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says."""
     date = run_date(records)
     parts = [machine.get("cpu", "unknown CPU"), f"{machine.get('logical_cores', '?')} cores"]
@@ -550,4 +551,107 @@ FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
     "effective_bandwidth": effective_bandwidth,
     "thread_scaling": thread_scaling,
     "loopvec_vs_frameworks": loopvec_vs_frameworks,
+}
+
+
+def training_view(records: Sequence[TrainingRecord]) -> dict[tuple[str, str], TrainingRecord]:
+    """(dataset, backend) -> its record at the most threads (or 1 for single-threaded ones)."""
+    most = max((r.threads for r in records), default=1)
+    threaded = {r.backend for r in records if r.threads > 1}
+    return {
+        (r.dataset, r.backend): r
+        for r in records
+        if r.threads == most or (r.threads == 1 and r.backend not in threaded)
+    }
+
+
+def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) -> str:
+    """'7000x': loops' median / mine, '~7000x' against the loops' predicted time, or ''."""
+    if mine is None or loops is None or not mine.timed or not mine.median_s:
+        return ""
+    if loops.timed and loops.median_s:
+        return format_ratio(loops.median_s / mine.median_s)
+    return f"~{format_ratio(loops.predicted_s / mine.median_s)}" if loops.predicted_s else ""
+
+
+def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Figure:
+    """A panel per dataset: time per whole training run per backend (log scale), each bar
+    labelled with its time and its speedup over python_loops; a skipped run is a hatched bar
+    at its predicted time."""
+    view = training_view(records)
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    backends = backends_in(records)
+    most = max((r.threads for r in records), default=1)
+    figure = Figure(figsize=(6.2 * len(datasets), 0.42 * len(backends) + 1.8), layout="constrained")
+    axes = figure.subplots(1, len(datasets), squeeze=False, sharey=True)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        mine = [view.get((dataset, b)) for b in backends]
+        times = [(r.median_s if r.timed else r.predicted_s) if r else None for r in mine]
+        for k, (backend, record, seconds) in enumerate(zip(backends, mine, times, strict=True)):
+            if record is None or not seconds:
+                ax.text(1.0, k, f" {record.status if record else 'not run'}", va="center")
+                continue
+            ax.barh(
+                k,
+                seconds,
+                color=backend_color(backend, backends),
+                hatch=None if record.timed else "///",
+                alpha=1.0 if record.timed else 0.35,
+            )
+            speedup = training_speedup(record, view.get((dataset, "python_loops")))
+            label = (
+                f" {format_seconds(seconds)}"
+                if record.timed
+                else (f" skipped: predicted {format_seconds(seconds)}")
+            )
+            if speedup and backend != "python_loops":
+                label += f", {speedup}"
+            ax.text(seconds, k, label, va="center", fontsize=8)
+        example = next((r for r in mine if r), None)
+        shown = [t for t in times if t]
+        ax.set_xscale("log")
+        if shown:
+            ax.set_xlim(min(shown) / 2, max(shown) * 60)  # room for the labels right of the bars
+        ax.set_yticks(range(len(backends)), backends)
+        ax.set_xlabel("seconds per training run (median; log scale)")
+        if example is not None:
+            ax.set_title(
+                f"{dataset}: m = {example.m:,}, n = {example.n:,}, "
+                f"{example.iterations:,} iterations"
+            )
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+    axes[0].invert_yaxis()  # registry order from the top (the axes share y: invert once)
+    figure.suptitle(
+        "Whole training runs, with the speedup over python_loops\n"
+        + context(machine, records, most)
+    )
+    return figure
+
+
+def cost_curve(result: TrainResult, title: str) -> Figure:
+    """The recorded cost against the iteration (and the final cost), as the course plots it."""
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = figure.subplots()
+    iterations = [*result.cost_iterations.tolist(), result.iterations]
+    costs = [*result.costs.tolist(), result.final_cost]
+    ax.plot(iterations, costs, "o-", ms=3)
+    ax.annotate(
+        f"{result.final_cost:.4g}",
+        (iterations[-1], costs[-1]),
+        textcoords="offset points",
+        xytext=(-4, 8),
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_yscale("log")  # the first steps dominate a linear axis; the slow tail matters too
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cost J (mean cross-entropy)" + (" + L2" if result.l2_penalty else ""))
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return figure
+
+
+#: Figures of the training benchmark, drawn when a run has training cells.
+TRAINING_FIGURES: dict[str, Callable[[Sequence[TrainingRecord], dict[str, Any]], Figure]] = {
+    "training_time": training_time,
 }

@@ -24,8 +24,10 @@ from loopvec.plots import (
     ours_and_theirs,
     run_date,
     thread_speedups,
+    training_speedup,
+    training_view,
 )
-from loopvec.results import Record
+from loopvec.results import AnyRecord, Record, TrainingRecord
 
 #: Sizes the headline names, where the grid has them: overhead-bound, middle, bandwidth-bound.
 HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
@@ -34,7 +36,7 @@ NOISY_IQR_SHARE = 0.10
 LOOPS, REFERENCE = "python_loops", "numpy_vectorized"
 
 
-def _time(record: Record | None) -> str:
+def _time(record: AnyRecord | None) -> str:
     if record is None:
         return ""
     if record.timed and record.median_s is not None:
@@ -199,6 +201,75 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
     return sentences
 
 
+def training_sentence(training: Sequence[TrainingRecord]) -> str:
+    """What to see in the training figure: per dataset, the slowest and fastest whole run."""
+    view = training_view(training)
+    parts = []
+    for dataset in dict.fromkeys(r.dataset for r in training):
+        timed = [r for (d, _), r in view.items() if d == dataset and r.timed and r.median_s]
+        if not timed:
+            continue
+        fast = min(timed, key=lambda r: r.median_s or 0.0)
+        slow = max(timed, key=lambda r: r.median_s or 0.0)
+        speedup = training_speedup(fast, view.get((dataset, LOOPS)))
+        parts.append(
+            f"on {dataset} ({fast.iterations:,} iterations, m = {fast.m:,}, n = {fast.n:,}) "
+            f"a run takes {format_seconds(slow.median_s or 0.0)} with `{slow.backend}` and "
+            f"{format_seconds(fast.median_s or 0.0)} with `{fast.backend}`"
+            + (f", {speedup} faster than `{LOOPS}`" if speedup else "")
+        )
+    if not parts:
+        return "No training run was timed."
+    return (
+        "Training is the gradient in a loop, so the gradient's speedups carry over: "
+        + "; ".join(parts)
+        + ". Every backend's learned w and b matched numpy_vectorized's to rtol 1e-9 before it "
+        "was timed."
+    )
+
+
+def training_table(training: Sequence[TrainingRecord]) -> list[str]:
+    """Every training cell: time per run and per iteration, speedup, what it learned."""
+    if not training:
+        return []
+    loops = {r.dataset: r for r in training if r.backend == LOOPS}
+    iterations = sorted({r.iterations for r in training})
+    rows = [
+        [
+            f"{r.dataset} ({r.m:,} x {r.n:,})",
+            r.backend,
+            str(r.threads),
+            _time(r),
+            format_seconds(r.median_s / r.iterations) if r.timed and r.median_s else "",
+            training_speedup(r, loops.get(r.dataset)),
+            f"{r.accuracy:.2%}" if r.accuracy is not None else "",
+            f"{r.final_cost:.6g}" if r.final_cost is not None else "",
+            str(r.rounds or ""),
+        ]
+        for r in training
+    ]
+    header = [
+        "dataset (m x n)",
+        "backend",
+        "threads",
+        "time per run",
+        "per iteration",
+        f"speedup over {LOOPS}",
+        "accuracy",
+        "final cost",
+        "rounds",
+    ]
+    return [
+        f"## Training: {', '.join(f'{i:,}' for i in iterations)} iterations of gradient descent",
+        "",
+        f"Learning rate {training[0].learning_rate:g} from w = 0, b = 0; medians of whole runs "
+        "(kernel, update, and the cost every 100 iterations). Accuracy and cost on the training "
+        "data.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def float32_table(records: Sequence[Record], threads: int) -> list[str]:
     """float64 time / float32 time at the largest m of each n: 2x where only bytes matter."""
     singles, doubles = at_threads(records, threads, "float32"), at_threads(records, threads)
@@ -224,7 +295,10 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
 
 
 def render_report(
-    records: Sequence[Record], machine: dict[str, Any], figures: dict[str, str]
+    records: Sequence[Record],
+    machine: dict[str, Any],
+    figures: dict[str, str],
+    training: Sequence[TrainingRecord] = (),
 ) -> str:
     """The whole REPORT.md for one host; `figures` maps figure name -> relative path."""
     threads = max_threads(records)
@@ -248,7 +322,7 @@ def render_report(
         "## Figures",
         "",
     ]
-    sentences = figure_sentences(records, machine)
+    sentences = {**figure_sentences(records, machine), "training_time": training_sentence(training)}
     for name, path in figures.items():
         lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
 
@@ -278,6 +352,7 @@ def render_report(
         ],
     )
 
+    lines += ["", *training_table(training)] if training else []
     lines += ["", "## Cost model: t = overhead + per example x m + per element x m x n", ""]
     model_rows = [
         [

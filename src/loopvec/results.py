@@ -1,6 +1,7 @@
 """Results on disk and as tidy records: where they live, how they are written and read back.
 
     results/cells/<host>-<grid>/<cell_id>.json   one per timed, skipped or failed cell
+                                                 (train-*.json: a training cell)
     results/cells/<host>-<grid>/machine.json     the machine record of the run
     results/raw/<date>-<host>-<grid>.json        pytest-benchmark's own JSON of each session
 
@@ -66,15 +67,52 @@ class Record:
 
 
 @dataclass(frozen=True)
+class TrainingRecord:
+    """One training cell of one run: seconds per whole run of `iterations` steps."""
+
+    backend: str
+    dataset: str
+    m: int
+    n: int
+    iterations: int
+    threads: int
+    learning_rate: float
+    host: str
+    status: str  #: timed | skipped | failed
+    reason: str | None = None
+    median_s: float | None = None
+    iqr_s: float | None = None
+    min_s: float | None = None
+    rounds: int | None = None
+    compile_s: float | None = None  #: the first gradient call in the process
+    predicted_s: float | None = None  #: iterations x one warm gradient call
+    accuracy: float | None = None  #: training accuracy of the learned w, b
+    final_cost: float | None = None
+    finished_at: str = ""
+
+    @property
+    def cell(self) -> tuple[str, str, int, int, int, int]:
+        """What was measured, whatever the host: (backend, dataset, m, n, iterations, threads)."""
+        return (self.backend, self.dataset, self.m, self.n, self.iterations, self.threads)
+
+    @property
+    def timed(self) -> bool:
+        return self.status == "timed"
+
+
+@dataclass(frozen=True)
 class Results:
     """Records of one or more runs, merged, with the machine record of each host."""
 
     records: tuple[Record, ...]
     machines: dict[str, dict[str, Any]]
+    training: tuple[TrainingRecord, ...] = ()
 
     def for_host(self, host: str) -> Results:
         return Results(
-            tuple(r for r in self.records if r.host == host), {host: self.machines[host]}
+            tuple(r for r in self.records if r.host == host),
+            {host: self.machines[host]},
+            tuple(r for r in self.training if r.host == host),
         )
 
     @property
@@ -141,19 +179,22 @@ def newest_run(results_dir: Path) -> Path:
     return machines[-1].parent
 
 
-_RECORD_FIELDS = {f.name for f in fields(Record)}
+AnyRecord = Record | TrainingRecord
+_FIELDS = {kind: {f.name for f in fields(kind)} for kind in (Record, TrainingRecord)}
 
 
-def _record(data: dict[str, Any]) -> Record:
-    return Record(**{key: value for key, value in data.items() if key in _RECORD_FIELDS})
+def _record(data: dict[str, Any]) -> AnyRecord:
+    """A cell file's or benchmark's fields as a Record, or a TrainingRecord if kind says so."""
+    kind = TrainingRecord if data.get("kind") == "training" else Record
+    return kind(**{key: value for key, value in data.items() if key in _FIELDS[kind]})
 
 
-def _from_run_folder(folder: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+def _from_run_folder(folder: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
     machine = json.loads((folder / MACHINE_FILE).read_text(encoding="utf-8"))
     return [_record(cell) for cell in read_cells(folder)], {machine["host"]: machine}
 
 
-def _from_raw_json(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
     """pytest-benchmark's JSON: timed cells only (skips live in cell files), stats in seconds."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     machine = raw["machine_info"].get("loopvec") or {"host": raw["machine_info"]["node"]}
@@ -173,7 +214,7 @@ def _from_raw_json(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]
     return records, {machine["host"]: machine}
 
 
-def _read_any(path: Path) -> tuple[list[Record], dict[str, dict[str, Any]]]:
+def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
     """Records and machines from one path of any kind load_results takes; ValueError if foreign."""
     try:
         if path.is_file():
@@ -197,7 +238,7 @@ def load_results(paths: Iterable[Path]) -> Results:
     Several runs merge into one set; where two hold the same cell of the same host, the one
     that finished last wins.
     """
-    newest: dict[tuple[str, tuple[str, int, int, int, str, str]], Record] = {}
+    newest: dict[tuple[str, str, tuple[Any, ...]], AnyRecord] = {}
     machines: dict[str, dict[str, Any]] = {}
     for path in map(Path, paths):
         if not path.exists():
@@ -207,19 +248,20 @@ def load_results(paths: Iterable[Path]) -> Results:
         records, machine = _read_any(path)
         machines.update(machine)
         for record in records:
-            key = (record.host, record.cell)
+            key = (record.host, type(record).__name__, record.cell)
             if key not in newest or record.finished_at >= newest[key].finished_at:
                 newest[key] = record
     registry = {name: index for index, name in enumerate(backend_names())}
-    ordered = sorted(
-        newest.values(),
-        key=lambda r: (
-            r.host,
-            r.m * r.n,
-            r.m,
-            registry.get(r.backend, len(registry)),
-            r.backend,
-            r.threads,
-        ),
+
+    def order(r: AnyRecord) -> tuple[Any, ...]:
+        """Host, then (dataset for training cells) smallest problem first, registry order."""
+        dataset = r.dataset if isinstance(r, TrainingRecord) else ""
+        backend = (registry.get(r.backend, len(registry)), r.backend)
+        return (r.host, dataset, r.m * r.n, r.m, *backend, r.threads)
+
+    ordered = sorted(newest.values(), key=order)
+    return Results(
+        tuple(r for r in ordered if isinstance(r, Record)),
+        machines,
+        tuple(r for r in ordered if isinstance(r, TrainingRecord)),
     )
-    return Results(tuple(ordered), machines)
