@@ -67,21 +67,25 @@ def test_with_a_small_learning_rate_the_cost_never_increases(dataset: str) -> No
     assert result.costs[-1] < result.costs[0]
 
 
-def test_the_l2_penalty_reaches_scikit_learns_minimum() -> None:
-    """The course's lambda / (2 m) ||w||^2 is scikit-learn's C = 1 / lambda: same minimum."""
+@pytest.mark.parametrize("iterations", [1000, 20_000])
+def test_with_the_l2_penalty_it_learns_scikit_learns_model(iterations: int) -> None:
+    """The course's lambda / (2 m) ||w||^2 is scikit-learn's C = 1 / lambda, so both minimize
+    one function: after 1000 steps accuracy is within a point and the cross-entropy within 5 %;
+    after 20,000 steps gradient descent has reached scikit-learn's minimum."""
     result = loopvec.train(
-        data().X, data().Y, learning_rate=0.5, iterations=20_000, record_every=1000, l2_penalty=1
+        data().X, data().Y, learning_rate=0.5, iterations=iterations, l2_penalty=1
     )
     features, labels = data().X.T, data().Y[0]
     sklearn = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(features, labels)
     w_sklearn, b_sklearn = sklearn.coef_.T, float(sklearn.intercept_[0])
     ours = accuracy(result.w, result.b, data().X, data().Y)
-    theirs = sklearn.score(features, labels)
-    assert abs(ours - theirs) <= 0.01
+    assert abs(ours - sklearn.score(features, labels)) <= 0.01
     ours_ce = cross_entropy(result.w, result.b, data().X, data().Y)
     theirs_ce = cross_entropy(w_sklearn, b_sklearn, data().X, data().Y)
     assert ours_ce == pytest.approx(theirs_ce, rel=0.05)
-    np.testing.assert_allclose(result.w, w_sklearn, rtol=1e-4, atol=1e-4)  # the same model
+    if iterations == 20_000:
+        assert ours_ce == pytest.approx(theirs_ce, rel=1e-7)
+        np.testing.assert_allclose(result.w, w_sklearn, rtol=1e-5, atol=1e-5)  # the same model
 
 
 def test_unpenalized_accuracy_is_within_one_point_of_scikit_learns() -> None:

@@ -611,7 +611,7 @@ def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) ->
         shown = [t for t in times if t]
         ax.set_xscale("log")
         if shown:
-            ax.set_xlim(min(shown) / 2, max(shown) * 60)  # room for the labels right of the bars
+            ax.set_xlim(min(shown) / 2, max(shown) * 30)  # room for the labels right of the bars
         ax.set_yticks(range(len(backends)), backends)
         ax.set_xlabel("seconds per training run (median; log scale)")
         if example is not None:

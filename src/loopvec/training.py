@@ -83,8 +83,8 @@ class Descent:
         to_native, self._to_numpy = get_adapters(backend)
         self.backend, self.X, self.Y = backend, X, Y
         # The recorded cost is bookkeeping, computed on one BLAS thread: OpenBLAS's workers spin
-        # after a call, and on a busy machine that took a core from the backend's own pool
-        # (numba, torch), making its two-thread training slower than one thread.
+        # after a call, and on two cores that took one from the backend's own pool (numba,
+        # torch): their two-thread training ran slower than one thread.
         self._thread_pools = ThreadpoolController()
         self._kernel, self._step = get_kernel(backend), get_step(backend)
         self._native = to_native(w0, b0, X, Y)
@@ -111,8 +111,7 @@ class Descent:
         def cost(w: Any, b: Any) -> tuple[Array, float, float]:
             w_numpy, b_float = self._to_numpy((w, b))
             w_numpy = np.array(w_numpy, dtype=np.float64)  # a copy: never the backend's memory
-            one_blas_thread = self._thread_pools.limit(limits=1, user_api="blas")
-            with one_blas_thread, np.errstate(over="ignore", invalid="ignore"):
+            with self._thread_pools.limit(limits=1, user_api="blas"):
                 J = cross_entropy(w_numpy, b_float, self.X, self.Y)
                 J += l2_penalty / (2 * self.X.shape[1]) * float(np.sum(w_numpy**2))
             if not math.isfinite(J):
