@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,17 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.result = result
 
 
+@cache
+def _thread_pools() -> ThreadpoolController:
+    """The process's thread pools, found once (a search of the loaded libraries takes ms).
+
+    The recorded cost is bookkeeping, computed on one BLAS thread: OpenBLAS's workers spin after
+    a call, and on two cores that took one from the backend's own pool (numba, torch): their
+    two-thread training ran slower than one thread.
+    """
+    return ThreadpoolController()
+
+
 class Descent:
     """Gradient descent with one backend on one validated float64 problem.
 
@@ -82,10 +94,6 @@ class Descent:
     def __init__(self, backend: str, w0: Array, b0: float, X: Array, Y: Array) -> None:
         to_native, self._to_numpy = get_adapters(backend)
         self.backend, self.X, self.Y = backend, X, Y
-        # The recorded cost is bookkeeping, computed on one BLAS thread: OpenBLAS's workers spin
-        # after a call, and on two cores that took one from the backend's own pool (numba,
-        # torch): their two-thread training ran slower than one thread.
-        self._thread_pools = ThreadpoolController()
         self._kernel, self._step = get_kernel(backend), get_step(backend)
         self._native = to_native(w0, b0, X, Y)
 
@@ -111,7 +119,7 @@ class Descent:
         def cost(w: Any, b: Any) -> tuple[Array, float, float]:
             w_numpy, b_float = self._to_numpy((w, b))
             w_numpy = np.array(w_numpy, dtype=np.float64)  # a copy: never the backend's memory
-            with self._thread_pools.limit(limits=1, user_api="blas"):
+            with _thread_pools().limit(limits=1, user_api="blas"):
                 J = cross_entropy(w_numpy, b_float, self.X, self.Y)
                 J += l2_penalty / (2 * self.X.shape[1]) * float(np.sum(w_numpy**2))
             if not math.isfinite(J):
