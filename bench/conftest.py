@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 import loopvec
-from loopvec.agreement import Reference
+from loopvec.agreement import REFERENCE, Reference
 from loopvec.backends import BACKENDS, get_kernel
 from loopvec.datasets import SIZES, load
 from loopvec.grid import (
@@ -138,7 +138,12 @@ class BenchRun:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_s: float = field(default_factory=time.perf_counter)
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
-    _training: dict[str, tuple[Problem, TrainResult]] = field(default_factory=dict)
+    _training: dict[tuple[Any, ...], tuple[Problem, TrainResult]] = field(default_factory=dict)
+
+    def timed_before(self, cell: Cell | TrainingCell) -> bool:
+        """Whether this folder holds a timed record of exactly `cell` (every parameter equal)."""
+        record = self.done.get(cell.cell_id)
+        return record is not None and all(record.get(k) == v for k, v in cell.params().items())
 
     def model(self, cell: Cell | TrainingCell) -> CostModel | None:
         """The cost model of `cell`'s backend at its threads and dtype (a training cell: float64,
@@ -179,18 +184,22 @@ class BenchRun:
 
         ImportError if the dataset needs a package that is not installed.
         """
-        if cell.dataset not in self._training:
+        self._problem = None  # the grid is done: free its last (largest) problem
+        key = (cell.dataset, cell.m, cell.n, cell.iterations, cell.learning_rate, cell.record_every)
+        if key not in self._training:
             data = (
                 loopvec.make_problem(cell.m, cell.n, seed=0)
                 if cell.dataset == "synthetic"
                 else load(cell.dataset)
             )
             problem = Problem(w=np.zeros((cell.n, 1)), b=0.0, X=data.X, Y=data.Y)
-            reference = Descent("numpy_vectorized", problem.w, problem.b, data.X, data.Y).run(
-                learning_rate=cell.learning_rate, iterations=cell.iterations
+            reference = Descent(REFERENCE, problem.w, problem.b, data.X, data.Y).run(
+                learning_rate=cell.learning_rate,
+                iterations=cell.iterations,
+                record_every=cell.record_every,
             )
-            self._training[cell.dataset] = (problem, reference)
-        return self._training[cell.dataset]
+            self._training[key] = (problem, reference)
+        return self._training[key]
 
     def problem(self, cell: Cell) -> tuple[Problem, Reference]:
         """The problem of `cell`'s size in its dtype, and the reference gradient (in float64, of
@@ -345,6 +354,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if "read_bandwidth_bytes_per_s" in earlier:
             run.machine["read_bandwidth_bytes_per_s"] = earlier["read_bandwidth_bytes_per_s"]
     run.machine["grid"] = run.grid
+    run.machine["budget_s"], run.machine["train_budget_s"] = run.budget_s, run.train_budget_s
     run.machine["unavailable_backends"] = _unavailable(session.config)
     try:
         write_json_atomic(run.folder / MACHINE_FILE, run.machine)

@@ -5,53 +5,55 @@ synthetic problem (m = 10,000, n = 100).
 Per cell: skip if already timed, if the dataset cannot be loaded, or if the run is predicted
 (iterations x one warm gradient call) to exceed --train-budget; move the data into the backend
 (untimed); train once untimed, which compiles, warms up and is checked against numpy_vectorized's
-run (w and b to rtol 1e-9; a wrong backend is never timed); then pytest-benchmark times whole runs
-(the loop alone: kernel, update, and the cost every 100 iterations) and the cell file is written.
-"""
+run (w, b and costs to agreement.RTOL_TRAINING; a wrong backend is never timed); then
+pytest-benchmark times whole runs (the loop alone: kernel, update, and the recorded cost) and the
+cell file is written."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 from timing import time_one_call, timing_fields
 
+from loopvec.agreement import check_training
 from loopvec.backends import get_adapters, get_kernel
 from loopvec.grid import TrainingCell, thread_limit, training_rounds
-from loopvec.training import Descent, TrainResult, accuracy
+from loopvec.training import Descent, accuracy
 
 if TYPE_CHECKING:
     from conftest import BenchRun
 
-#: How close every backend's learned w and b must be to numpy_vectorized's.
-TRAIN_RTOL = 1e-9
-
-
-def check_against(reference: TrainResult, got: TrainResult) -> None:
-    """AssertionError unless `got` learned reference's w, b and costs to TRAIN_RTOL."""
-    np.testing.assert_allclose(got.w, reference.w, rtol=TRAIN_RTOL, err_msg="w")
-    np.testing.assert_allclose(got.b, reference.b, rtol=TRAIN_RTOL, err_msg="b")
-    np.testing.assert_allclose(got.costs, reference.costs, rtol=TRAIN_RTOL, err_msg="costs")
-
 
 def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
     cell = training_cell
-    if cell.cell_id in run.done:
+    if run.timed_before(cell):
         pytest.skip(f"{cell.cell_id}: already timed in {run.folder} (--fresh to redo)")
     try:
         problem, reference = run.training_problem(cell)
     except ImportError as error:
         run.skip(cell, f"dataset {cell.dataset} not available: {error}")
-    settings = {"learning_rate": cell.learning_rate, "iterations": cell.iterations}
-    descent = Descent(cell.backend, problem.w, problem.b, problem.X, problem.Y)
-    to_native, _ = get_adapters(cell.backend)
-    kernel, args = get_kernel(cell.backend), to_native(problem.w, problem.b, problem.X, problem.Y)
+    except Exception as error:  # the reference run itself failed: nothing can be checked
+        run.write_cell(cell, "failed", reason=f"reference run: {type(error).__name__}: {error}")
+        raise
+    settings = {
+        "learning_rate": cell.learning_rate,
+        "iterations": cell.iterations,
+        "record_every": cell.record_every,
+    }
     signature = (cell.backend, "float64", "C")
     with thread_limit(cell.threads):
-        _, first_call_s = time_one_call(kernel, args)  # compiles, or loads the numba cache
+        try:
+            descent = Descent(cell.backend, problem.w, problem.b, problem.X, problem.Y)
+            to_native, _ = get_adapters(cell.backend)
+            kernel = get_kernel(cell.backend)
+            args = to_native(problem.w, problem.b, problem.X, problem.Y)
+            _, first_call_s = time_one_call(kernel, args)  # compiles, or loads the numba cache
+            _, call_s = time_one_call(kernel, args)
+        except Exception as error:  # crashed: recorded, never timed, fails the run
+            run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
+            raise
         run.compile_s.setdefault(signature, first_call_s)
-        _, call_s = time_one_call(kernel, args)
         predicted_s = cell.iterations * call_s
         if predicted_s > run.train_budget_s:
             run.skip(
@@ -62,23 +64,20 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             )
         try:
             checked, run_s = time_one_call(lambda: descent.run(**settings))
-            check_against(reference, checked)
+            check_training(cell.backend, checked, reference)
         except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
+        learned = {
+            "accuracy": accuracy(checked.w, checked.b, problem.X, problem.Y),
+            "final_cost": checked.final_cost,
+            "predicted_s": predicted_s,
+            "compile_s": run.compile_s[signature],
+        }
         benchmark.group = f"training {cell.dataset} m={cell.m} n={cell.n} threads={cell.threads}"
-        benchmark.extra_info.update(cell.params(), compile_s=run.compile_s[signature])
+        benchmark.extra_info.update(cell.params(), **learned)  # the raw JSON is whole too
         benchmark.pedantic(
             descent.run, kwargs=settings, rounds=training_rounds(run_s, run.max_time_s)
         )
 
-    run.write_cell(
-        cell,
-        "timed",
-        **timing_fields(benchmark),
-        compile_s=run.compile_s[signature],
-        predicted_s=predicted_s,
-        checked_run_s=run_s,
-        accuracy=accuracy(checked.w, checked.b, problem.X, problem.Y),
-        final_cost=checked.final_cost,
-    )
+    run.write_cell(cell, "timed", **timing_fields(benchmark), checked_run_s=run_s, **learned)

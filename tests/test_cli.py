@@ -90,7 +90,8 @@ def test_train_reports_accuracy_cost_time_and_writes_the_cost_curve(tmp_path: Pa
     assert summary["iterations"] == 300
     assert not summary["interrupted"]
     assert summary["cost_iterations"] == [0, 100, 200]
-    assert summary["seconds"] > 0
+    assert summary["train_s"] > 0
+    assert summary["warmup_s"] > 0
     assert 0.95 < summary["accuracy"] <= 1
     png = (out / "breast_cancer-numba_loops.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -102,3 +103,32 @@ def test_train_with_a_too_large_learning_rate_explains_itself(tmp_path: Path, ca
     error = capsys.readouterr().err
     assert "loopvec train: training diverged: the cost is not finite at iteration 100" in error
     assert not list(tmp_path.iterdir())  # nothing half-made is written
+
+
+def test_train_checks_its_settings_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", "--iterations", "0", "--out", str(tmp_path)]) == 2
+    assert "--iterations must be a positive integer; got 0" in capsys.readouterr().err
+    assert main(["train", "--learning-rate", "-1", "--out", str(tmp_path)]) == 2
+    assert "--learning-rate must be a finite number > 0; got -1.0" in capsys.readouterr().err
+
+
+def test_compare_includes_training_cells(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["compare", str(FIXTURE), str(FIXTURE)]) == 0
+    out = capsys.readouterr().out
+    assert "train synthetic numba_loops m=100 n=10 t=1 i=20" in out
+    assert " 1.000  \n" in out
+
+
+def test_a_training_only_run_gets_its_figure_and_report(tmp_path: Path) -> None:
+    run = tmp_path / "cells" / "vm-smoke"
+    run.mkdir(parents=True)
+    fixture_run = next((FIXTURE / "cells").iterdir())
+    for path in [fixture_run / "machine.json", *fixture_run.glob("train-*.json")]:
+        shutil.copy(path, run)
+    report = tmp_path / "REPORT.md"
+    assert main(["report", str(run), "--out", str(report), "--figures", str(tmp_path)]) == 0
+    assert (tmp_path / "training_time.png").exists()
+    assert not (tmp_path / "crossover.png").exists()
+    text = report.read_text()
+    assert text.startswith("# loopvec report: training runs")
+    assert "## Training: 20 iterations of gradient descent" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib as mpl
@@ -179,18 +180,22 @@ def test_training_time_labels_every_bar_with_its_speedup_and_hatches_the_skipped
         "numba_loops",
     ]
     view = training_view(training)
-    loops, numba = view[("synthetic", "python_loops")], view[("synthetic", "numba_loops")]
+    synthetic_problem, breast_problem = ("synthetic", 100, 10, 20), ("breast_cancer", 569, 30, 20)
+    loops, numba = (
+        view[(synthetic_problem, "python_loops")],
+        view[(synthetic_problem, "numba_loops")],
+    )
     speedup = format_ratio(loops.median_s / numba.median_s)
     assert f" {format_seconds(numba.median_s)}, {speedup}" in texts(synthetic)
     hatched = [bar for bar in breast.patches if bar.get_hatch()]
     assert len(hatched) == 1  # python_loops was over the fixture run's train budget
-    skipped = view[("breast_cancer", "python_loops")]
+    skipped = view[(breast_problem, "python_loops")]
     assert hatched[0].get_width() == skipped.predicted_s
     assert f" skipped: predicted {format_seconds(skipped.predicted_s)}" in texts(breast)
     assert any(
         t.endswith(
             ", ~"
-            + format_ratio(skipped.predicted_s / view[("breast_cancer", "numba_loops")].median_s)
+            + format_ratio(skipped.predicted_s / view[(breast_problem, "numba_loops")].median_s)
         )
         for t in texts(breast)
     )
@@ -204,3 +209,15 @@ def test_cost_curve_draws_every_recorded_cost_and_the_final_one() -> None:
     assert line.get_xdata().tolist() == [0, 100, 200, 250]
     assert line.get_ydata().tolist() == [*result.costs.tolist(), result.final_cost]
     assert ax.get_yscale() == "log"
+
+
+def test_training_panels_are_one_per_problem_and_a_failed_run_says_so() -> None:
+    training = RESULTS.training
+    longer = [dataclasses.replace(r, iterations=40) for r in training if r.dataset == "synthetic"]
+    failed = dataclasses.replace(longer[-1], status="failed", median_s=None, backend="numba_loops")
+    figure = training_time([*training, *longer[:-1], failed], MACHINE)
+    assert len(figure.axes) == 3  # synthetic at 20 and at 40 iterations are different problems
+    last = figure.axes[2]
+    assert last.get_title() == "synthetic: m = 100, n = 10, 40 iterations"
+    (label,) = [t for t in last.texts if t.get_text() == "failed"]
+    assert label.get_position()[0] == 0.01  # at the panel's left edge, in axes units

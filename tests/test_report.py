@@ -69,4 +69,4 @@ def test_training_section_has_a_row_per_training_cell() -> None:
     assert "98.24%" in numba
     sentence = training_sentence(RESULTS.training)
     assert "on synthetic (20 iterations, m = 100, n = 10) a run takes" in sentence
-    assert "to rtol 1e-9 before it was timed" in sentence
+    assert "matched numpy_vectorized's to rtol 1e-09 before it was timed" in sentence

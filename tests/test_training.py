@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import cache
 
@@ -10,6 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import loopvec
+from loopvec.agreement import DisagreementError, check_training
 from loopvec.datasets import Dataset, breast_cancer
 from loopvec.logistic import cross_entropy
 from loopvec.training import TrainingInterrupted, TrainResult, accuracy
@@ -27,13 +29,16 @@ def reference_run(iterations: int = 1000) -> TrainResult:
 
 def test_every_backend_learns_the_same_model_on_breast_cancer(backend: str) -> None:
     got = loopvec.train(data().X, data().Y, backend=backend, learning_rate=0.5, iterations=1000)
-    want = reference_run()
-    np.testing.assert_allclose(got.w, want.w, rtol=1e-9)
-    np.testing.assert_allclose(got.b, want.b, rtol=1e-9)
-    np.testing.assert_allclose(got.costs, want.costs, rtol=1e-9)
-    np.testing.assert_allclose(got.final_cost, want.final_cost, rtol=1e-9)
+    check_training(backend, got, reference_run())  # w, b, costs to rtol 1e-9
     assert got.iterations == 1000
     assert got.backend == backend
+
+
+def test_the_training_check_catches_a_different_model() -> None:
+    want = reference_run()
+    nudged = dataclasses.replace(want, w=want.w * (1 + 1e-8), backend="nudged")
+    with pytest.raises(DisagreementError, match="nudged learned a different w"):
+        check_training("nudged", nudged, want)
 
 
 def test_the_courses_optimize_example() -> None:

@@ -3,7 +3,7 @@
 from loopvec.backends import available_backends, backend_names
 from loopvec.logistic import gradient, loss
 from loopvec.problem import Problem, make_problem, worked_example
-from loopvec.training import TrainingDiverged, TrainResult, predict, train
+from loopvec.training import TrainingDiverged, TrainingInterrupted, TrainResult, predict, train
 
 __version__ = "0.1.0"
 
@@ -11,6 +11,7 @@ __all__ = [
     "Problem",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "__version__",
     "available_backends",
     "backend_names",

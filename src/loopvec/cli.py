@@ -39,13 +39,14 @@ from loopvec.results import (
     write_json_atomic,
 )
 from loopvec.training import TrainingInterrupted, accuracy, train
+from loopvec.validation import validate_positive_int, validate_rate
 
 DEFAULT_RESULTS = Path("results")
 
 
 def _results_for_one_host(paths: Sequence[Path], host: str | None) -> Results:
     results = load_results(paths or [DEFAULT_RESULTS])
-    if not results.records:
+    if not results.records and not results.training:
         raise FileNotFoundError(f"no cells in {', '.join(map(str, paths or [DEFAULT_RESULTS]))}")
     hosts = results.hosts
     if host is None and len(hosts) > 1:
@@ -66,7 +67,9 @@ def render_figures(results: Results, folder: Path) -> dict[str, Path]:
     """Draw every figure into `folder` as PNG; the training figures if the run has training."""
     (host,) = results.hosts
     machine = results.machines[host]
-    drawn = {name: draw(results.records, machine) for name, draw in FIGURES.items()}
+    drawn: dict[str, Figure] = {}
+    if results.records:
+        drawn |= {name: draw(results.records, machine) for name, draw in FIGURES.items()}
     if results.training:
         drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
     written = {}
@@ -96,16 +99,15 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results([args.run_a]), load_results([args.run_b])
-    comparisons = compare_runs(list(a.records), list(b.records))
+    comparisons = compare_runs([*a.records, *a.training], [*b.records, *b.training])
     if not comparisons:
         print("no cell was timed in both runs")
         return 1
-    print(f"{'cell':52} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
+    print(f"{'cell':60} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
     for c in comparisons:
         change = ("slower" if c.ratio > 1 else "faster") if c.changed else ""
-        cell = f"{c.a.backend} m={c.a.m} n={c.a.n} t={c.a.threads} {c.a.dtype}"
         print(
-            f"{cell:52} {format_seconds(c.a.median_s or 0):>10} "
+            f"{c.cell:60} {format_seconds(c.a.median_s or 0):>10} "
             f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change}"
         )
     if args.fail_above is not None:
@@ -128,6 +130,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # Bad settings fail here, before the warm-up pays for any compilation.
+    validate_rate("--learning-rate", args.learning_rate)
+    validate_rate("--l2-penalty", args.l2_penalty, allow_zero=True)
+    validate_positive_int("--iterations", args.iterations)
+    validate_positive_int("--record-every", args.record_every)
     data = load(args.dataset)
     print(
         f"{data.name}: {data.m:,} examples x {data.n} features; backend {args.backend}, "
@@ -137,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
     # rate only has to be harmless.
     start = time.perf_counter()
     train(data.X, data.Y, backend=args.backend, learning_rate=1e-9, iterations=1)
-    first_s = time.perf_counter() - start
+    warmup_s = time.perf_counter() - start
     with tqdm(total=args.iterations, unit="it", desc="training", file=sys.stderr) as bar:
         start = time.perf_counter()
         try:
@@ -154,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
             interrupted = False
         except TrainingInterrupted as interrupt:
             result, interrupted = interrupt.result, True
-        seconds = time.perf_counter() - start
+        train_s = time.perf_counter() - start
     right = accuracy(result.w, result.b, data.X, data.Y)
     stopped = " (interrupted)" if interrupted else ""
     summary = {
@@ -166,8 +173,8 @@ def _train(args: argparse.Namespace) -> int:
         "interrupted": interrupted,
         "accuracy": right,
         "final_cost": result.final_cost,
-        "seconds": seconds,
-        "first_iteration_s": first_s,
+        "train_s": train_s,
+        "warmup_s": warmup_s,
         "costs": result.costs.tolist(),
         "cost_iterations": result.cost_iterations.tolist(),
         "w": result.w[:, 0].tolist(),
@@ -177,16 +184,16 @@ def _train(args: argparse.Namespace) -> int:
     title = (
         f"{data.name}, {args.backend}: learning rate {args.learning_rate:g}, "
         f"{result.iterations:,} iterations{stopped}\naccuracy {right:.2%}, "
-        f"final cost {result.final_cost:.4g}, {format_seconds(seconds)}"
+        f"final cost {result.final_cost:.4g}, {format_seconds(train_s)}"
     )
     write_png(cost_curve(result, title), stem.with_suffix(".png"))
     write_json_atomic(stem.with_suffix(".json"), summary)
     print(
         f"accuracy {right:.2%} ({round(right * data.m)} of {data.m}), "
         f"final cost {result.final_cost:.6g}\n"
-        f"time {format_seconds(seconds)} for {result.iterations:,} iterations{stopped} "
-        f"({format_seconds(seconds / max(result.iterations, 1))} each, progress bar included); "
-        f"a first step (JIT compile or cache load) took {format_seconds(first_s)} before it\n"
+        f"time {format_seconds(train_s)} for {result.iterations:,} iterations{stopped} "
+        f"({format_seconds(train_s / max(result.iterations, 1))} each, progress bar included); "
+        f"a first step (JIT compile or cache load) took {format_seconds(warmup_s)} before it\n"
         f"wrote {stem}.png and {stem}.json"
     )
     return 130 if interrupted else 0
@@ -233,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_command.add_argument("--dataset", choices=list(DATASETS), default="breast_cancer")
     train_command.add_argument("--backend", choices=backend_names(), default="numpy_vectorized")
-    train_command.add_argument("--iterations", type=int, default=1000)
+    train_command.add_argument("--iterations", type=int, default=2000, help="the course's 2000")
     train_command.add_argument("--learning-rate", type=float, default=TRAIN_LEARNING_RATE)
     train_command.add_argument("--record-every", type=int, default=100, help="cost every N steps")
     train_command.add_argument(

@@ -6,17 +6,26 @@ interquartile range [q1, q3]: noise that both runs show is not a regression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loopvec.results import Record
+from loopvec.results import AnyRecord, TrainingRecord
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One cell timed in both runs: ratio = median_b / median_a (above 1: B is slower)."""
 
-    a: Record
-    b: Record
+    a: AnyRecord
+    b: AnyRecord
+
+    @property
+    def cell(self) -> str:
+        """What was compared, in words."""
+        r = self.a
+        if isinstance(r, TrainingRecord):
+            return f"train {r.dataset} {r.backend} m={r.m} n={r.n} t={r.threads} i={r.iterations}"
+        return f"{r.backend} m={r.m} n={r.n} t={r.threads} {r.dtype}"
 
     @property
     def ratio(self) -> float:
@@ -32,10 +41,14 @@ class Comparison:
         return outside_a and outside_b
 
 
-def compare_runs(a: list[Record], b: list[Record]) -> list[Comparison]:
-    """The cells timed in both runs (whatever their hosts), in run A's order."""
-    timed_b = {r.cell: r for r in b if r.timed}
-    return [Comparison(r, timed_b[r.cell]) for r in a if r.timed and r.cell in timed_b]
+def compare_runs(a: Sequence[AnyRecord], b: Sequence[AnyRecord]) -> list[Comparison]:
+    """The cells (gradient or training) timed in both runs, whatever their hosts, in A's order."""
+    timed_b = {(type(r), r.cell): r for r in b if r.timed}
+    return [
+        Comparison(r, timed_b[(type(r), r.cell)])
+        for r in a
+        if r.timed and (type(r), r.cell) in timed_b
+    ]
 
 
 def regressions(comparisons: list[Comparison], percent: float) -> list[Comparison]:

@@ -181,6 +181,7 @@ class TrainingCell:
     iterations: int
     threads: int
     learning_rate: float = TRAIN_LEARNING_RATE
+    record_every: int = 100  #: the cost is recorded (and checked) every this many steps
 
     def params(self) -> dict[str, int | str | float]:
         """The cell's parameters as plain values; kind tells it from a gradient cell."""

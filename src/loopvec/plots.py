@@ -554,12 +554,17 @@ FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
 }
 
 
-def training_view(records: Sequence[TrainingRecord]) -> dict[tuple[str, str], TrainingRecord]:
-    """(dataset, backend) -> its record at the most threads (or 1 for single-threaded ones)."""
+#: (dataset, m, n, iterations) of a training record, and that view of a run's training cells.
+TrainingProblem = tuple[str, int, int, int]
+TrainingCells = dict[tuple[TrainingProblem, str], TrainingRecord]
+
+
+def training_view(records: Sequence[TrainingRecord]) -> TrainingCells:
+    """(problem, backend) -> its record at the most threads (or 1 for single-threaded ones)."""
     most = max((r.threads for r in records), default=1)
     threaded = {r.backend for r in records if r.threads > 1}
     return {
-        (r.dataset, r.backend): r
+        (r.problem, r.backend): r
         for r in records
         if r.threads == most or (r.threads == 1 and r.backend not in threaded)
     }
@@ -574,22 +579,34 @@ def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) 
     return f"~{format_ratio(loops.predicted_s / mine.median_s)}" if loops.predicted_s else ""
 
 
+def _training_seconds(record: TrainingRecord | None) -> float | None:
+    """What a bar shows: the median of a timed run, the prediction of a skipped one."""
+    if record is None or record.status == "failed":
+        return None
+    return record.median_s if record.timed else record.predicted_s
+
+
 def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Figure:
-    """A panel per dataset: time per whole training run per backend (log scale), each bar
+    """A panel per training problem: time per whole run per backend (log scale), each bar
     labelled with its time and its speedup over python_loops; a skipped run is a hatched bar
     at its predicted time."""
     view = training_view(records)
-    datasets = list(dict.fromkeys(r.dataset for r in records))
+    problems = list(dict.fromkeys(r.problem for r in records))
     backends = backends_in(records)
     most = max((r.threads for r in records), default=1)
-    figure = Figure(figsize=(6.2 * len(datasets), 0.42 * len(backends) + 1.8), layout="constrained")
-    axes = figure.subplots(1, len(datasets), squeeze=False, sharey=True)[0]
-    for ax, dataset in zip(axes, datasets, strict=True):
-        mine = [view.get((dataset, b)) for b in backends]
-        times = [(r.median_s if r.timed else r.predicted_s) if r else None for r in mine]
+    figure = Figure(figsize=(6.2 * len(problems), 0.42 * len(backends) + 1.8), layout="constrained")
+    axes = figure.subplots(1, len(problems), squeeze=False, sharey=True)[0]
+    for ax, problem in zip(axes, problems, strict=True):
+        mine = [view.get((problem, b)) for b in backends]
+        times = [_training_seconds(r) for r in mine]
+        shown = [t for t in times if t]
+        ax.set_xscale("log")
+        if shown:
+            ax.set_xlim(min(shown) / 2, max(shown) * 30)  # room for the labels right of the bars
         for k, (backend, record, seconds) in enumerate(zip(backends, mine, times, strict=True)):
-            if record is None or not seconds:
-                ax.text(1.0, k, f" {record.status if record else 'not run'}", va="center")
+            if record is None or not seconds:  # at the left edge, whatever the scale
+                status = record.status if record else "not run"
+                ax.text(0.01, k, status, transform=ax.get_yaxis_transform(), va="center")
                 continue
             ax.barh(
                 k,
@@ -598,7 +615,7 @@ def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) ->
                 hatch=None if record.timed else "///",
                 alpha=1.0 if record.timed else 0.35,
             )
-            speedup = training_speedup(record, view.get((dataset, "python_loops")))
+            speedup = training_speedup(record, view.get((problem, "python_loops")))
             label = (
                 f" {format_seconds(seconds)}"
                 if record.timed
@@ -607,18 +624,10 @@ def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) ->
             if speedup and backend != "python_loops":
                 label += f", {speedup}"
             ax.text(seconds, k, label, va="center", fontsize=8)
-        example = next((r for r in mine if r), None)
-        shown = [t for t in times if t]
-        ax.set_xscale("log")
-        if shown:
-            ax.set_xlim(min(shown) / 2, max(shown) * 30)  # room for the labels right of the bars
+        dataset, m, n, iterations = problem
         ax.set_yticks(range(len(backends)), backends)
         ax.set_xlabel("seconds per training run (median; log scale)")
-        if example is not None:
-            ax.set_title(
-                f"{dataset}: m = {example.m:,}, n = {example.n:,}, "
-                f"{example.iterations:,} iterations"
-            )
+        ax.set_title(f"{dataset}: m = {m:,}, n = {n:,}, {iterations:,} iterations")
         ax.grid(True, axis="x", which="major", alpha=0.3)
     axes[0].invert_yaxis()  # registry order from the top (the axes share y: invert once)
     figure.suptitle(

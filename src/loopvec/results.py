@@ -79,9 +79,12 @@ class TrainingRecord:
     learning_rate: float
     host: str
     status: str  #: timed | skipped | failed
+    record_every: int = 100
     reason: str | None = None
     median_s: float | None = None
     iqr_s: float | None = None
+    q1_s: float | None = None
+    q3_s: float | None = None
     min_s: float | None = None
     rounds: int | None = None
     compile_s: float | None = None  #: the first gradient call in the process
@@ -91,9 +94,14 @@ class TrainingRecord:
     finished_at: str = ""
 
     @property
-    def cell(self) -> tuple[str, str, int, int, int, int]:
-        """What was measured, whatever the host: (backend, dataset, m, n, iterations, threads)."""
-        return (self.backend, self.dataset, self.m, self.n, self.iterations, self.threads)
+    def problem(self) -> tuple[str, int, int, int]:
+        """What was trained on: (dataset, m, n, iterations); speedups compare within one."""
+        return (self.dataset, self.m, self.n, self.iterations)
+
+    @property
+    def cell(self) -> tuple[Any, ...]:
+        """What was measured, whatever the host: the problem, then backend and threads."""
+        return (*self.problem, self.backend, self.threads)
 
     @property
     def timed(self) -> bool:
@@ -117,7 +125,7 @@ class Results:
 
     @property
     def hosts(self) -> list[str]:
-        return sorted({r.host for r in self.records})
+        return sorted({r.host for r in self.records} | {r.host for r in self.training})
 
 
 def _plain(value: Any) -> Any:

@@ -19,15 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import ThreadpoolController
 
 from loopvec.backends import get_adapters, get_kernel, get_step
-from loopvec.logistic import cross_entropy
+from loopvec.backends._jit import jit
 from loopvec.sigmoid import sigmoid
 from loopvec.validation import (
     validate_bias,
@@ -62,7 +60,11 @@ class TrainResult:
 
 
 class TrainingDiverged(ValueError):
-    """The cost became non-finite: the learning rate is too large for the data."""
+    """The recorded cost became inf or NaN: the weights overflowed.
+
+    The cost is computed stably, so a learning rate that is merely too large (the cost grows or
+    oscillates) stays finite; this is raised when the steps overflow float64, checked every
+    record_every iterations and at the end."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -73,15 +75,29 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-@cache
-def _thread_pools() -> ThreadpoolController:
-    """The process's thread pools, found once (a search of the loaded libraries takes ms).
+@jit
+def _cross_entropy_terms(w: Array, b: float, X: Array, Y: Array) -> Array:
+    """softplus(z) - y z per example, z = w.T X + b: the terms of the mean cross-entropy (m,).
 
-    The recorded cost is bookkeeping, computed on one BLAS thread: OpenBLAS's workers spin after
-    a call, and on two cores that took one from the backend's own pool (numba, torch): their
-    two-thread training ran slower than one thread.
+    The recorded cost is bookkeeping. Compiled, z is computed on the calling thread and wakes no
+    pool: with BLAS on two threads, OpenBLAS's spinning worker took a core from the backend's
+    own pool (numba, torch), and their two-thread training ran slower than one thread.
     """
-    return ThreadpoolController()
+    n, m = X.shape
+    z = np.full(m, b)
+    for j in range(n):  # a row of X at a time: contiguous in the course layout
+        for i in range(m):
+            z[i] += w[j, 0] * X[j, i]
+    terms = np.empty(m)
+    for i in range(m):
+        terms[i] = max(z[i], 0.0) + math.log1p(math.exp(-abs(z[i]))) - Y[0, i] * z[i]
+    return terms
+
+
+def _recorded_cost(w: Array, b: float, X: Array, Y: Array, l2_penalty: float) -> float:
+    """J = mean cross-entropy + l2_penalty / (2 m) ||w||^2; numpy's pairwise sums (no BLAS)."""
+    cross_entropy = float(np.mean(_cross_entropy_terms(w, b, X, Y)))
+    return cross_entropy + l2_penalty / (2 * int(X.shape[1])) * float(np.sum(w * w))
 
 
 class Descent:
@@ -119,9 +135,7 @@ class Descent:
         def cost(w: Any, b: Any) -> tuple[Array, float, float]:
             w_numpy, b_float = self._to_numpy((w, b))
             w_numpy = np.array(w_numpy, dtype=np.float64)  # a copy: never the backend's memory
-            with _thread_pools().limit(limits=1, user_api="blas"):
-                J = cross_entropy(w_numpy, b_float, self.X, self.Y)
-                J += l2_penalty / (2 * self.X.shape[1]) * float(np.sum(w_numpy**2))
+            J = _recorded_cost(w_numpy, b_float, self.X, self.Y, l2_penalty)
             if not math.isfinite(J):
                 raise self._diverged(done, costs, record_every, learning_rate)
             return w_numpy, b_float, J
@@ -147,8 +161,8 @@ class Descent:
                     if i % record_every == 0:
                         costs.append(cost(w, b)[2])
                     dw, db = self._kernel(w, b, X, Y)
-                    w, b = self._step(w, b, dw, db, learning_rate, weight_decay)
-                    done = i + 1
+                    # One assignment, so Ctrl-C never separates the weights from their count.
+                    w, b, done = (*self._step(w, b, dw, db, learning_rate, weight_decay), i + 1)
                     if progress is not None:
                         progress(1)
             except KeyboardInterrupt:
@@ -166,8 +180,9 @@ class Descent:
         )
         return TrainingDiverged(
             f"training diverged: the cost is not finite at iteration {iteration} with "
-            f"learning_rate={learning_rate:g}{last}. The weights overflowed: use a smaller "
-            f"learning_rate (try {learning_rate / 10:g}), or record_every=1 to see where it starts"
+            f"learning_rate={learning_rate:g}{last}. The weights overflowed to inf or NaN: use a "
+            f"smaller learning_rate (try {learning_rate / 10:g}); record_every=1 finds the first "
+            f"such step"
         )
 
 
@@ -214,7 +229,7 @@ def predict(w: Any, b: Any, X: Any) -> NDArray[np.int64]:
 
 
 def accuracy(w: Any, b: Any, X: Any, Y: Any) -> float:
-    """Share of the m examples whose predicted label is Y rounded at 0.5."""
+    """Share of the m examples whose predicted label is their label (Y > 0.5, as predict)."""
     X = validate_features(X)
-    labels = validate_labels(Y, X.shape[1]) >= 0.5
+    labels = validate_labels(Y, X.shape[1]) > 0.5
     return float(np.mean(predict(w, b, X) == labels))

@@ -161,7 +161,7 @@ BACKENDS: dict[str, Backend] = {
         requires=(),
         threading="none",
         summary="the lesson's double for-loop over examples and features, in plain Python",
-        extra_bytes_per_element=32,  # X.tolist(): a float object and a list slot per entry
+        extra_bytes_per_element=32,  # X as lists: a float object and a list slot per entry
     ),
     "partly_vectorized": Backend(
         module="partly_vectorized",
