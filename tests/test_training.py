@@ -13,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 import loopvec
 from loopvec.agreement import DisagreementError, check_training
 from loopvec.datasets import Dataset, breast_cancer
-from loopvec.logistic import cross_entropy
 from loopvec.training import TrainingInterrupted, TrainResult, accuracy
 
 
@@ -58,7 +57,7 @@ def test_costs_are_recorded_every_record_every_iterations_from_the_start() -> No
     assert result.cost_iterations.tolist() == [0, 10, 20]
     assert result.costs[0] == pytest.approx(math.log(2), rel=1e-12)  # w = 0, b = 0: A = 1/2
     assert result.final_cost == pytest.approx(
-        cross_entropy(result.w, result.b, problem.X, problem.Y), rel=1e-12
+        loopvec.loss(result.w, result.b, problem.X, problem.Y), rel=1e-12
     )
 
 
@@ -85,8 +84,8 @@ def test_with_the_l2_penalty_it_learns_scikit_learns_model(iterations: int) -> N
     w_sklearn, b_sklearn = sklearn.coef_.T, float(sklearn.intercept_[0])
     ours = accuracy(result.w, result.b, data().X, data().Y)
     assert abs(ours - sklearn.score(features, labels)) <= 0.01
-    ours_ce = cross_entropy(result.w, result.b, data().X, data().Y)
-    theirs_ce = cross_entropy(w_sklearn, b_sklearn, data().X, data().Y)
+    ours_ce = loopvec.loss(result.w, result.b, data().X, data().Y)
+    theirs_ce = loopvec.loss(w_sklearn, b_sklearn, data().X, data().Y)
     assert ours_ce == pytest.approx(theirs_ce, rel=0.05)
     if iterations == 20_000:
         assert ours_ce == pytest.approx(theirs_ce, rel=1e-7)

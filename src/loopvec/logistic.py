@@ -36,13 +36,7 @@ def loss(w: Any, b: Any, X: Any, Y: Any) -> float:
     Computed as mean(softplus(Z) - Y Z) with softplus(z) = max(z, 0) + log1p(exp(-|z|)), the same
     quantity rearranged so that it never takes log(0) and never overflows.
     """
-    return cross_entropy(*validate_problem(w, b, X, Y))
-
-
-def cross_entropy(
-    w: NDArray[np.floating], b: float, X: NDArray[np.floating], Y: NDArray[np.floating]
-) -> float:
-    """`loss` of inputs already validated (training computes it every `record_every` steps)."""
+    w, b, X, Y = validate_problem(w, b, X, Y)
     Z = w.T @ X + b
     softplus = np.maximum(Z, 0.0) + np.log1p(np.exp(-np.abs(Z)))
     return float(np.mean(softplus - Y * Z))
