@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]  # bench and plots write results/: run them by name
+nox.options.sessions = ["tests", "lint"]  # bench and plots write under results/: run them by name
 
 # numba caches compiled kernels here rather than next to the package (which may be read-only),
 # one folder shared by every session, so each kernel is compiled once per machine.
@@ -33,7 +33,8 @@ def _option(args: list[str], name: str, default: str) -> str:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Time the grid (default; `-- --grid quick` for a first look), then draw figures and report."""
+    """Time the grid (default; `-- --grid quick` for a first look) into a run folder under
+    results/, then draw its figures and report there."""
     _bench(session, ".[bench]")
 
 
@@ -55,14 +56,16 @@ def _bench(session: nox.Session, install: str) -> None:
         env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
     )
     results = _option(session.posargs, "--results-dir", default="results")
-    # The newest run under the results folder is the one just timed.
-    figures, report = f"{results}/figures", f"{results}/REPORT.md"
-    session.run("loopvec", "report", results, "--figures", figures, "--out", report, env=ENV)
+    if "--update-reference" in session.posargs:
+        report = [f"{results}/reference", "--update-reference"]
+    else:
+        report = [results]  # its newest run, the one just timed; the report goes into it
+    session.run("loopvec", "report", *report, env=ENV)
 
 
 @nox.session
 def plots(session: nox.Session) -> None:
-    """Draw results/figures/ and write results/REPORT.md from the newest run (or given paths)."""
+    """Draw the figures and REPORT.md of the newest run under results/ (or of given paths)."""
     session.install(".")
     session.run("loopvec", "report", *session.posargs, env=ENV)
 

@@ -4,19 +4,24 @@
     pytest bench --m 1000,1e6 --n 100         # explicit sizes (grid name "custom")
     pytest bench --backends numba_loops --threads 1 --budget 0.2 --fresh
     pytest bench/test_gradient.py              # the gradient grid alone, no training runs
+    pytest bench --update-reference            # time into results/reference/ (re-make it)
 
-Every finished cell is written to its own file under results/cells/<host>-<grid>/ the moment it
-finishes; a rerun of the same grid skips the cells already timed there. SIGTERM is turned into
-KeyboardInterrupt so that pytest still finishes the session and writes what it has.
+Every finished cell is written to its own file in the run folder the moment it finishes: under
+--results-dir (default results/), a folder named by host, CPU, cores, grid and the machine
+fingerprint (`loopvec.provenance.run_name`). A rerun resumes a cell only when its machine
+fingerprint, its backend's code fingerprint and every parameter match; any other cell is timed
+again, and the progress line says why. SIGTERM is turned into KeyboardInterrupt so that pytest
+still finishes the session and writes what it has.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
+import os
 import signal
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -48,15 +53,17 @@ from loopvec.grid import (
     make_training_cells,
     training_rounds,
 )
-from loopvec.machine import machine_record
+from loopvec.machine import machine_record, read_bandwidths
 from loopvec.plots import format_seconds
 from loopvec.problem import Problem
+from loopvec.provenance import FORMAT, code_identity, git_state, run_name
 from loopvec.results import (
     MACHINE_FILE,
     RAW,
+    REFERENCE_RUN,
     ResultsWriteError,
+    cell_paths,
     read_cells,
-    run_dir,
     write_json_atomic,
 )
 from loopvec.training import Descent, TrainResult
@@ -113,7 +120,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="skip training runs predicted slower (seconds per run)",
     )
     group.addoption("--results-dir", type=Path, default=Path("results"), help="where to write")
-    group.addoption("--fresh", action="store_true", help="delete this grid's cells, start over")
+    group.addoption("--fresh", action="store_true", help="delete this run's cells, start over")
+    group.addoption(
+        "--update-reference",
+        action="store_true",
+        help=f"time into <results-dir>/{REFERENCE_RUN}/, the committed reference run (re-make it)",
+    )
     group.addoption(
         "--no-bandwidth", action="store_true", help="skip the memory bandwidth measurement"
     )
@@ -125,25 +137,53 @@ class BenchRun:
 
     grid: str
     folder: Path
-    raw_folder: Path
     budget_s: float
     train_budget_s: float
     max_time_s: float  # pytest-benchmark's --benchmark-max-time
     min_rounds: int  # and --benchmark-min-rounds
-    host: str
-    machine: dict[str, Any]
+    machine: dict[str, Any]  # the machine record; its bandwidth is measured at session start
+    git: dict[str, Any]  # the commit of the checkout that runs the bench, and whether it is dirty
     cells: list[Cell | TrainingCell] = field(default_factory=list)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> timed record
+    retimed: dict[str, str] = field(default_factory=dict)  # cell_id -> why it was not resumed
     compile_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_s: float = field(default_factory=time.perf_counter)
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
     _training: dict[tuple[Any, ...], tuple[Problem, TrainResult]] = field(default_factory=dict)
 
+    def provenance(self, cell: Cell | TrainingCell) -> dict[str, Any]:
+        """What a record of `cell` says of its origin: format, run, machine and code, git."""
+        training = isinstance(cell, TrainingCell)
+        return {
+            "format": FORMAT,
+            "run": self.folder.name,
+            "machine_fingerprint": self.machine["fingerprint"],
+            **_code(cell.backend, training=training),
+            **self.git,
+        }
+
     def timed_before(self, cell: Cell | TrainingCell) -> bool:
-        """Whether this folder holds a timed record of exactly `cell` (every parameter equal)."""
+        """Whether this folder holds a timed record of exactly `cell`: same parameters, same
+        machine state, same code. Where it holds one that differs, `retimed` says how."""
         record = self.done.get(cell.cell_id)
-        return record is not None and all(record.get(k) == v for k, v in cell.params().items())
+        if record is None:
+            return False
+        mine = self.provenance(cell)
+        if record.get("format") != FORMAT:
+            why = "its earlier cell file is of an older format"
+        elif record.get("machine_fingerprint") != mine["machine_fingerprint"]:
+            why = f"machine changed (was {record.get('machine_fingerprint')})"
+        elif record.get("code_fingerprint") != mine["code_fingerprint"]:
+            before, now = record.get("code_modules") or {}, mine["code_modules"]
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            why = f"code changed: {', '.join(changed) or 'versions ' + str(mine['code_versions'])}"
+        elif any(record.get(k) != v for k, v in cell.params().items()):
+            why = "parameters changed"
+        else:
+            return True
+        self.retimed[cell.cell_id] = why
+        return False
 
     def model(self, cell: Cell | TrainingCell) -> CostModel | None:
         """The cost model of `cell`'s backend at its threads and dtype (a training cell: float64,
@@ -225,12 +265,13 @@ class BenchRun:
         record = {
             "cell_id": cell.cell_id,
             **cell.params(),
-            "host": self.host,
+            "host": self.machine["host"],
             "grid": self.grid,
             "status": status,
             "reason": None,
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "loopvec_version": loopvec.__version__,
+            **self.provenance(cell),
             **fields,
         }
         try:
@@ -244,6 +285,11 @@ class BenchRun:
         """Record `cell` as skipped with its reason, then skip it visibly."""
         self.write_cell(cell, "skipped", reason=reason, **fields)
         pytest.skip(f"{cell.cell_id}: {reason}")
+
+
+@functools.cache
+def _code(backend: str, *, training: bool) -> dict[str, Any]:
+    return code_identity(backend, training=training)  # read and hashed once per run
 
 
 RUN = pytest.StashKey[BenchRun]()
@@ -264,29 +310,46 @@ def pytest_configure(config: pytest.Config) -> None:
     # the option after this hook: its pytest_configure runs last).
     if not any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
         config.option.benchmark_max_time = str(GRIDS[config.getoption("--grid")].max_time_s)
-    host = socket.gethostname()
+    machine = machine_record(measure_bandwidth=False)  # the bandwidth at session start
     results_dir: Path = config.getoption("--results-dir")
-    folder = run_dir(results_dir, host, grid_name)
+    update_reference = config.getoption("--update-reference")
+    folder = results_dir / (REFERENCE_RUN if update_reference else run_name(machine, grid_name))
     run = BenchRun(
         grid=grid_name,
         folder=folder,
-        raw_folder=results_dir / RAW,
         budget_s=config.getoption("--budget"),
         train_budget_s=config.getoption("--train-budget"),
         max_time_s=float(config.getoption("benchmark_max_time")),
         min_rounds=int(config.getoption("benchmark_min_rounds")),
-        host=host,
-        machine={},
+        machine=machine,
+        git=git_state(Path(__file__).parent),
     )
     if config.getoption("--fresh") and not config.option.collectonly:
-        for path in folder.glob("*.json"):
-            path.unlink()
+        for path in [*cell_paths(folder), folder / MACHINE_FILE, *folder.glob(f"{RAW}/*.json")]:
+            path.unlink(missing_ok=True)
+    _check_same_machine(folder, machine, update_reference)
     for record in read_cells(folder) if folder.exists() else []:
         if record.get("status") == "timed":
             run.done[record["cell_id"]] = record
     config.stash[RUN] = run
     _CONFIG[:] = [config]
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _check_same_machine(folder: Path, machine: dict[str, Any], update_reference: bool) -> None:
+    """A run folder holds one machine state's run: its record is never replaced by another's."""
+    path = folder / MACHINE_FILE
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if earlier.get("fingerprint") != machine["fingerprint"]:
+        what = "the reference run" if update_reference else "a run"
+        raise pytest.UsageError(
+            f"{folder} holds {what} of another machine state (host {earlier.get('host')!r}, "
+            f"fingerprint {earlier.get('fingerprint', 'none: an older format')}); this machine is "
+            f"{machine['fingerprint']}. A machine record is never replaced by another's: add "
+            "--fresh to replace that run, or time into another --results-dir"
+        )
 
 
 def _selected_backends(config: pytest.Config) -> list[str]:
@@ -346,14 +409,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = session.config.stash[RUN]
     if session.config.option.collectonly:
         return
-    measure = not session.config.getoption("--no-bandwidth")
-    run.machine = machine_record(measure_bandwidth=measure)
     previous = run.folder / MACHINE_FILE
-    if not measure and previous.exists():  # a resumed run keeps the ceiling measured before
+    if not session.config.getoption("--no-bandwidth"):
+        run.machine["read_bandwidth_bytes_per_s"] = read_bandwidths()
+    elif previous.exists():  # a resumed run keeps the ceiling measured before (same machine)
         earlier = json.loads(previous.read_text(encoding="utf-8"))
         if "read_bandwidth_bytes_per_s" in earlier:
             run.machine["read_bandwidth_bytes_per_s"] = earlier["read_bandwidth_bytes_per_s"]
-    run.machine["grid"] = run.grid
+    run.machine["run"], run.machine["grid"] = run.folder.name, run.grid
     run.machine["budget_s"], run.machine["train_budget_s"] = run.budget_s, run.train_budget_s
     run.machine["unavailable_backends"] = _unavailable(session.config)
     try:
@@ -382,8 +445,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         commit_info=hook.pytest_benchmark_generate_commit_info(config=config),
     )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    try:
-        write_json_atomic(run.raw_folder / f"{stamp}-{run.host}-{run.grid}.json", output)
+    try:  # the pid: two sessions finishing in the same second never share a name
+        write_json_atomic(run.folder / RAW / f"{stamp}-{os.getpid()}.json", output)
     except ResultsWriteError as error:
         print(f"\nloopvec: {error}")
 
@@ -418,6 +481,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     cell_id = report.nodeid.split("[")[-1].rstrip("]")
     if report.passed:
         outcome, detail = "timed", f"median {format_seconds(run.done[cell_id]['median_s'])}"
+        if cell_id in run.retimed:
+            detail += f" (not resumed: {run.retimed[cell_id]})"
     elif report.skipped:
         detail = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
         outcome = "resumed" if "already timed" in detail else "skipped"

@@ -55,7 +55,9 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
         _, warm_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
 
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
-        benchmark.extra_info.update(cell.params(), compile_s=run.compile_s[signature])
+        benchmark.extra_info.update(
+            cell.params(), compile_s=run.compile_s[signature], **run.provenance(cell)
+        )
         rounds = rounds_for(warm_s, run.max_time_s, run.min_rounds)
         if rounds is None:
             benchmark(kernel, *args)

@@ -75,7 +75,8 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             "compile_s": run.compile_s[signature],
         }
         benchmark.group = f"training {cell.dataset} m={cell.m} n={cell.n} threads={cell.threads}"
-        benchmark.extra_info.update(cell.params(), **learned)  # the raw JSON is whole too
+        # the raw JSON is whole too
+        benchmark.extra_info.update(cell.params(), **learned, **run.provenance(cell))
         benchmark.pedantic(
             descent.run, kwargs=settings, rounds=training_rounds(run_s, run.max_time_s)
         )

@@ -6,18 +6,25 @@ These run the real bench/ suite on tiny sizes with short timing; no timing is as
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+import loopvec
 from loopvec.cli import main
 from loopvec.plots import FIGURES, TRAINING_FIGURES
+from loopvec.results import cell_paths
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 GRADIENT = BENCH / "test_gradient.py"  # the grid alone, for the tests that count its cells
+FIXTURE_RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 FAST = [
     "--no-bandwidth",
     "--benchmark-max-time=0.02",
@@ -28,11 +35,13 @@ FAST = [
 
 
 def run_bench(
-    results: Path, *options: str, suite: Path = BENCH
+    results: Path, *options: str, suite: Path = BENCH, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the bench suite to the end in a child process, output captured."""
     command = bench_command(results, *options, suite=suite)
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
 
 
 def bench_command(results: Path, *options: str, suite: Path = BENCH) -> list[str]:
@@ -49,7 +58,12 @@ def bench_command(results: Path, *options: str, suite: Path = BENCH) -> list[str
 
 
 def cell_files(results: Path) -> list[Path]:
-    return sorted(p for p in (results / "cells").glob("*/*.json") if p.name != "machine.json")
+    return sorted(p for p in results.glob("*/*.json") if p.name != "machine.json")
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def final_counts(output: str) -> dict[str, int]:
@@ -74,14 +88,82 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
     kept = cell_files(tmp_path)
     assert 4 <= len(kept) < total, output
     assert all(json.loads(p.read_text())["status"] == "timed" for p in kept)  # whole files only
-    assert not list((tmp_path / "cells").glob("*/.*"))  # no temporary left behind
-    assert list((tmp_path / "raw").glob("*.json")), "the interrupted session still saves its JSON"
+    assert not list(tmp_path.glob("*/.*"))  # no temporary left behind
+    assert list(tmp_path.glob("*/raw/*.json")), "the interrupted session still saves its JSON"
 
     rerun = run_bench(tmp_path, *options, suite=GRADIENT)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     counts = final_counts(rerun.stdout)
     assert counts == {"timed": total - len(kept), "resumed": len(kept), "skipped": 0, "failed": 0}
     assert len(cell_files(tmp_path)) == total
+
+
+#: Three backends, two tiny sizes, one thread: six cells, a few seconds.
+SMALL = ["--m", "1,10", "--n", "1", "--threads", "1", "--dtypes", "float64"]
+SMALL += ["--backends", "python_loops,numpy_vectorized,numba_loops"]
+
+
+def counts_of(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return final_counts(result.stdout)
+
+
+def test_resume_keeps_a_cell_only_for_the_same_code_and_cell_format(tmp_path: Path) -> None:
+    # The bench imports a copy of the package, which the test edits as a developer would.
+    package = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(loopvec.__file__).parent, package / "loopvec", ignore=ignore)
+    env = {**os.environ, "PYTHONPATH": str(package), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    results = tmp_path / "results"
+
+    def bench() -> subprocess.CompletedProcess[str]:
+        return run_bench(results, *SMALL, suite=GRADIENT, env=env)
+
+    assert counts_of(bench()) == {"timed": 6, "resumed": 0, "skipped": 0, "failed": 0}
+    assert counts_of(bench()) == {"timed": 0, "resumed": 6, "skipped": 0, "failed": 0}
+    # An edit of a module that numba_loops' kernel imports (not numba_loops.py itself) retimes
+    # numba_loops alone: python_loops and numpy_vectorized do not use _jit.py.
+    jit = package / "loopvec" / "backends" / "_jit.py"
+    jit.write_text(jit.read_text() + "\n# an edit\n")
+    edited = bench()
+    assert counts_of(edited) == {"timed": 2, "resumed": 4, "skipped": 0, "failed": 0}
+    assert "numba_loops-m1-n1-t1-float64-C timed" in edited.stdout
+    assert "(not resumed: code changed: loopvec.backends._jit)" in edited.stdout
+    # A cell file of an older format is timed again, never resumed.
+    (run,) = results.iterdir()
+    path = run / "numpy_vectorized-m10-n1-t1-float64-C.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k != "format"}
+    path.write_text(json.dumps(old))
+    again = bench()
+    assert counts_of(again) == {"timed": 1, "resumed": 5, "skipped": 0, "failed": 0}
+    assert "(not resumed: its earlier cell file is of an older format)" in again.stdout
+    assert json.loads(path.read_text())["format"] == 2
+
+
+def test_a_run_of_another_machine_or_the_reference_is_never_resumed(tmp_path: Path) -> None:
+    assert counts_of(run_bench(tmp_path, *SMALL, suite=GRADIENT))["timed"] == 6
+    (run,) = tmp_path.iterdir()
+    # The committed reference of a machine with the same host name (here even the same state).
+    reference = tmp_path / "reference"
+    run.rename(reference)
+    before = tree_bytes(reference)
+    assert counts_of(run_bench(tmp_path, *SMALL, suite=GRADIENT))["timed"] == 6
+    assert tree_bytes(reference) == before
+
+    # Another machine's run under this run's name: refused, untouched, until --fresh.
+    for path in run.glob("*.json"):
+        record = json.loads(path.read_text())
+        key = "fingerprint" if path.name == "machine.json" else "machine_fingerprint"
+        path.write_text(json.dumps({**record, key: "0123456789abcdef"}))
+    other = tree_bytes(run)
+    refused = run_bench(tmp_path, *SMALL, suite=GRADIENT)
+    assert refused.returncode != 0
+    message = f"{run} holds a run of another machine state (host "
+    assert message in refused.stdout + refused.stderr
+    assert "fingerprint 0123456789abcdef); this machine is" in refused.stdout + refused.stderr
+    assert tree_bytes(run) == other
+    fresh = run_bench(tmp_path, *SMALL, "--fresh", suite=GRADIENT)
+    assert counts_of(fresh) == {"timed": 6, "resumed": 0, "skipped": 0, "failed": 0}
 
 
 def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
@@ -101,15 +183,21 @@ def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
     assert records[1]["status"] == "timed"
 
 
-def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Path) -> None:
+def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = tmp_path / "reference"  # a committed-looking reference run of the same host
+    shutil.copytree(FIXTURE_RUN, reference)
+    before = tree_bytes(reference)
     result = run_bench(tmp_path, "--grid", "smoke")
     assert result.returncode == 0, result.stdout + result.stderr
-    (run,) = (tmp_path / "cells").iterdir()
-    assert run.name.endswith("-smoke")
+    assert "resumed: " not in result.stdout
+    (run,) = [p for p in tmp_path.iterdir() if p != reference]
+    assert re.fullmatch(r"[a-z0-9-]+-\d+c-smoke-[0-9a-f]{8}", run.name)
     machine = json.loads((run / "machine.json").read_text())
     assert machine["blas"]
     assert machine["logical_cores"] >= 1
-    records = [json.loads(p.read_text()) for p in cell_files(tmp_path)]
+    records = [json.loads(p.read_text()) for p in cell_paths(run)]
     training = [r for r in records if r.get("kind") == "training"]
     gradient = [r for r in records if r.get("kind") != "training"]
     core = {"python_loops", "partly_vectorized", "numpy_vectorized", "numba_loops"}
@@ -119,7 +207,7 @@ def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Pat
     }
     assert all(r["status"] == "timed" and r["median_s"] > 0 for r in records)
     assert all(r["iterations"] == 20 and 0.5 < r["accuracy"] <= 1 for r in training)
-    (raw,) = (tmp_path / "raw").glob("*.json")
+    (raw,) = (run / "raw").glob("*.json")
     extra = [b["extra_info"] for b in json.loads(raw.read_text())["benchmarks"]]
     assert len(extra) == len(records)
     assert set(extra[0]) == {
@@ -131,15 +219,31 @@ def test_smoke_grid_writes_cells_machine_raw_json_and_every_figure(tmp_path: Pat
         "layout",
         "x_bytes",
         "compile_s",
+        "format",
+        "run",
+        "machine_fingerprint",
+        "code_fingerprint",
+        "code_modules",
+        "code_versions",
+        "git_commit",
+        "git_dirty",
     }
     assert {"kind", "dataset", "iterations", "learning_rate"} <= set(extra[-1])
-    report = tmp_path / "REPORT.md"
-    assert main(["report", str(tmp_path), "--out", str(report), "--figures", str(tmp_path)]) == 0
+    assert {r["run"] for r in records} == {run.name}
+    assert {r["machine_fingerprint"] for r in records} == {machine["fingerprint"]}
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0  # the newest run, never the reference
     for name in [*FIGURES, *TRAINING_FIGURES]:
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
-    text = report.read_text()
+        assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    text = (run / "REPORT.md").read_text()
+    assert f"Run `{run.name}`, code of commit" in text
     assert "## Headline" in text
     assert "## Training: 20 iterations of gradient descent" in text
+    assert main(["plot", str(tmp_path)]) == 0
+    assert main(["report", str(reference)]) == 0  # drawn elsewhere: results/report/
+    assert (tmp_path / "results" / "report" / "REPORT.md").exists()
+    assert main(["plot", str(reference), "--out", str(reference / "figures")]) == 2
+    assert tree_bytes(reference) == before
 
 
 def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from loopvec.cli import main
 from loopvec.plots import FIGURES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results"
+RUN = next(FIXTURE.iterdir())
 
 
 def test_plot_writes_every_figure_deterministically(tmp_path: Path) -> None:
@@ -46,8 +47,9 @@ def test_default_input_is_the_newest_run_under_results(tmp_path: Path, monkeypat
     shutil.copytree(FIXTURE, tmp_path / "results")
     monkeypatch.chdir(tmp_path)
     assert main(["report"]) == 0
-    assert (tmp_path / "results" / "REPORT.md").exists()
-    assert (tmp_path / "results" / "figures" / "crossover.png").exists()
+    run = tmp_path / "results" / RUN.name
+    assert (run / "REPORT.md").exists()  # into the run it draws
+    assert (run / "figures" / "crossover.png").exists()
 
 
 def test_missing_results_give_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -67,9 +69,11 @@ def test_info_prints_the_machine_record(capsys) -> None:  # type: ignore[no-unty
     assert record["backends"]["numba_fused"]["family"] == "jit"
 
 
-def test_unknown_host_and_foreign_json_are_clear_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["plot", str(FIXTURE), "--host", "elsewhere", "--out", str(tmp_path)]) == 2
-    assert "no results from host 'elsewhere'; hosts: vm" in capsys.readouterr().err
+def test_unknown_machine_and_foreign_json_are_clear_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["plot", str(FIXTURE), "--machine", "elsewhere", "--out", str(tmp_path)]) == 2
+    fingerprint = json.loads((RUN / "machine.json").read_text())["fingerprint"]
+    expected = f"no results of machine 'elsewhere'; machines: {fingerprint} (host vm)"
+    assert expected in capsys.readouterr().err
     foreign = tmp_path / "other.json"
     foreign.write_text('{"benchmarks": []}')
     assert main(["plot", str(foreign), "--out", str(tmp_path)]) == 2
@@ -116,14 +120,13 @@ def test_compare_includes_training_cells(capsys) -> None:  # type: ignore[no-unt
     assert main(["compare", str(FIXTURE), str(FIXTURE)]) == 0
     out = capsys.readouterr().out
     assert "train synthetic numba_loops m=100 n=10 t=1 i=20" in out
-    assert " 1.000  \n" in out
+    assert " 1.000          same\n" in out  # no change, same code
 
 
 def test_a_training_only_run_gets_its_figure_and_report(tmp_path: Path) -> None:
-    run = tmp_path / "cells" / "vm-smoke"
+    run = tmp_path / "vm-smoke"
     run.mkdir(parents=True)
-    fixture_run = next((FIXTURE / "cells").iterdir())
-    for path in [fixture_run / "machine.json", *fixture_run.glob("train-*.json")]:
+    for path in [RUN / "machine.json", *RUN.glob("train-*.json")]:
         shutil.copy(path, run)
     report = tmp_path / "REPORT.md"
     assert main(["report", str(run), "--out", str(report), "--figures", str(tmp_path)]) == 0
@@ -132,3 +135,58 @@ def test_a_training_only_run_gets_its_figure_and_report(tmp_path: Path) -> None:
     text = report.read_text()
     assert text.startswith("# loopvec report: training runs")
     assert "## Training: 20 iterations of gradient descent" in text
+
+
+def other_machine(tmp_path: Path, fingerprint: str = "0123456789abcdef") -> Path:
+    """A copy of the fixture run as if timed on another machine with the same host name."""
+    copy = tmp_path / f"vm-epyc-2c-custom-{fingerprint[:8]}"
+    shutil.copytree(RUN, copy)
+    for path in copy.glob("*.json"):
+        record = json.loads(path.read_text())
+        key = "fingerprint" if path.name == "machine.json" else "machine_fingerprint"
+        path.write_text(json.dumps({**record, key: fingerprint, "run": copy.name}))
+    return copy
+
+
+def test_a_report_is_of_one_machine_state_whatever_the_host_names(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    other = other_machine(tmp_path)
+    out = tmp_path / "out" / "REPORT.md"
+    assert main(["report", str(RUN), str(other), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "the inputs hold 2 machine states and a report is of one: choose one" in error
+    assert "0123456789abcdef (host vm)" in error
+    assert main(["report", str(RUN), str(other), "--out", str(out), "--machine", "vm"]) == 2
+    assert "--machine 'vm' names 2 machine states" in capsys.readouterr().err
+    assert main(["report", str(RUN), str(other), "--out", str(out), "--machine", "01234"]) == 0
+    assert f"Run `{other.name}`" in out.read_text()
+
+
+def test_the_reference_run_is_written_only_when_asked(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    reference = tmp_path / "results" / "reference"
+    shutil.copytree(RUN, reference)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(reference), "--out", str(reference / "REPORT.md")]) == 2
+    assert "the committed reference run, which is read-only: pass --update-reference" in (
+        capsys.readouterr().err
+    )
+    assert not (reference / "REPORT.md").exists()
+    assert main(["report", str(reference)]) == 0  # drawn, but not into the reference
+    assert (tmp_path / "results" / "report" / "REPORT.md").exists()
+    assert not (reference / "figures").exists()
+    assert main(["report", str(reference), "--update-reference"]) == 0
+    assert (reference / "REPORT.md").exists()
+    assert (reference / "figures" / "crossover.png").exists()
+
+
+def test_compare_says_when_machines_or_code_differ(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    other = other_machine(tmp_path)
+    cell = other / "numba_loops-m1-n1-t1-float64-C.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "code_fingerprint": "edited"}))
+    assert main(["compare", str(RUN), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert f"A: run {RUN.name}; machine 9ccf86e05de4fd6e (host vm)" in out
+    assert f"B: run {other.name}; machine 0123456789abcdef (host vm)" in out
+    assert "A and B are different machine states: B/A compares the machines" in out
+    lines = [line for line in out.splitlines() if line.startswith("numba_loops m=1 n=1 ")]
+    assert lines[0].endswith("changed")
+    assert all(line.endswith("same") for line in out.splitlines()[4:] if line not in lines[:1])

@@ -9,8 +9,8 @@ from loopvec.cli import main
 from loopvec.compare import compare_runs, regressions
 from loopvec.results import Record, load_results
 
-RUN = next((Path(__file__).parent / "fixtures" / "results" / "cells").iterdir())
-RAW = next((Path(__file__).parent / "fixtures" / "results" / "raw").iterdir())
+RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
+RAW = next((RUN / "raw").iterdir())
 
 
 def slower(record: Record, factor: float) -> Record:

@@ -28,9 +28,9 @@ from loopvec.plots import (
 from loopvec.results import Record, load_results
 
 mpl.use("Agg")
-RUN = next((Path(__file__).parent / "fixtures" / "results" / "cells").iterdir())
+RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 RESULTS = load_results([RUN])
-RECORDS, MACHINE = RESULTS.records, RESULTS.machines["vm"]
+RECORDS, MACHINE = RESULTS.records, next(iter(RESULTS.machines.values()))
 SIZES = {(r.m, r.n) for r in RECORDS}  # 3 m x 2 n
 
 

@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from loopvec.results import load_results, newest_run
+from loopvec.results import (
+    OlderFormatError,
+    load_results,
+    newest_run,
+    reference_run,
+    run_folder,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results"
-RUN = next((FIXTURE / "cells").iterdir())
-RAW = next((FIXTURE / "raw").iterdir())
+RUN = next(FIXTURE.iterdir())
+RAW = next((RUN / "raw").iterdir())
 
 
 def test_cell_files_give_every_cell_timed_or_skipped() -> None:
@@ -28,8 +34,10 @@ def test_cell_files_give_every_cell_timed_or_skipped() -> None:
     assert all(r.reason.startswith("predicted") and r.predicted_s > 0.001 for r in skipped)
     timed = [r for r in results.records if r.timed]
     assert all(r.median_s > 0 and r.rounds >= 1 and r.q1_s <= r.median_s <= r.q3_s for r in timed)
-    assert results.hosts == ["vm"]
-    assert results.machines["vm"]["read_bandwidth_bytes_per_s"]
+    assert results.runs == [RUN.name]
+    (fingerprint,) = results.fingerprints
+    assert results.machines[fingerprint]["host"] == "vm"
+    assert results.machines[fingerprint]["read_bandwidth_bytes_per_s"]
 
 
 def test_records_come_in_size_then_registry_order() -> None:
@@ -85,7 +93,7 @@ def test_training_cells_become_training_records_apart_from_the_grid() -> None:
     assert skipped.predicted_s > 0
     timed = [r for r in results.training if r.timed]
     assert all(r.median_s > 0 and r.iterations == 20 and 0.5 < r.accuracy <= 1 for r in timed)
-    assert results.for_host("vm").training == results.training
+    assert results.for_machine(results.fingerprints[0]).training == results.training
 
 
 def test_training_benchmarks_in_pytest_benchmark_json_are_training_records(
@@ -94,6 +102,7 @@ def test_training_benchmarks_in_pytest_benchmark_json_are_training_records(
     raw = json.loads(RAW.read_text())
     entry = json.loads(json.dumps(raw["benchmarks"][0]))
     entry["extra_info"] = {
+        **{k: v for k, v in entry["extra_info"].items() if k not in ("m", "n", "backend")},
         "kind": "training",
         "backend": "numba_loops",
         "dataset": "synthetic",
@@ -111,3 +120,39 @@ def test_training_benchmarks_in_pytest_benchmark_json_are_training_records(
     assert training.dataset == "synthetic"
     assert training.median_s == entry["stats"]["median"]
     assert len(results.records) == len(raw["benchmarks"]) - 1
+
+
+def test_a_cell_of_an_older_format_is_refused_naming_the_file(tmp_path: Path) -> None:
+    copy = tmp_path / RUN.name
+    shutil.copytree(RUN, copy)
+    path = copy / "numba_loops-m1-n1-t1-float64-C.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k != "format"}
+    path.write_text(json.dumps(old))
+    with pytest.raises(OlderFormatError, match=f"{path} is a cell of an older loopvec format"):
+        load_results([copy])
+    machine = json.loads((RUN / "machine.json").read_text())
+    del machine["fingerprint"]
+    (copy / "machine.json").write_text(json.dumps(machine))
+    with pytest.raises(OlderFormatError, match=r"machine\.json is a machine record of an older"):
+        load_results([copy])
+
+
+def test_a_run_folder_holds_one_machine_s_cells(tmp_path: Path) -> None:
+    copy = tmp_path / RUN.name
+    shutil.copytree(RUN, copy)
+    path = copy / "numba_loops-m1-n1-t1-float64-C.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "machine_fingerprint": "f" * 16}))
+    with pytest.raises(ValueError, match=f"{path} was timed on machine f{{16}}, not on the run's"):
+        load_results([copy])
+
+
+def test_the_reference_run_is_used_only_where_it_is_named(tmp_path: Path) -> None:
+    shutil.copytree(RUN, tmp_path / "reference")
+    with pytest.raises(FileNotFoundError, match=r"the reference run is .*reference: name it"):
+        newest_run(tmp_path)
+    assert run_folder(tmp_path / "reference") == tmp_path / "reference"
+    assert reference_run(tmp_path / "reference" / "figures" / "a.png") == tmp_path / "reference"
+    shutil.copytree(RUN, tmp_path / RUN.name)
+    assert newest_run(tmp_path) == tmp_path / RUN.name
+    assert run_folder(tmp_path / RUN.name / "raw" / RAW.name) == tmp_path / RUN.name
+    assert reference_run(tmp_path / RUN.name) is None

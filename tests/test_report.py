@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from loopvec.plots import FIGURES, TRAINING_FIGURES
+from loopvec.plots import FIGURES, TRAINING_FIGURES, format_seconds, ratio
 from loopvec.report import figure_sentences, render_report, training_sentence
 from loopvec.results import load_results
 
-RUN = next((Path(__file__).parent / "fixtures" / "results" / "cells").iterdir())
+RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 RESULTS = load_results([RUN])
-RECORDS, MACHINE = RESULTS.records, RESULTS.machines["vm"]
+RECORDS, MACHINE = RESULTS.records, next(iter(RESULTS.machines.values()))
 FIGURE_PATHS = {name: f"figures/{name}.png" for name in [*FIGURES, *TRAINING_FIGURES]}
 REPORT = render_report(RECORDS, MACHINE, FIGURE_PATHS, RESULTS.training)
 
@@ -70,3 +71,44 @@ def test_training_section_has_a_row_per_training_cell() -> None:
     sentence = training_sentence(RESULTS.training)
     assert "on synthetic (20 iterations, m = 100, n = 10) a run takes" in sentence
     assert "matched numpy_vectorized's to rtol 1e-09 before it was timed" in sentence
+
+
+def test_a_report_of_one_run_names_it_and_its_code() -> None:
+    assert f"Run `{RUN.name}`, code of commit `1ef458d`." in REPORT
+    assert "merges" not in REPORT
+
+
+def test_merged_runs_are_labelled_and_never_divided() -> None:
+    moved = [
+        dataclasses.replace(r, run="other-run") if r.backend == "numba_loops" else r
+        for r in RECORDS
+    ]
+    text = render_report(moved, MACHINE, FIGURE_PATHS, RESULTS.training)
+    assert "**This report merges 2 runs.**" in text
+    assert f"| [1] | `{RUN.name}` | commit `1ef458d` |" in text
+    assert "| [2] | `other-run` | commit `1ef458d` | 6 |" in text
+    medians = text.split("## Median time per gradient")[1].split("##")[0]
+    numba = next(r for r in moved if r.backend == "numba_loops" and r.timed)
+    assert f"{format_seconds(numba.median_s)} [2]" in medians
+    speedups = text.split("## Speedup over `numpy_vectorized`")[1].split("##")[0]
+    header, _, *rows = [line for line in speedups.splitlines() if line.startswith("|")]
+    column = [c.strip() for c in header.split("|")].index("numba_loops")
+    assert all(row.split("|")[column].strip() == "" for row in rows)  # no ratio across runs
+    assert "fastest is `numba_loops`" not in text  # a winner would compare across runs
+    assert "no fastest backend is named" in text.split("## Headline")[1].split("##")[0]
+
+
+def test_a_backend_timed_at_two_code_versions_is_named() -> None:
+    first = next(r for r in RECORDS if r.backend == "numba_loops")
+    changed = [
+        dataclasses.replace(r, code_fingerprint="0" * 16) if r is first else r for r in RECORDS
+    ]
+    text = render_report(changed, MACHINE, FIGURE_PATHS, RESULTS.training)
+    assert "**`numba_loops` was timed at 2 versions of its code** (fingerprints 0000" in text
+
+
+def test_ratios_only_within_one_run_and_one_version_of_a_kernel() -> None:
+    one, two = (r for r in RECORDS if r.backend == "numpy_vectorized" and (r.m, r.n) == (1, 1))
+    assert ratio(one, two) == one.median_s / two.median_s
+    assert ratio(one, dataclasses.replace(two, run="another")) is None
+    assert ratio(one, dataclasses.replace(two, code_fingerprint="another")) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loopvec.grid import Cell
-from loopvec.results import ResultsWriteError, read_cells, run_dir, write_json_atomic
+from loopvec.results import ResultsWriteError, read_cells, write_json_atomic
 
 
 def test_written_file_reads_back(tmp_path: Path) -> None:
@@ -39,8 +39,8 @@ def test_full_disk_raises_clearly_and_keeps_the_old_file(
 def test_unwritable_folder_raises_clearly(tmp_path: Path) -> None:
     blocker = tmp_path / "results"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(ResultsWriteError, match=r"cannot write .*results/cells"):
-        write_json_atomic(run_dir(blocker, "host", "quick") / "x.json", {})
+    with pytest.raises(ResultsWriteError, match=r"cannot write .*results/vm-quick/x.json"):
+        write_json_atomic(blocker / "vm-quick" / "x.json", {})
 
 
 def test_nan_is_refused_not_written(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """`loopvec plot | report | compare | info | train`: the file-writing edge around the pure modules.
 
-    loopvec plot                    # figures of the newest run under results/ -> results/figures/
-    loopvec report                  # results/REPORT.md, with the figures it embeds
+    loopvec plot                    # figures of the newest run under results/, into that run
+    loopvec report                  # its REPORT.md, with the figures it embeds
+    loopvec report results/reference --update-reference   # re-make the reference's report
     loopvec compare RUN_A RUN_B --fail-above 10
     loopvec info                    # this machine's record (what a run saves as machine.json)
     loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000
@@ -32,9 +33,15 @@ from loopvec.machine import machine_record
 from loopvec.plots import FIGURES, TRAINING_FIGURES, cost_curve, format_seconds
 from loopvec.report import render_report
 from loopvec.results import (
+    FIGURES as FIGURES_FOLDER,
+)
+from loopvec.results import (
+    REPORT_FILE,
     Results,
     ResultsWriteError,
     load_results,
+    reference_run,
+    run_folder,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -42,18 +49,37 @@ from loopvec.training import TrainingInterrupted, accuracy, train
 from loopvec.validation import validate_positive_int, validate_rate
 
 DEFAULT_RESULTS = Path("results")
+#: Where report and plot write what they draw from several runs, or from the reference run.
+MERGED = DEFAULT_RESULTS / "report"
 
 
-def _results_for_one_host(paths: Sequence[Path], host: str | None) -> Results:
+def _results_for_one_machine(paths: Sequence[Path], machine: str | None) -> Results:
+    """The records of `paths` from one machine state: the only one, or the one `machine` names
+    (a fingerprint, or its first digits, or a host name)."""
     results = load_results(paths or [DEFAULT_RESULTS])
     if not results.records and not results.training:
         raise FileNotFoundError(f"no cells in {', '.join(map(str, paths or [DEFAULT_RESULTS]))}")
-    hosts = results.hosts
-    if host is None and len(hosts) > 1:
-        raise ValueError(f"results from several hosts ({', '.join(hosts)}): choose one with --host")
-    if host is not None and host not in hosts:
-        raise ValueError(f"no results from host {host!r}; hosts: {', '.join(hosts)}")
-    return results.for_host(host or hosts[0])
+    known = results.fingerprints
+
+    def describe(fingerprint: str) -> str:
+        return f"{fingerprint} (host {results.machines[fingerprint].get('host')})"
+
+    chosen = [
+        fp
+        for fp in known
+        if machine is None or fp.startswith(machine) or results.machines[fp].get("host") == machine
+    ]
+    listed = ", ".join(map(describe, known))
+    if machine is None and len(chosen) > 1:
+        raise ValueError(
+            f"the inputs hold {len(known)} machine states and a report is of one: choose one "
+            f"with --machine (a fingerprint or a host): {listed}"
+        )
+    if not chosen:
+        raise ValueError(f"no results of machine {machine!r}; machines: {listed}")
+    if len(chosen) > 1:
+        raise ValueError(f"--machine {machine!r} names {len(chosen)} machine states: {listed}")
+    return results.for_machine(chosen[0])
 
 
 def write_png(figure: Figure, path: Path) -> None:
@@ -63,10 +89,31 @@ def write_png(figure: Figure, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def _output_folder(args: argparse.Namespace) -> Path:
+    """Where report and plot write by default: into the run they draw, if they draw one run
+    (the reference only with --update-reference); else results/report/."""
+    runs = {run_folder(path) for path in args.paths or [DEFAULT_RESULTS]}
+    (run, *others) = runs
+    if run is not None and not others and (args.update_reference or not reference_run(run)):
+        return run
+    return MERGED
+
+
+def _check_writable(args: argparse.Namespace, *paths: Path) -> None:
+    """The reference run is read-only unless --update-reference says otherwise."""
+    for path in paths:
+        reference = reference_run(path)
+        if reference is not None and not args.update_reference:
+            raise ValueError(
+                f"{path} is inside {reference}, the committed reference run, which is read-only: "
+                "pass --update-reference to rewrite it, or write elsewhere (--out, --figures)"
+            )
+
+
 def render_figures(results: Results, folder: Path) -> dict[str, Path]:
     """Draw every figure into `folder` as PNG; the training figures if the run has training."""
-    (host,) = results.hosts
-    machine = results.machines[host]
+    (fingerprint,) = results.machines
+    machine = results.machines[fingerprint]
     drawn: dict[str, Figure] = {}
     if results.records:
         drawn |= {name: draw(results.records, machine) for name, draw in FIGURES.items()}
@@ -80,35 +127,46 @@ def render_figures(results: Results, folder: Path) -> dict[str, Path]:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    results = _results_for_one_host(args.paths, args.host)
-    for path in render_figures(results, args.out).values():
+    out = args.out or _output_folder(args) / FIGURES_FOLDER
+    _check_writable(args, out)
+    results = _results_for_one_machine(args.paths, args.machine)
+    for path in render_figures(results, out).values():
         print(f"wrote {path}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    results = _results_for_one_host(args.paths, args.host)
-    figures = render_figures(results, args.figures)
-    relative = {name: os.path.relpath(path, args.out.parent) for name, path in figures.items()}
-    (host,) = results.hosts
-    text = render_report(results.records, results.machines[host], relative, results.training)
-    write_bytes_atomic(args.out, text.encode("utf-8"))
-    print(f"wrote {args.out} and {len(figures)} figures in {args.figures}")
+    out = args.out or _output_folder(args) / REPORT_FILE
+    figures_folder = args.figures or out.parent / FIGURES_FOLDER
+    _check_writable(args, out, figures_folder)
+    results = _results_for_one_machine(args.paths, args.machine)
+    figures = render_figures(results, figures_folder)
+    relative = {name: os.path.relpath(path, out.parent) for name, path in figures.items()}
+    (machine,) = results.machines.values()
+    text = render_report(results.records, machine, relative, results.training)
+    write_bytes_atomic(out, text.encode("utf-8"))
+    print(f"wrote {out} and {len(figures)} figures in {figures_folder}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results([args.run_a]), load_results([args.run_b])
+    for side, results in (("A", a), ("B", b)):
+        machines = ", ".join(f"{fp} (host {m.get('host')})" for fp, m in results.machines.items())
+        print(f"{side}: run {', '.join(results.runs)}; machine {machines}")
+    if a.machines.keys() != b.machines.keys():
+        print("A and B are different machine states: B/A compares the machines, not only the code")
     comparisons = compare_runs([*a.records, *a.training], [*b.records, *b.training])
     if not comparisons:
         print("no cell was timed in both runs")
         return 1
-    print(f"{'cell':60} {'A median':>10} {'B median':>10} {'B/A':>7}  change")
+    print(f"{'cell':60} {'A median':>10} {'B median':>10} {'B/A':>7}  {'change':6}  code")
     for c in comparisons:
         change = ("slower" if c.ratio > 1 else "faster") if c.changed else ""
         print(
             f"{c.cell:60} {format_seconds(c.a.median_s or 0):>10} "
-            f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change}"
+            f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change:6}  "
+            f"{'changed' if c.code_changed else 'same'}"
         )
     if args.fail_above is not None:
         worse = regressions(comparisons, args.fail_above)
@@ -208,20 +266,34 @@ def build_parser() -> argparse.ArgumentParser:
             "paths",
             nargs="*",
             type=Path,
-            help="run folders, results folders (their newest run) or pytest-benchmark JSON "
-            "files, merged (default: the newest run under results/)",
+            help="run folders, results folders (their newest run; never the reference, which is "
+            "used where named) or pytest-benchmark JSON files, merged (default: the newest run "
+            "under results/)",
         )
-        command.add_argument("--host", help="the host to draw when the inputs hold several")
+        command.add_argument(
+            "--machine",
+            help="the machine to draw when the inputs hold several: a fingerprint (or its first "
+            "digits) or a host name",
+        )
+        command.add_argument(
+            "--update-reference",
+            action="store_true",
+            help="allow writing into the reference run (re-making it); it is read-only otherwise",
+        )
 
     plot = commands.add_parser("plot", help="draw the figures of a run")
     with_inputs(plot)
-    plot.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "figures")
+    plot.add_argument(
+        "--out", type=Path, help="default: the run's figures/ (several runs: results/report/)"
+    )
     plot.set_defaults(handler=_plot)
 
     report = commands.add_parser("report", help="write REPORT.md and its figures")
     with_inputs(report)
-    report.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "REPORT.md")
-    report.add_argument("--figures", type=Path, default=DEFAULT_RESULTS / "figures")
+    report.add_argument(
+        "--out", type=Path, help="default: the run's REPORT.md (several runs: results/report/)"
+    )
+    report.add_argument("--figures", type=Path, help="default: figures/ beside the report")
     report.set_defaults(handler=_report)
 
     compare = commands.add_parser("compare", help="ratio of medians per cell of two runs")

@@ -32,6 +32,11 @@ class Comparison:
         return (self.b.median_s or 0.0) / (self.a.median_s or 1.0)
 
     @property
+    def code_changed(self) -> bool:
+        """Whether B timed other code than A (its backend's code fingerprint differs)."""
+        return self.a.code_fingerprint != self.b.code_fingerprint
+
+    @property
     def changed(self) -> bool:
         a, b = self.a, self.b
         if None in (a.q1_s, a.q3_s, b.q1_s, b.q3_s, a.median_s, b.median_s):

@@ -1,8 +1,9 @@
 """The machine is part of the result: what a run ran on, captured once per run.
 
-CPU, cores, memory, OS, Python and library versions, the BLAS library with its threads, and the
-measured memory read bandwidth (a STREAM-like sum over an array much larger than the caches), the
-ceiling that a gradient which reads X once can approach.
+CPU (model, the target and SIMD features numba compiles for), cores, memory, OS, Python and library
+versions, numpy's BLAS library with its kernel and threads, the machine fingerprint that names the
+run (`loopvec.provenance`), and the measured memory read bandwidth (a STREAM-like sum over an array
+much larger than the caches), the ceiling that a gradient which reads X once can approach.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import platform
 import socket
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import llvmlite.binding
 import numba
 import numpy as np
 import psutil
@@ -22,6 +25,7 @@ from threadpoolctl import threadpool_info
 
 from loopvec.backends._jit import jit
 from loopvec.grid import default_threads, thread_limit
+from loopvec.provenance import machine_fingerprint
 
 #: Far above any last-level cache, small enough for a 2 GiB machine.
 BANDWIDTH_ARRAY_BYTES = 512 * 2**20
@@ -35,7 +39,10 @@ PACKAGES = (
     "threadpoolctl",
     "torch",
     "jax",
+    "jaxlib",
 )
+#: Feature names of the SIMD extensions (x86 and Arm) that decide how wide a kernel's loops run.
+SIMD_PREFIXES = ("sse", "avx", "fma", "amx", "neon", "asimd", "sve")
 
 
 @jit(parallel=True, fastmath=True)
@@ -76,29 +83,48 @@ def _version(package: str) -> str | None:
         return None
 
 
-def machine_record(*, measure_bandwidth: bool = True) -> dict[str, Any]:
-    """Everything about this machine that a timing depends on, as plain JSON values."""
-    blas = [
+def _simd() -> list[str]:
+    """The SIMD extensions LLVM (so numba) may use on this CPU, e.g. ['avx', 'avx2', 'fma']."""
+    features = llvmlite.binding.get_host_cpu_features()
+    return sorted(name for name, on in features.items() if on and name.startswith(SIMD_PREFIXES))
+
+
+def _numpy_blas() -> list[dict[str, Any]]:
+    """numpy's BLAS pools (not scipy's or another package's, loaded or not), with their kernel."""
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    numpy_dir = Path(np.__file__).parent.name
+    own = [pool for pool in pools if Path(pool["filepath"]).parent.name.startswith(numpy_dir)]
+    return [
         {key: pool.get(key) for key in ("internal_api", "version", "num_threads", "architecture")}
-        for pool in threadpool_info()
-        if pool.get("user_api") == "blas"
+        for pool in own or pools  # a numpy linked to a system BLAS: every BLAS pool there is
     ]
+
+
+def machine_record(*, measure_bandwidth: bool = True) -> dict[str, Any]:
+    """Everything about this machine that a timing depends on, as plain JSON values, with its
+    fingerprint (`loopvec.provenance.machine_fingerprint`)."""
     record: dict[str, Any] = {
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
+        "cpu_target": llvmlite.binding.get_host_cpu_name(),
+        "simd": _simd(),
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_bytes": psutil.virtual_memory().total,
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": {package: _version(package) for package in PACKAGES},
-        "blas": blas,
+        "blas": _numpy_blas(),
         "numba_threads": numba.config.NUMBA_NUM_THREADS,  # type: ignore[attr-defined]
         # Set on some machines to work around old OpenBLAS bugs; they change which kernel runs.
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
     }
+    record["fingerprint"] = machine_fingerprint(record)
     if measure_bandwidth:
-        record["read_bandwidth_bytes_per_s"] = {
-            str(t): read_bandwidth_bytes_per_s(t) for t in default_threads()
-        }
+        record["read_bandwidth_bytes_per_s"] = read_bandwidths()
     return record
+
+
+def read_bandwidths() -> dict[str, float]:
+    """Read bandwidth in bytes/s at 1 thread and at all cores, keyed by the thread count."""
+    return {str(t): read_bandwidth_bytes_per_s(t) for t in default_threads()}

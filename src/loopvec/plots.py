@@ -2,7 +2,8 @@
 
 Every figure compares backends at one thread count. A backend that cannot use threads has only
 threads = 1 cells; at a higher thread count it appears with those (it runs the same either way).
-Times are medians. Speedup of a backend over a baseline = baseline median / backend median.
+Times are medians. Speedup of a backend over a baseline = baseline median / backend median, and
+only between cells of the same run (`ratio`): a report may merge runs, never their ratios.
 """
 
 from __future__ import annotations
@@ -83,10 +84,36 @@ def middle_n(n_values: Sequence[int]) -> int:
     return 100 if 100 in n_values else max(n_values)
 
 
-def fastest(cells: Cells, m: int, n: int) -> Record | None:
-    """The timed record with the smallest median at (m, n), or None."""
+def ratio(slow: AnyRecord | None, fast: AnyRecord | None) -> float | None:
+    """slow's median / fast's median (how many times faster `fast` is), or None unless both
+    were timed in the same run: a ratio across runs (another session, perhaps other code) is
+    not a measured speedup."""
+    if slow is None or fast is None or not (slow.timed and fast.timed) or slow.run != fast.run:
+        return None
+    if slow.backend == fast.backend and slow.code_fingerprint != fast.code_fingerprint:
+        return None  # thread scaling or float32 against float64 of two versions of a kernel
+    return (slow.median_s or 0.0) / (fast.median_s or 1.0)
+
+
+def predicted_ratio(skipped: AnyRecord | None, fast: AnyRecord | None) -> float | None:
+    """A skipped cell's predicted time / a timed cell's median, within one run, or None."""
+    if skipped is None or fast is None or not fast.timed or skipped.run != fast.run:
+        return None
+    return skipped.predicted_s / (fast.median_s or 1.0) if skipped.predicted_s else None
+
+
+def ranked(cells: Cells, m: int, n: int) -> list[Record]:
+    """The timed records at (m, n), fastest first; none where they come from several runs
+    (which is fastest would be a comparison across runs)."""
     timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
-    return min(timed, key=lambda r: r.median_s or 0.0, default=None)
+    if len({r.run for r in timed}) > 1:
+        return []
+    return sorted(timed, key=lambda r: r.median_s or 0.0)
+
+
+def fastest(cells: Cells, m: int, n: int) -> Record | None:
+    """The timed record with the smallest median at (m, n), or None (see `ranked`)."""
+    return next(iter(ranked(cells, m, n)), None)
 
 
 def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[float, int, int]]:
@@ -105,8 +132,9 @@ def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[float, int, in
         ]
         if both:
             _, m, n = max(both)
-            one, many = by_cell[(backend, m, n, 1)], by_cell[(backend, m, n, most)]
-            speedups[backend] = ((one.median_s or 0.0) / (many.median_s or 1.0), m, n)
+            speedup = ratio(by_cell[(backend, m, n, 1)], by_cell[(backend, m, n, most)])
+            if speedup is not None:
+                speedups[backend] = (speedup, m, n)
     return speedups
 
 
@@ -167,9 +195,9 @@ def speedup_heatmaps(
         grid = np.full((len(n_values), len(m_values)), np.nan)
         for i, n in enumerate(n_values):
             for j, m in enumerate(m_values):
-                mine, base = cells.get((backend, m, n)), cells.get((baseline, m, n))
-                if mine and base and mine.timed and base.timed:
-                    grid[i, j] = math.log10((base.median_s or 0) / (mine.median_s or 1))
+                speedup = ratio(cells.get((baseline, m, n)), cells.get((backend, m, n)))
+                if speedup is not None:
+                    grid[i, j] = math.log10(speedup)
         log_ratios[backend] = grid
     finite = [abs(v) for g in log_ratios.values() for v in g.ravel() if np.isfinite(v)]
     limit = max(1, math.ceil(max(finite, default=1.0)))
@@ -214,7 +242,10 @@ def speedup_heatmaps(
 
 def _skip_label(mine: Record | None, base: Record | None) -> str | None:
     """'skip ~3.2 s' where the backend was skipped, 'base skip ...' where the baseline was,
-    'failed' where a backend failed its reference check."""
+    'failed' where a backend failed its reference check, 'other runs' where both were timed
+    but not in one run."""
+    if mine is not None and base is not None and mine.timed and base.timed:
+        return "other\nruns"
     for record, who in ((mine, ""), (base, "base ")):
         if record is not None and record.status == "failed":
             return f"{who}failed"
@@ -296,18 +327,14 @@ def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float 
     The m is interpolated geometrically where log(time ratio) crosses zero, after the last m at
     which `fast` still lost; ("unknown", None) where they share fewer than one timed m.
     """
-    shared = sorted(
-        (m, cells[(slow, m, n)].median_s or 0.0, cells[(fast, m, n)].median_s or 0.0)
-        for (b, m, nn) in cells
-        if b == fast
-        and nn == n
-        and cells[(b, m, nn)].timed
-        and (slow, m, n) in cells
-        and cells[(slow, m, n)].timed
+    speedups = sorted(
+        (m, ratio(cells.get((slow, m, n)), record))
+        for (b, m, nn), record in cells.items()
+        if b == fast and nn == n
     )
-    if not shared:
+    log_ratio = [(m, math.log(r)) for m, r in speedups if r is not None]  # > 0: fast wins
+    if not log_ratio:
         return ("unknown", None)
-    log_ratio = [(m, math.log(t_slow / t_fast)) for m, t_slow, t_fast in shared]  # > 0: fast wins
     losing = [k for k, (_, r) in enumerate(log_ratio) if r <= 0]
     if not losing:
         return ("always", None)
@@ -339,16 +366,12 @@ def crossover(
     winner_index = np.full((len(n_values), len(m_values)), np.nan)
     for i, n in enumerate(n_values):
         for j, m in enumerate(m_values):
-            best = fastest(cells, m, n)
-            if best is None:
+            order = ranked(cells, m, n)
+            if not order:
                 continue
+            best = order[0]
             winner_index[i, j] = backends.index(best.backend)
-            times = sorted(
-                r.median_s or 0.0
-                for (_, mm, nn), r in cells.items()
-                if (mm, nn) == (m, n) and r.timed
-            )
-            margin = format_ratio(times[1] / times[0]) if len(times) > 1 else ""
+            margin = format_ratio(ratio(order[1], best) or 1.0) if len(order) > 1 else ""
             winners_ax.text(
                 j, i, f"{best.backend}\n{margin}", ha="center", va="center", fontsize=6.5
             )
@@ -523,11 +546,11 @@ def loopvec_vs_frameworks(
     log_ratio = np.full((len(n_values), len(m_values)), np.nan)
     for (i, n), (j, m) in itertools.product(enumerate(n_values), enumerate(m_values)):
         ours, theirs = ours_and_theirs(cells, m, n)
-        if ours is None or theirs is None:
+        lead = ratio(theirs, ours)
+        if ours is None or theirs is None or lead is None:
             continue
-        ratio = (theirs.median_s or 0.0) / (ours.median_s or 1.0)
-        log_ratio[i, j] = math.log10(ratio)
-        label = f"{format_ratio(ratio)}\n{ours.backend}\nvs {theirs.backend}"
+        log_ratio[i, j] = math.log10(lead)
+        label = f"{format_ratio(lead)}\n{ours.backend}\nvs {theirs.backend}"
         ax.text(j, i, label, ha="center", va="center", fontsize=6)
     limit = max(1, math.ceil(np.nanmax(np.abs(log_ratio))))
     image = ax.imshow(log_ratio, cmap="RdBu", norm=Normalize(-limit, limit), origin="lower")
@@ -571,12 +594,12 @@ def training_view(records: Sequence[TrainingRecord]) -> TrainingCells:
 
 
 def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) -> str:
-    """'7000x': loops' median / mine, '~7000x' against the loops' predicted time, or ''."""
-    if mine is None or loops is None or not mine.timed or not mine.median_s:
-        return ""
-    if loops.timed and loops.median_s:
-        return format_ratio(loops.median_s / mine.median_s)
-    return f"~{format_ratio(loops.predicted_s / mine.median_s)}" if loops.predicted_s else ""
+    """'7000x': loops' median / mine, '~7000x' against the loops' predicted time, or '' (also
+    across runs: see `ratio`)."""
+    if (measured := ratio(loops, mine)) is not None:
+        return format_ratio(measured)
+    predicted = predicted_ratio(loops, mine) if loops and not loops.timed else None
+    return f"~{format_ratio(predicted)}" if predicted is not None else ""
 
 
 def _training_seconds(record: TrainingRecord | None) -> float | None:

@@ -23,6 +23,8 @@ from loopvec.plots import (
     max_threads,
     middle_n,
     ours_and_theirs,
+    predicted_ratio,
+    ratio,
     run_date,
     thread_speedups,
     training_speedup,
@@ -37,24 +39,74 @@ NOISY_IQR_SHARE = 0.10
 LOOPS = "python_loops"
 
 
-def _time(record: AnyRecord | None) -> str:
+def _time(record: AnyRecord | None, tags: dict[str, str] | None = None) -> str:
+    """'12 us', 'failed', 'skip (~3 s)'; with the run's tag where a report merges runs."""
     if record is None:
         return ""
     if record.timed and record.median_s is not None:
-        return format_seconds(record.median_s)
-    if record.status == "failed":
-        return "failed"
-    return f"skip (~{format_seconds(record.predicted_s)})" if record.predicted_s else "skip"
+        text = format_seconds(record.median_s)
+    elif record.status == "failed":
+        text = "failed"
+    else:
+        text = f"skip (~{format_seconds(record.predicted_s)})" if record.predicted_s else "skip"
+    return f"{text} {tags[record.run]}" if tags else text
+
+
+def run_tags(records: Sequence[AnyRecord]) -> dict[str, str]:
+    """run -> '[1]', '[2]', ... in order of appearance where records of several runs merge;
+    empty for one run (nothing to tell apart)."""
+    runs = list(dict.fromkeys(r.run for r in records))
+    return {run: f"[{k}]" for k, run in enumerate(runs, 1)} if len(runs) > 1 else {}
+
+
+def _commits(records: Sequence[AnyRecord]) -> str:
+    """'commit `e48df10`', with how many cells came from a checkout with uncommitted changes."""
+    commits = sorted({r.git_commit[:7] for r in records if r.git_commit})
+    dirty = sum(1 for r in records if r.git_dirty)
+    text = f"commit{'s' if len(commits) > 1 else ''} " + ", ".join(f"`{c}`" for c in commits)
+    text = text if commits else "no git commit (not run from a checkout)"
+    return text + (f", {dirty} cells with uncommitted changes" if dirty else "")
+
+
+def provenance(records: Sequence[AnyRecord]) -> list[str]:
+    """Where the numbers come from: the run and its code, or, where several runs merge, each
+    run with the tag its cells carry and a warning; backends timed at several code versions."""
+    tags = run_tags(records)
+    if not tags:
+        run = records[0].run if records else "?"
+        lines = [f"Run `{run}`, code of {_commits(records)}."]
+    else:
+        lines = [
+            f"**This report merges {len(tags)} runs.** Each time carries its run's tag, and no "
+            "ratio is formed between cells of different runs: it would not be a measured speedup.",
+            "",
+            *_table(
+                ["tag", "run", "code", "cells"],
+                [
+                    [tag, f"`{run}`", _commits(mine), str(len(mine))]
+                    for run, tag in tags.items()
+                    if (mine := [r for r in records if r.run == run])
+                ],
+            ),
+        ]
+    for backend in dict.fromkeys(r.backend for r in records):
+        versions = sorted({r.code_fingerprint for r in records if r.backend == backend})
+        if len(versions) > 1:
+            lines += [
+                "",
+                f"**`{backend}` was timed at {len(versions)} versions of its code** "
+                f"(fingerprints {', '.join(versions)}): its cells are not one kernel's.",
+            ]
+    return lines
 
 
 def _speedup(cells: Cells, backend: str, baseline: str, m: int, n: int) -> str:
     """'12x', or '~12x' against a skipped baseline's predicted time, or '' if unknown."""
     mine, base = cells.get((backend, m, n)), cells.get((baseline, m, n))
-    if mine is None or base is None or not mine.timed or not mine.median_s:
-        return ""
-    if base.timed and base.median_s:
-        return format_ratio(base.median_s / mine.median_s)
-    return f"~{format_ratio(base.predicted_s / mine.median_s)}" if base.predicted_s else ""
+    if (measured := ratio(base, mine)) is not None:
+        return format_ratio(measured)
+    predicted = predicted_ratio(base, mine) if base and not base.timed else None
+    return f"~{format_ratio(predicted)}" if predicted is not None else ""
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -85,7 +137,7 @@ def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
             + (f", {' and '.join(versus)}" if versus else "")
             + "."
         )
-    return lines
+    return lines or ["- No size has all its cells from one run: no fastest backend is named."]
 
 
 def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict[str, str]:
@@ -96,9 +148,9 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
     sentences = {}
 
     ratios = [
-        ((cells[(LOOPS, m, n)].median_s or 0) / (r.median_s or 1), r)
+        (speedup, r)
         for (b, m, n), r in cells.items()
-        if r.timed and b != LOOPS and (LOOPS, m, n) in cells and cells[(LOOPS, m, n)].timed
+        if b != LOOPS and (speedup := ratio(cells.get((LOOPS, m, n)), r)) is not None
     ]
     if ratios:
         top, record = max(ratios, key=lambda pair: pair[0])
@@ -181,7 +233,7 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
         behind = []
         for m, n in sorted(sizes):
             ours, theirs = ours_and_theirs(cells, m, n)
-            if ours and theirs and (theirs.median_s or 0) < (ours.median_s or 0):
+            if ours and theirs and (ratio(theirs, ours) or 1.0) < 1.0:
                 behind.append(
                     f"(m = {m:,}, n = {n:,}): `{theirs.backend}` ahead of `{ours.backend}`"
                 )
@@ -230,7 +282,9 @@ def training_sentence(training: Sequence[TrainingRecord]) -> str:
     )
 
 
-def training_table(training: Sequence[TrainingRecord]) -> list[str]:
+def training_table(
+    training: Sequence[TrainingRecord], tags: dict[str, str] | None = None
+) -> list[str]:
     """Every training cell: time per run and per iteration, speedup, what it learned."""
     if not training:
         return []
@@ -241,7 +295,7 @@ def training_table(training: Sequence[TrainingRecord]) -> list[str]:
             f"{r.dataset} ({r.m:,} x {r.n:,})",
             r.backend,
             str(r.threads),
-            _time(r),
+            _time(r, tags),
             format_seconds(r.median_s / r.iterations) if r.timed and r.median_s else "",
             training_speedup(r, loops.get(r.problem)),
             f"{r.accuracy:.2%}" if r.accuracy is not None else "",
@@ -283,15 +337,15 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
     both = [
         (key, single, doubles[key])
         for key, single in singles.items()
-        if single.timed and key in doubles and doubles[key].timed
+        if ratio(doubles.get(key), single) is not None
     ]
     for n in sorted({n for (_, _, n), *_ in both}):
         m = max(m for (_, m, nn), *_ in both if nn == n)
         for (backend, mm, nn), single, double in both:
             if (mm, nn) == (m, n):
-                ratio = (double.median_s or 0) / (single.median_s or 1)
+                halving = ratio(double, single) or 0.0
                 rows.append(
-                    [backend, f"{m:,}", f"{n:,}", _time(double), _time(single), f"{ratio:.2f}"]
+                    [backend, f"{m:,}", f"{n:,}", _time(double), _time(single), f"{halving:.2f}"]
                 )
     if not rows:
         return []
@@ -314,6 +368,7 @@ def render_report(
     sizes = {(m, n) for (_, m, n) in cells}
     threaded = {r.backend for r in records if r.threads > 1}
     date = run_date(records)
+    tags = run_tags([*records, *training])
     if not cells:
         raise ValueError("the report compares float64 cells, and this run has none")
     lines = [
@@ -322,6 +377,8 @@ def render_report(
         f"{machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores, "
         f"host `{machine.get('host', '?')}`, run of {date}. Times are medians of "
         f"pytest-benchmark rounds; comparisons at {threads} threads unless marked.",
+        "",
+        *provenance([*records, *training]),
         "",
         "## Headline",
         "",
@@ -346,7 +403,7 @@ def render_report(
     lines += _table(
         ["m", "n", *columns],
         [
-            [f"{m:,}", f"{n:,}", *(_time(by_column.get((c, m, n))) for c in columns)]
+            [f"{m:,}", f"{n:,}", *(_time(by_column.get((c, m, n)), tags) for c in columns)]
             for m, n in ordered_sizes
         ],
     )
@@ -360,7 +417,7 @@ def render_report(
         ],
     )
 
-    lines += ["", *training_table(training)] if training else []
+    lines += ["", *training_table(training, tags)] if training else []
     lines += ["", "## Cost model: t = overhead + per example x m + per element x m x n", ""]
     model_rows = [
         [
@@ -395,7 +452,15 @@ def render_report(
     lines += _table(
         ["backend", "dtype", "threads", "m", "n", "status", "reason"],
         [
-            [r.backend, r.dtype, str(r.threads), f"{r.m:,}", f"{r.n:,}", r.status, r.reason or ""]
+            [
+                r.backend,
+                r.dtype,
+                str(r.threads),
+                f"{r.m:,}",
+                f"{r.n:,}",
+                r.status + (f" {tags[r.run]}" if tags else ""),
+                r.reason or "",
+            ]
             for r in untimed
         ],
     )
@@ -438,6 +503,8 @@ def _training_report(
         f"{machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores, "
         f"host `{machine.get('host', '?')}`, run of {run_date(training)}.",
         "",
+        *provenance(training),
+        "",
     ]
     for name, path in figures.items():
         lines += [f"![{name}]({path})", "", training_sentence(training), ""]
@@ -456,6 +523,9 @@ def _machine_value(key: str, value: Any) -> str:
         return f"{value / 2**30:.1f} GiB"
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
-    if isinstance(value, list):
-        return "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value)
+    if isinstance(value, list):  # BLAS pools (dicts) or SIMD features (names)
+        return "; ".join(
+            ", ".join(f"{k} {v}" for k, v in item.items()) if isinstance(item, dict) else item
+            for item in value
+        )
     return str(value)

@@ -1,13 +1,19 @@
 """Results on disk and as tidy records: where they live, how they are written and read back.
 
-    results/cells/<host>-<grid>/<cell_id>.json   one per timed, skipped or failed cell
-                                                 (train-*.json: a training cell)
-    results/cells/<host>-<grid>/machine.json     the machine record of the run
-    results/raw/<date>-<host>-<grid>.json        pytest-benchmark's own JSON of each session
+    results/<run>/                  one run: one machine state, one grid (`loopvec.provenance`),
+                                    e.g. results/vm-epyc-2c-default-3f9a1c2e/ (git-ignored)
+        <cell_id>.json              one per timed, skipped or failed cell (train-*.json: training)
+        machine.json                the machine record of the run, with its fingerprint
+        raw/<time>-<pid>.json       pytest-benchmark's own JSON of each session
+        figures/*.png, REPORT.md    what `loopvec report` draws from the cells
+    results/reference/              the committed reference run, the same layout: read-only to
+                                    every command unless asked (--update-reference)
 
 A cell file is complete or absent: it is written to a temporary file in the same folder, flushed
 to disk, then renamed over the target (os.replace is atomic on POSIX and Windows), so an
-interrupted run or a full disk never leaves a half-written cell behind.
+interrupted run or a full disk never leaves a half-written cell behind. Every cell names its run,
+its machine fingerprint and its code fingerprint; files of an older format, which do not, are
+refused rather than mixed with timings of known origin.
 """
 
 from __future__ import annotations
@@ -22,18 +28,33 @@ from pathlib import Path
 from typing import Any
 
 from loopvec.backends import backend_names
+from loopvec.provenance import FORMAT
 
-CELLS = "cells"
 RAW = "raw"
+FIGURES = "figures"
+REPORT_FILE = "REPORT.md"
 MACHINE_FILE = "machine.json"
+#: The committed reference run's folder name under a results folder.
+REFERENCE_RUN = "reference"
 
 
 class ResultsWriteError(OSError):
     """A result could not be written; what was written before is intact."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """Where a record came from: its run folder, machine state and code (`loopvec.provenance`)."""
+
+    run: str = ""
+    machine_fingerprint: str = ""
+    code_fingerprint: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
 @dataclass(frozen=True)
-class Record:
+class Record(Provenance):
     """One cell of one run, tidy: timings in seconds, None where the cell was not timed."""
 
     backend: str
@@ -67,7 +88,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class TrainingRecord:
+class TrainingRecord(Provenance):
     """One training cell of one run: seconds per whole run of `iterations` steps."""
 
     backend: str
@@ -110,22 +131,29 @@ class TrainingRecord:
 
 @dataclass(frozen=True)
 class Results:
-    """Records of one or more runs, merged, with the machine record of each host."""
+    """Records of one or more runs, merged, with the machine record of each machine state
+    (keyed by fingerprint: two machines never share a record, whatever their host names)."""
 
     records: tuple[Record, ...]
     machines: dict[str, dict[str, Any]]
     training: tuple[TrainingRecord, ...] = ()
 
-    def for_host(self, host: str) -> Results:
+    def for_machine(self, fingerprint: str) -> Results:
         return Results(
-            tuple(r for r in self.records if r.host == host),
-            {host: self.machines[host]},
-            tuple(r for r in self.training if r.host == host),
+            tuple(r for r in self.records if r.machine_fingerprint == fingerprint),
+            {fingerprint: self.machines[fingerprint]},
+            tuple(r for r in self.training if r.machine_fingerprint == fingerprint),
         )
 
     @property
-    def hosts(self) -> list[str]:
-        return sorted({r.host for r in self.records} | {r.host for r in self.training})
+    def fingerprints(self) -> list[str]:
+        """The machine fingerprints of the records, sorted."""
+        return sorted({r.machine_fingerprint for r in (*self.records, *self.training)})
+
+    @property
+    def runs(self) -> list[str]:
+        """The runs the records come from, in the order they first appear."""
+        return list(dict.fromkeys(r.run for r in (*self.records, *self.training)))
 
 
 def _plain(value: Any) -> Any:
@@ -163,27 +191,56 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))
 
 
-def run_dir(results_dir: Path, host: str, grid: str) -> Path:
-    """The folder of one run's cell files: one per host and grid, so reruns resume there."""
-    return Path(results_dir) / CELLS / f"{host}-{grid}"
+def is_run(folder: Path) -> bool:
+    """Whether `folder` is a run folder (it holds a machine record)."""
+    return (Path(folder) / MACHINE_FILE).is_file()
+
+
+def reference_run(path: Path) -> Path | None:
+    """The reference run folder that holds `path` (or is it), or None."""
+    path = Path(path).absolute()
+    return next((p for p in (path, *path.parents) if p.name == REFERENCE_RUN and is_run(p)), None)
+
+
+def cell_paths(folder: Path) -> list[Path]:
+    """The cell files of a run folder, in file-name order (the machine record excluded)."""
+    return sorted(p for p in Path(folder).glob("*.json") if p.name != MACHINE_FILE)
 
 
 def read_cells(folder: Path) -> list[dict[str, Any]]:
-    """Every cell record in a run folder, in file-name order (the machine record excluded)."""
-    return [
-        json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(Path(folder).glob("*.json"))
-        if path.name != MACHINE_FILE
-    ]
+    """Every cell record in a run folder, in file-name order."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in cell_paths(folder)]
+
+
+def run_folder(path: Path) -> Path | None:
+    """The run folder that `path` stands for: itself, a results folder's newest run, the run of
+    a raw JSON kept in its raw/ folder; None for anything else."""
+    path = Path(path)
+    if is_run(path):
+        return path
+    if path.is_file():
+        return (
+            path.parent.parent if path.parent.name == RAW and is_run(path.parent.parent) else None
+        )
+    try:
+        return newest_run(path)
+    except FileNotFoundError:
+        return None
 
 
 def newest_run(results_dir: Path) -> Path:
-    """The run folder under results_dir/cells whose machine record was written last."""
+    """The run folder under results_dir whose machine record was written last; never the
+    reference run, which is used only where it is named."""
     machines = sorted(
-        Path(results_dir).glob(f"{CELLS}/*/{MACHINE_FILE}"), key=lambda p: p.stat().st_mtime
+        (p for p in Path(results_dir).glob(f"*/{MACHINE_FILE}") if p.parent.name != REFERENCE_RUN),
+        key=lambda p: p.stat().st_mtime,
     )
     if not machines:
-        raise FileNotFoundError(f"no benchmark run under {Path(results_dir) / CELLS}")
+        reference = Path(results_dir) / REFERENCE_RUN
+        hint = (
+            f" (the reference run is {reference}: name it to use it)" if is_run(reference) else ""
+        )
+        raise FileNotFoundError(f"no benchmark run under {results_dir}{hint}")
     return machines[-1].parent
 
 
@@ -191,21 +248,56 @@ AnyRecord = Record | TrainingRecord
 _FIELDS = {kind: {f.name for f in fields(kind)} for kind in (Record, TrainingRecord)}
 
 
-def _record(data: dict[str, Any]) -> AnyRecord:
-    """A cell file's or benchmark's fields as a Record, or a TrainingRecord if kind says so."""
+class OlderFormatError(ValueError):
+    """A result written before runs had an identity: its machine and code are unknown."""
+
+
+def _older(source: str, what: str) -> OlderFormatError:
+    return OlderFormatError(
+        f"{source} {what} of an older loopvec format, without machine and code fingerprints: "
+        "its timings cannot be told apart from another machine's or another kernel's. "
+        "Time the cells again (nox -s bench), or set the old folder aside"
+    )
+
+
+def _record(data: dict[str, Any], source: str, machine: dict[str, Any]) -> AnyRecord:
+    """A cell file's or benchmark's fields as a Record, or a TrainingRecord if kind says so.
+
+    OlderFormatError for fields of an older format; ValueError for a cell of another machine.
+    """
+    if data.get("format") != FORMAT:
+        raise _older(source, "is a cell")
+    if data.get("machine_fingerprint") != machine["fingerprint"]:
+        raise ValueError(
+            f"{source} was timed on machine {data.get('machine_fingerprint')}, not on the run's "
+            f"machine {machine['fingerprint']}: a run folder holds one machine's cells"
+        )
     kind = TrainingRecord if data.get("kind") == "training" else Record
     return kind(**{key: value for key, value in data.items() if key in _FIELDS[kind]})
 
 
+def _machine(record: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    if "fingerprint" not in record:
+        raise _older(source, "is a machine record")
+    return {record["fingerprint"]: record}
+
+
 def _from_run_folder(folder: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
-    machine = json.loads((folder / MACHINE_FILE).read_text(encoding="utf-8"))
-    return [_record(cell) for cell in read_cells(folder)], {machine["host"]: machine}
+    path = folder / MACHINE_FILE
+    machine = json.loads(path.read_text(encoding="utf-8"))
+    machines = _machine(machine, str(path))
+    records = [
+        _record(json.loads(cell.read_text(encoding="utf-8")), str(cell), machine)
+        for cell in cell_paths(folder)
+    ]
+    return records, machines
 
 
 def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
     """pytest-benchmark's JSON: timed cells only (skips live in cell files), stats in seconds."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     machine = raw["machine_info"].get("loopvec") or {"host": raw["machine_info"]["node"]}
+    machines = _machine(machine, f"{path}: its machine_info")
     records = [
         _record(
             {
@@ -215,11 +307,13 @@ def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any
                 "host": machine["host"],
                 "status": "timed",
                 "finished_at": raw["datetime"],
-            }
+            },
+            f"{path}: benchmark {bench.get('name')}",
+            machine,
         )
         for bench in raw["benchmarks"]
     ]
-    return records, {machine["host"]: machine}
+    return records, machines
 
 
 def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
@@ -227,10 +321,12 @@ def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
     try:
         if path.is_file():
             return _from_raw_json(path)
-        if (path / MACHINE_FILE).exists():
+        if is_run(path):
             return _from_run_folder(path)
-        if (path / CELLS).is_dir():
+        if any(path.glob(f"*/{MACHINE_FILE}")):
             return _from_run_folder(newest_run(path))
+    except OlderFormatError:
+        raise
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(
             f"{path} is not a loopvec benchmark result ({type(error).__name__}: {error})"
@@ -243,8 +339,8 @@ def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
 def load_results(paths: Iterable[Path]) -> Results:
     """Tidy records from run folders, results folders (their newest run) and raw JSON files.
 
-    Several runs merge into one set; where two hold the same cell of the same host, the one
-    that finished last wins.
+    Several runs merge into one set; where two hold the same cell of the same machine state,
+    the one that finished last wins (each record keeps its run, to be labelled with it).
     """
     newest: dict[tuple[str, str, tuple[Any, ...]], AnyRecord] = {}
     machines: dict[str, dict[str, Any]] = {}
@@ -256,16 +352,16 @@ def load_results(paths: Iterable[Path]) -> Results:
         records, machine = _read_any(path)
         machines.update(machine)
         for record in records:
-            key = (record.host, type(record).__name__, record.cell)
+            key = (record.machine_fingerprint, type(record).__name__, record.cell)
             if key not in newest or record.finished_at >= newest[key].finished_at:
                 newest[key] = record
     registry = {name: index for index, name in enumerate(backend_names())}
 
     def order(r: AnyRecord) -> tuple[Any, ...]:
-        """Host, then (dataset for training cells) smallest problem first, registry order."""
+        """Machine, then (dataset for training cells) smallest problem first, registry order."""
         dataset = r.dataset if isinstance(r, TrainingRecord) else ""
         backend = (registry.get(r.backend, len(registry)), r.backend)
-        return (r.host, dataset, r.m * r.n, r.m, *backend, r.threads)
+        return (r.machine_fingerprint, dataset, r.m * r.n, r.m, *backend, r.threads)
 
     ordered = sorted(newest.values(), key=order)
     return Results(

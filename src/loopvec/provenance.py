@@ -1,0 +1,199 @@
+"""Where a number came from: the machine state and the code that were timed, as short hashes.
+
+A run belongs to one machine state; its fingerprint hashes what a timing depends on (CPU model and
+SIMD features, cores, memory, OS, Python, numpy, numba and llvmlite, numpy's BLAS library and the
+kernel it runs), never the host name, the date or a measured bandwidth. A cell also records the
+code fingerprint of its backend: the source of the backend's module and of every loopvec module it
+imports (followed recursively: `_blocked.py`, `_jit.py`, `sigmoid.py`, ...), the module that makes
+the timed problem, and the versions of the framework the backend runs on (torch, jax). Resume keeps
+a cell only when both fingerprints and every parameter match, so an edit of `_blocked.py` retimes
+exactly the backends that use it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import re
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loopvec.backends import get_backend
+
+#: The cell-file format: 2 added the run, machine and code fingerprints. Files of another format
+#: cannot be told apart from another machine's or another kernel's timings and are not used.
+FORMAT = 2
+#: Hex digits kept of a SHA-256: 64 bits, no collision in any realistic results folder.
+FINGERPRINT_DIGITS = 16
+#: Hex digits of the machine fingerprint in a run folder's name.
+NAME_DIGITS = 8
+#: What makes a backend's timed problem: every cell's inputs come from here.
+PROBLEM_MODULES = ("loopvec.problem",)
+#: ... and a training cell's, plus the loop that is timed.
+TRAINING_MODULES = ("loopvec.problem", "loopvec.datasets", "loopvec.training")
+#: Distributions whose version is part of the code of a backend that requires the package.
+DISTRIBUTIONS = {"jax": ("jax", "jaxlib"), "numba": ("numba", "llvmlite")}
+#: Versions in the machine fingerprint: what every backend and the bench itself run on.
+MACHINE_PACKAGES = ("numpy", "numba", "llvmlite")
+#: What makes a checkout dirty: its code, not the results a run writes.
+CODE_PATHS = ("src", "bench", "pyproject.toml")
+#: Words in a CPU's brand that do not tell one CPU from another (for run folder names).
+_CPU_NOISE = {"amd", "intel", "apple", "genuine", "cpu", "processor", "core", "r", "tm"}
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:FINGERPRINT_DIGITS]
+
+
+def _json_digest(value: Any) -> str:
+    return digest(json.dumps(value, sort_keys=True).encode("utf-8"))
+
+
+def machine_identity(record: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a machine record (`loopvec.machine.machine_record`) that a timing depends
+    on: not the host name, thread settings, budgets or the measured bandwidth."""
+    versions = record.get("versions", {})
+    return {
+        "cpu": record.get("cpu"),
+        "cpu_target": record.get("cpu_target"),
+        "simd": record.get("simd"),
+        "logical_cores": record.get("logical_cores"),
+        "physical_cores": record.get("physical_cores"),
+        # The total moves by a few kB between boots of the same machine: whole GiB are stable.
+        "memory_gib": round(record.get("memory_bytes", 0) / 2**30),
+        "os": record.get("os"),
+        "python": record.get("python"),
+        "versions": {package: versions.get(package) for package in MACHINE_PACKAGES},
+        "blas": [
+            {key: pool.get(key) for key in ("internal_api", "version", "architecture")}
+            for pool in record.get("blas", [])
+        ],
+    }
+
+
+def machine_fingerprint(record: dict[str, Any]) -> str:
+    """A short stable hash of `machine_identity(record)`."""
+    return _json_digest(machine_identity(record))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def cpu_word(cpu: str) -> str:
+    """'AMD EPYC 9B45 128-Core Processor' -> 'epyc': the first word that names the CPU."""
+    words = [w for w in re.split(r"[^a-z0-9.-]+", cpu.lower()) if w and w not in _CPU_NOISE]
+    return _slug(words[0]) if words else "cpu"
+
+
+def run_name(record: dict[str, Any], grid: str) -> str:
+    """The folder name of a run: readable part, then the machine fingerprint's first digits,
+    e.g. 'vm-epyc-2c-default-3f9a1c2e'."""
+    host = _slug(str(record.get("host", "host"))) or "host"
+    cores = record.get("logical_cores", "?")
+    fingerprint = machine_fingerprint(record)[:NAME_DIGITS]
+    return f"{host}-{cpu_word(str(record.get('cpu', '')))}-{cores}c-{grid}-{fingerprint}"
+
+
+def _source(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot find the source of module {module}")
+    return Path(spec.origin)
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _imports(module: str) -> set[str]:
+    """The loopvec modules that `module` imports by name (absolute or relative)."""
+    path = _source(module)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from . import x, from ._blocked import y
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            # `from loopvec.backends import numba_fused` imports a module, `import descent_step`
+            # a name defined in loopvec.backends itself.
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            submodules = {name for name in names if name.startswith("loopvec") and _is_module(name)}
+            found |= submodules | ({base} if len(submodules) < len(names) else set())
+    return {name for name in found if name == "loopvec" or name.startswith("loopvec.")}
+
+
+@cache
+def module_closure(*roots: str) -> tuple[str, ...]:
+    """`roots` and every loopvec module they import, directly or through each other, sorted."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_imports(module) - seen)
+    return tuple(sorted(seen))
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
+    """What a cell of `backend` timed: {"code_fingerprint": hash, "code_modules": {module:
+    source hash}, "code_versions": {distribution: version}}. `training`: a training cell."""
+    spec = get_backend(backend)
+    roots = (
+        f"loopvec.backends.{spec.module}",
+        *(TRAINING_MODULES if training else PROBLEM_MODULES),
+    )
+    modules = {name: digest(_source(name).read_bytes()) for name in module_closure(*roots)}
+    versions = {
+        distribution: _version(distribution)
+        for package in spec.requires
+        for distribution in DISTRIBUTIONS.get(package, (package,))
+    }
+    return {
+        "code_fingerprint": _json_digest({"modules": modules, "versions": versions}),
+        "code_modules": modules,
+        "code_versions": versions,
+    }
+
+
+def git_state(folder: Path) -> dict[str, Any]:
+    """{"git_commit": sha, "git_dirty": bool} of the checkout holding `folder`; None for both
+    outside a checkout. Dirty means uncommitted changes to the code (src, bench, pyproject.toml):
+    results written by a run do not make a checkout dirty."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changes = git("status", "--porcelain", "--", *(f":(top){path}" for path in CODE_PATHS))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": bool(changes)}
