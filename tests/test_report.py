@@ -76,6 +76,7 @@ def test_training_section_has_a_row_per_training_cell() -> None:
 def test_a_report_of_one_run_names_it_and_its_code() -> None:
     assert f"Run `{RUN.name}`, code of commit `1ef458d`." in REPORT
     assert "merges" not in REPORT
+    assert "versions of its code" not in REPORT  # training cells' code differs, by design
 
 
 def test_merged_runs_are_labelled_and_never_divided() -> None:
@@ -105,6 +106,9 @@ def test_a_backend_timed_at_two_code_versions_is_named() -> None:
     ]
     text = render_report(changed, MACHINE, FIGURE_PATHS, RESULTS.training)
     assert "**`numba_loops` was timed at 2 versions of its code** (fingerprints 0000" in text
+    training = [dataclasses.replace(r, code_fingerprint="training-code") for r in RESULTS.training]
+    text = render_report(RECORDS, MACHINE, FIGURE_PATHS, training)
+    assert "versions of its code" not in text  # a training run's code is compared apart
 
 
 def test_ratios_only_within_one_run_and_one_version_of_a_kernel() -> None:

@@ -89,13 +89,17 @@ def provenance(records: Sequence[AnyRecord]) -> list[str]:
                 ],
             ),
         ]
-    for backend in dict.fromkeys(r.backend for r in records):
-        versions = sorted({r.code_fingerprint for r in records if r.backend == backend})
+    # A training cell's code is its backend's and the training loop's: compared apart.
+    for kind, backend in dict.fromkeys((type(r), r.backend) for r in records):
+        versions = sorted(
+            {r.code_fingerprint for r in records if (type(r), r.backend) == (kind, backend)}
+        )
         if len(versions) > 1:
+            what = "training runs" if kind is TrainingRecord else "cells"
             lines += [
                 "",
                 f"**`{backend}` was timed at {len(versions)} versions of its code** "
-                f"(fingerprints {', '.join(versions)}): its cells are not one kernel's.",
+                f"(fingerprints {', '.join(versions)}): its {what} are not one kernel's.",
             ]
     return lines
 
