@@ -1,17 +1,27 @@
-"""The benchmark grid's plumbing: options, parametrization, budget, resume, cell files, progress.
+"""The benchmark grid's plumbing: options, passes, parametrization, budget, resume, cell files.
 
     pytest bench --grid quick                 # a named grid from loopvec.grid.GRIDS
     pytest bench --m 1000,1e6 --n 100         # explicit sizes (grid name "custom")
     pytest bench --backends numba_loops --threads 1 --budget 0.2 --fresh
     pytest bench/test_gradient.py              # the gradient grid alone, no training runs
+    pytest bench --passes 3                    # passes (default: the grid's)
     pytest bench --update-reference            # time into results/reference/ (re-make it)
 
-Every finished cell is written to its own file in the run folder the moment it finishes: under
+A run is several passes. `pytest bench` without --pass is the driver: it runs each pass as a
+child process (`pytest bench ... --pass K`), one after the other, so that every pass gets a fresh
+process (memory layout, hash seeds, JIT caches loaded anew). A pass visits the grid in the order
+of `loopvec.grid.pass_order`: the backends of one problem and thread count side by side, in
+interleaved blocks; each block is one pytest-benchmark measurement (pedantic rounds). Training
+cells come after the grid, one measurement per cell and pass.
+
+Every cell is written to its own file in the run folder when its pass is done: under
 --results-dir (default results/), a folder named by host, CPU, cores, grid and the machine
-fingerprint (`loopvec.provenance.run_name`). A rerun resumes a cell only when its machine
-fingerprint, its backend's code fingerprint and every parameter match; any other cell is timed
-again, and the progress line says why. SIGTERM is turned into KeyboardInterrupt so that pytest
-still finishes the session and writes what it has.
+fingerprint (`loopvec.provenance.run_name`). The file keeps every round of every block of every
+pass, with the pass's pid, start time and load average. A rerun resumes a cell's pass only when
+its machine fingerprint, its backend's code fingerprint and every parameter match; any other cell
+is timed again from pass 1 on, and the progress line says why. A run interrupted in pass 3
+resumes in pass 3. SIGTERM is turned into KeyboardInterrupt so that pytest still finishes the
+session and writes what it has.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,18 +52,22 @@ from loopvec.agreement import REFERENCE, Reference
 from loopvec.backends import BACKENDS, get_kernel
 from loopvec.datasets import SIZES, load
 from loopvec.grid import (
+    DEFAULT_BLOCKS,
     DEFAULT_BUDGET_S,
     DEFAULT_TRAIN_BUDGET_S,
     GRIDS,
     LAYOUTS,
     Cell,
     CostModel,
+    RoundPlan,
     TrainingCell,
-    cell_wall_s,
+    cell_pass_s,
     default_threads,
     fit_cost_model,
     make_cells,
     make_training_cells,
+    pass_order,
+    training_order,
     training_rounds,
 )
 from loopvec.machine import machine_record, read_bandwidths
@@ -64,8 +81,10 @@ from loopvec.results import (
     ResultsWriteError,
     cell_paths,
     read_cells,
+    samples_of,
     write_json_atomic,
 )
+from loopvec.stats import time_estimate
 from loopvec.training import Descent, TrainResult
 from loopvec.validation import DTYPES
 
@@ -76,6 +95,11 @@ def _int_list(text: str) -> list[int]:
     if not values or any(v < 1 or v != int(v) for v in values):
         raise pytest.UsageError(f"expected positive whole numbers like 1,10,1e6; got {text!r}")
     return [int(v) for v in values]
+
+
+def _positive(text: str) -> int:
+    (value,) = _int_list(text)
+    return value
 
 
 def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -129,28 +153,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--no-bandwidth", action="store_true", help="skip the memory bandwidth measurement"
     )
+    group.addoption("--passes", type=_positive, help="passes, each a process (default: grid's)")
+    group.addoption("--pass", type=_positive, dest="pass_number", help="run this pass alone")
+    group.addoption(
+        "--blocks", type=_positive, default=DEFAULT_BLOCKS, help="interleaved blocks per pass"
+    )
+    group.addoption("--order-seed", type=int, default=0, help="seed of the passes' orders")
 
 
 @dataclass
 class BenchRun:
-    """The state of one grid run: where it writes, what is done, what each backend costs."""
+    """The state of one pass of a run: where it writes, what is done, what each backend costs."""
 
     grid: str
     folder: Path
     budget_s: float
     train_budget_s: float
-    max_time_s: float  # pytest-benchmark's --benchmark-max-time
-    min_rounds: int  # and --benchmark-min-rounds
+    pass_time_s: float  # time per cell in one pass: the grid's max time over its passes
+    pass_number: int
+    passes: int
+    blocks: int
+    seed: int
     machine: dict[str, Any]  # the machine record; its bandwidth is measured at session start
     git: dict[str, Any]  # the commit of the checkout that runs the bench, and whether it is dirty
+    started_at: str = field(default_factory=lambda: _now())  # noqa: PLW0108 (defined below)
     cells: list[Cell | TrainingCell] = field(default_factory=list)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> timed record
+    skips: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> skipped record
     retimed: dict[str, str] = field(default_factory=dict)  # cell_id -> why it was not resumed
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)  # place in pass order
+    timing: dict[str, Timing] = field(default_factory=dict)  # cells being timed in this pass
+    predicted: dict[str, float | None] = field(default_factory=dict)  # by the cost model
     compile_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_s: float = field(default_factory=time.perf_counter)
+    _medians: dict[tuple[str, int], float] = field(default_factory=dict)
+    _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
     _training: dict[tuple[Any, ...], tuple[Problem, TrainResult]] = field(default_factory=dict)
+
+    @property
+    def block_s(self) -> float:
+        return self.pass_time_s / self.blocks
 
     def provenance(self, cell: Cell | TrainingCell) -> dict[str, Any]:
         """What a record of `cell` says of its origin: format, run, machine and code, git."""
@@ -163,42 +207,83 @@ class BenchRun:
             **self.git,
         }
 
+    def stale(self, cell: Cell | TrainingCell, record: dict[str, Any]) -> str | None:
+        """Why `record` (of `cell`, from this folder) is not this machine's and code's timing of
+        these parameters, or None if it is."""
+        mine = self.provenance(cell)
+        if record.get("format") != FORMAT:
+            return "its earlier cell file is of an older format"
+        if record.get("machine_fingerprint") != mine["machine_fingerprint"]:
+            return f"machine changed (was {record.get('machine_fingerprint')})"
+        if record.get("code_fingerprint") != mine["code_fingerprint"]:
+            before, now = record.get("code_modules") or {}, mine["code_modules"]
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            return f"code changed: {', '.join(changed) or 'versions ' + str(mine['code_versions'])}"
+        if any(record.get(k) != v for k, v in cell.params().items()):
+            return "parameters changed"
+        return None
+
+    def earlier_passes(self, cell: Cell | TrainingCell) -> list[dict[str, Any]]:
+        """The passes of `cell` this folder holds for the same parameters, machine state and
+        code, other than this one. Where it holds a record that differs, `retimed` says how."""
+        record = self.done.get(cell.cell_id)
+        if record is None:
+            return []
+        if why := self.stale(cell, record):
+            self.retimed[cell.cell_id] = why
+            return []
+        return [p for p in record["passes"] if p["pass"] != self.pass_number]
+
+    def skipped_before(self, cell: Cell | TrainingCell) -> str | None:
+        """Why an earlier pass of this run skipped `cell` (same machine and code), or None: a
+        cell is skipped, or timed, in every pass alike."""
+        record = self.skips.get(cell.cell_id)
+        if record is None or self.pass_number == 1 or self.stale(cell, record):
+            return None
+        return str(record["reason"])
+
+    def check_budget(self, cell: Cell | TrainingCell, reason: str | None, **fields: Any) -> None:
+        """Skip `cell` for `reason` in its first pass; in later passes as the first pass did.
+        A cell timed in earlier passes is timed in this one too, whatever the prediction."""
+        if self.earlier_passes(cell):
+            return
+        if before := self.skipped_before(cell):
+            pytest.skip(f"{cell.cell_id}: {before}")
+        if reason:
+            self.skip(cell, reason, **fields)
+
     def timed_before(self, cell: Cell | TrainingCell) -> bool:
-        """Whether this folder holds a timed record of exactly `cell`: same parameters, same
-        machine state, same code. Where it holds one that differs, `retimed` says how."""
+        """Whether this pass of `cell` is already in the folder, for this machine and code."""
         record = self.done.get(cell.cell_id)
         if record is None:
             return False
-        mine = self.provenance(cell)
-        if record.get("format") != FORMAT:
-            why = "its earlier cell file is of an older format"
-        elif record.get("machine_fingerprint") != mine["machine_fingerprint"]:
-            why = f"machine changed (was {record.get('machine_fingerprint')})"
-        elif record.get("code_fingerprint") != mine["code_fingerprint"]:
-            before, now = record.get("code_modules") or {}, mine["code_modules"]
-            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-            why = f"code changed: {', '.join(changed) or 'versions ' + str(mine['code_versions'])}"
-        elif any(record.get(k) != v for k, v in cell.params().items()):
-            why = "parameters changed"
-        else:
-            return True
-        self.retimed[cell.cell_id] = why
-        return False
+        self.earlier_passes(cell)  # notes in `retimed` why an earlier record is not used
+        return cell.cell_id not in self.retimed and any(
+            p["pass"] == self.pass_number for p in record["passes"]
+        )
+
+    def median_s(self, record: dict[str, Any]) -> float:
+        key = (record["cell_id"], len(record["passes"]))
+        if key not in self._medians:
+            self._medians[key] = time_estimate(samples_of(record)).value
+        return self._medians[key]
 
     def model(self, cell: Cell | TrainingCell) -> CostModel | None:
         """The cost model of `cell`'s backend at its threads and dtype (a training cell: float64,
-        course layout), from the gradient cells timed so far."""
+        course layout), from the gradient cells timed so far (kept until another is timed)."""
         dtype, layout = (cell.dtype, cell.layout) if isinstance(cell, Cell) else ("float64", "C")
-        same = [
-            record
-            for record in self.done.values()
-            if record.get("kind") != "training"
-            and (record["backend"], record["threads"], record["dtype"], record["layout"])
-            == (cell.backend, cell.threads, dtype, layout)
-        ]
-        return fit_cost_model(
-            [r["m"] for r in same], [r["n"] for r in same], [r["median_s"] for r in same]
-        )
+        key = (cell.backend, cell.threads, dtype, layout)
+        if key not in self._models:
+            same = [
+                record
+                for record in self.done.values()
+                if record.get("kind") != "training"
+                and (record["backend"], record["threads"], record["dtype"], record["layout"]) == key
+            ]
+            self._models[key] = fit_cost_model(
+                [r["m"] for r in same], [r["n"] for r in same], [self.median_s(r) for r in same]
+            )
+        return self._models[key]
 
     def time_left_s(self, cells: list[Cell | TrainingCell]) -> float:
         """Estimated wall time of `cells`: from the cost models, else the mean cell so far."""
@@ -210,13 +295,13 @@ class BenchRun:
     def wall_s(self, cell: Cell | TrainingCell) -> float | None:
         model = self.model(cell)
         if isinstance(cell, Cell):
-            return cell_wall_s(model, cell, self.budget_s, self.max_time_s, self.min_rounds)
+            return cell_pass_s(model, cell, self.budget_s, self.block_s, self.blocks)
         if model is None:
             return None
         run_s = cell.iterations * model.predict_s(cell.m, cell.n)
         if run_s > self.train_budget_s:
             return 0.0
-        return (1 + training_rounds(run_s, self.max_time_s)) * run_s  # checked run + timed
+        return (1 + training_rounds(run_s, self.pass_time_s)) * run_s  # checked run + timed
 
     def training_problem(self, cell: TrainingCell) -> tuple[Problem, TrainResult]:
         """The dataset of `cell` as a problem starting at w = 0, b = 0 (the course's start), and
@@ -261,6 +346,19 @@ class BenchRun:
             available += self._problem[1].X.nbytes
         return available
 
+    def pass_entry(self, cell: Cell | TrainingCell, **fields: Any) -> dict[str, Any]:
+        """What one pass of `cell` records besides its samples: which pass, which process, when,
+        how loaded the machine was, where in the pass order."""
+        blocks = range(self.blocks) if isinstance(cell, Cell) else [0]
+        return {
+            "pass": self.pass_number,
+            "pid": os.getpid(),
+            "pass_started_at": self.started_at,
+            "load_avg_1m": os.getloadavg()[0],
+            "order": [self.positions.get((cell.cell_id, b)) for b in blocks],
+            **fields,
+        }
+
     def write_cell(self, cell: Cell | TrainingCell, status: str, **fields: Any) -> None:
         record = {
             "cell_id": cell.cell_id,
@@ -269,7 +367,7 @@ class BenchRun:
             "grid": self.grid,
             "status": status,
             "reason": None,
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "finished_at": _now(),
             "loopvec_version": loopvec.__version__,
             **self.provenance(cell),
             **fields,
@@ -280,11 +378,32 @@ class BenchRun:
             pytest.exit(f"loopvec: stopping the run: {error}", returncode=3)
         if status == "timed":
             self.done[cell.cell_id] = record
+            self._models.clear()
+
+    def write_pass(self, cell: Cell | TrainingCell, entry: dict[str, Any], **fields: Any) -> None:
+        """Add this pass (`entry`, with its samples) to the passes of `cell` kept before."""
+        passes = sorted([*self.earlier_passes(cell), entry], key=lambda p: p["pass"])
+        self.write_cell(cell, "timed", passes=passes, compile_s=passes[0]["compile_s"], **fields)
 
     def skip(self, cell: Cell | TrainingCell, reason: str, **fields: Any) -> None:
         """Record `cell` as skipped with its reason, then skip it visibly."""
         self.write_cell(cell, "skipped", reason=reason, **fields)
         pytest.skip(f"{cell.cell_id}: {reason}")
+
+
+@dataclass
+class Timing:
+    """One gradient cell while its blocks are timed in this pass."""
+
+    kernel: Callable[..., Any]
+    args: tuple[Any, ...]
+    plan: RoundPlan
+    entry: dict[str, Any]  # the pass entry, without its blocks
+    blocks: list[list[float]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @functools.cache
@@ -301,11 +420,47 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _grid_name(config: pytest.Config) -> str:
+    return (
+        "custom"
+        if config.getoption("--m") or config.getoption("--n")
+        else config.getoption("--grid")
+    )
+
+
+def _passes(config: pytest.Config) -> int:
+    passes: int = config.getoption("--passes") or GRIDS[config.getoption("--grid")].passes
+    return passes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Without --pass, run the passes one after the other, each in a child process."""
+    if config.getoption("pass_number") or config.option.collectonly or config.option.help:
+        return None
+    signal.signal(signal.SIGTERM, _interrupt)
+    args = list(config.invocation_params.args)
+    for number in range(1, _passes(config) + 1):
+        # --fresh clears the run before pass 1, not again before each pass
+        child_args = args if number == 1 else [a for a in args if a != "--fresh"]
+        command = [sys.executable, "-m", "pytest", *child_args, f"--pass={number}"]
+        child = subprocess.Popen(command, cwd=config.invocation_params.dir)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches the child too; SIGTERM is passed on
+            child.terminate()
+            child.wait()
+            return int(pytest.ExitCode.INTERRUPTED)
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return code
+    return int(pytest.ExitCode.OK)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--m") or config.getoption("--n"):
-        grid_name = "custom"
-    else:
-        grid_name = config.getoption("--grid")
+    grid_name = _grid_name(config)
+    passes, pass_number = _passes(config), config.getoption("pass_number") or 1
+    if pass_number > passes:
+        raise pytest.UsageError(f"--pass: this run has {passes} passes; got {pass_number}")
     # The grid's time per cell, unless the command line says otherwise (pytest-benchmark reads
     # the option after this hook: its pytest_configure runs last).
     if not any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
@@ -319,8 +474,11 @@ def pytest_configure(config: pytest.Config) -> None:
         folder=folder,
         budget_s=config.getoption("--budget"),
         train_budget_s=config.getoption("--train-budget"),
-        max_time_s=float(config.getoption("benchmark_max_time")),
-        min_rounds=int(config.getoption("benchmark_min_rounds")),
+        pass_time_s=float(config.getoption("benchmark_max_time")) / passes,
+        pass_number=pass_number,
+        passes=passes,
+        blocks=config.getoption("--blocks"),
+        seed=config.getoption("--order-seed"),
         machine=machine,
         git=git_state(Path(__file__).parent),
     )
@@ -331,6 +489,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for record in read_cells(folder) if folder.exists() else []:
         if record.get("status") == "timed":
             run.done[record["cell_id"]] = record
+        elif record.get("status") == "skipped":
+            run.skips[record["cell_id"]] = record
     config.stash[RUN] = run
     _CONFIG[:] = [config]
     signal.signal(signal.SIGTERM, _interrupt)
@@ -382,7 +542,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config.getoption("--dtypes"),
             config.getoption("--layouts"),
         )
-        metafunc.parametrize("cell", cells, ids=[c.cell_id for c in cells])
+        blocks = range(config.getoption("--blocks"))
+        metafunc.parametrize(
+            ("cell", "block"),
+            [(c, b) for c in cells for b in blocks],
+            ids=[f"{c.cell_id}-b{b}" for c in cells for b in blocks],
+        )
     if "training_cell" in metafunc.fixturenames:
         training = GRIDS[config.getoption("--grid")].training
         sizes = {**SIZES, "synthetic": (training.synthetic_m, training.synthetic_n)}
@@ -410,13 +575,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     previous = run.folder / MACHINE_FILE
-    if not session.config.getoption("--no-bandwidth"):
+    earlier = json.loads(previous.read_text(encoding="utf-8")) if previous.exists() else {}
+    if "read_bandwidth_bytes_per_s" in earlier:  # measured in an earlier pass (same machine)
+        run.machine["read_bandwidth_bytes_per_s"] = earlier["read_bandwidth_bytes_per_s"]
+    elif not session.config.getoption("--no-bandwidth"):
         run.machine["read_bandwidth_bytes_per_s"] = read_bandwidths()
-    elif previous.exists():  # a resumed run keeps the ceiling measured before (same machine)
-        earlier = json.loads(previous.read_text(encoding="utf-8"))
-        if "read_bandwidth_bytes_per_s" in earlier:
-            run.machine["read_bandwidth_bytes_per_s"] = earlier["read_bandwidth_bytes_per_s"]
     run.machine["run"], run.machine["grid"] = run.folder.name, run.grid
+    run.machine["passes"], run.machine["blocks"] = run.passes, run.blocks
     run.machine["budget_s"], run.machine["train_budget_s"] = run.budget_s, run.train_budget_s
     run.machine["unavailable_backends"] = _unavailable(session.config)
     try:
@@ -440,26 +605,41 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     output = hook.pytest_benchmark_generate_json(
         config=config,
         benchmarks=benchmark_session.benchmarks,
-        include_data=False,
+        include_data=True,  # every round: the raw samples the cell files hold too
         machine_info=benchmark_session.get_machine_info(),
         commit_info=hook.pytest_benchmark_generate_commit_info(config=config),
     )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:  # the pid: two sessions finishing in the same second never share a name
-        write_json_atomic(run.folder / RAW / f"{stamp}-{os.getpid()}.json", output)
+        name = f"{stamp}-pass{run.pass_number}-{os.getpid()}.json"
+        write_json_atomic(run.folder / RAW / name, output)
     except ResultsWriteError as error:
         print(f"\nloopvec: {error}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The cells that will run, after any -k or deselection, in run order: the progress total."""
-    if _CONFIG:
-        _CONFIG[0].stash[RUN].cells = [
-            item.callspec.params[name]
-            for item in items
-            for name in ("cell", "training_cell")
-            if name in item.fixturenames
-        ]
+    """Put the items, after any -k or deselection, in this pass's order (`pass_order`), and
+    note the cells that will run: the progress total."""
+    if not _CONFIG:
+        return
+    run = _CONFIG[0].stash[RUN]
+    gradient = {
+        (item.callspec.params["cell"].cell_id, item.callspec.params["block"]): item
+        for item in items
+        if "cell" in item.fixturenames
+    }
+    cells = list(dict.fromkeys(item.callspec.params["cell"] for item in gradient.values()))
+    order = [(c, b) for c, b in pass_order(cells, run.pass_number, run.blocks, run.seed)]
+    ordered = [gradient[(c.cell_id, b)] for c, b in order if (c.cell_id, b) in gradient]
+    run.positions = {(c.cell_id, b): k for k, (c, b) in enumerate(order)}
+    training = [item for item in items if "training_cell" in item.fixturenames]
+    training = [training[k] for k in training_order(training, run.pass_number, run.seed)]
+    others = [item for item in items if item not in ordered and item not in training]
+    items[:] = [*ordered, *training, *others]
+    run.cells = [
+        *dict.fromkeys(item.callspec.params["cell"] for item in ordered),
+        *(item.callspec.params["training_cell"] for item in training),
+    ]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -469,8 +649,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_line(f"loopvec: cell files in {run.folder}")
 
 
+_BLOCK = re.compile(r"^(?P<cell>.*)-b(?P<block>\d+)$")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """One progress line per cell: done, skipped, remaining, and an estimate of the time left."""
+    """One progress line per cell and pass: done, skipped, remaining, an estimate of the time
+    left. A gradient cell's line comes with its last block (or its first, where it ended)."""
     benchmarks = ("::test_gradient[", "::test_training[")
     if not any(b in report.nodeid for b in benchmarks) or (
         report.when != "call" and not report.skipped
@@ -479,8 +663,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     config = _CONFIG[0]
     run = config.stash[RUN]
     cell_id = report.nodeid.split("[")[-1].rstrip("]")
+    if match := _BLOCK.match(cell_id):
+        cell_id, block = match["cell"], int(match["block"])
+        last = block == run.blocks - 1
+        if (report.passed and not last) or (report.skipped and block > 0):
+            return  # a block in the middle, or one of a cell that ended in its first block
     if report.passed:
-        outcome, detail = "timed", f"median {format_seconds(run.done[cell_id]['median_s'])}"
+        median_s = run.median_s(run.done[cell_id])
+        passes = len(run.done[cell_id]["passes"])
+        outcome, detail = "timed", f"median {format_seconds(median_s)} over {passes} pass(es)"
         if cell_id in run.retimed:
             detail += f" (not resumed: {run.retimed[cell_id]})"
     elif report.skipped:
@@ -494,8 +685,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     left = len(run.cells) - finished
     eta = f"about {run.time_left_s(run.cells[finished:]) / 60:.1f} min left" if left else "done"
     line = (
-        f"[{finished}/{len(run.cells)}] {cell_id} {outcome}: {detail} | "
-        f"timed {run.counts['timed']}, resumed {run.counts['resumed']}, "
+        f"[pass {run.pass_number}/{run.passes}] [{finished}/{len(run.cells)}] {cell_id} "
+        f"{outcome}: {detail} | timed {run.counts['timed']}, resumed {run.counts['resumed']}, "
         f"skipped {run.counts['skipped']}, failed {run.counts['failed']}, left {left}, {eta}"
     )
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -1,9 +1,11 @@
 """Time every available backend over the grid: backend x m x n x threads x dtype (conftest.py).
 
-Per cell: skip if already timed in this run's folder, over the time budget or out of memory;
-build the problem outside the timing; call the kernel once and check it against the reference
-(that first call, compile included, is recorded); warm up; then let pytest-benchmark time the raw
-kernel (no validation) and write the cell's file.
+Each cell runs as blocks, interleaved with the other backends of its problem and thread count.
+In its first block of a pass: skip if this pass of it is already in the run's folder, if it is over
+the time budget or out of memory; build the problem outside the timing; call the kernel once and
+check it against the reference (that first call, compile included, is recorded); warm up; plan
+the rounds. In every block: pytest-benchmark times the raw kernel (no validation) for the planned
+rounds. After the last block the pass is added to the cell's file.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import Timing
 from threadpoolctl import threadpool_info
-from timing import time_one_call, timing_fields
+from timing import time_one_call
 
 from loopvec.agreement import RTOL
 from loopvec.backends import get_adapters, get_kernel
-from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, rounds_for, thread_limit
+from loopvec.grid import Cell, budget_skip_reason, memory_skip_reason, round_plan, thread_limit
 
 if TYPE_CHECKING:
     from conftest import BenchRun
@@ -28,15 +31,14 @@ def blas_threads() -> int | None:
     return pools[0] if pools else None
 
 
-def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
-    if run.timed_before(cell):
-        pytest.skip(f"{cell.cell_id}: already timed in {run.folder} (--fresh to redo)")
+def start(cell: Cell, run: BenchRun) -> None:
+    """The first block of `cell` in this pass: skip it, or check it and plan its rounds."""
     model = run.model(cell)
     predicted_s = model.predict_s(cell.m, cell.n) if model else None
-    reason = budget_skip_reason(model, cell, run.budget_s) or memory_skip_reason(
-        cell, run.available_bytes(cell)
-    )
-    if reason:
+    run.check_budget(cell, budget_skip_reason(model, cell, run.budget_s), predicted_s=predicted_s)
+    if reason := memory_skip_reason(cell, run.available_bytes(cell)):
+        if run.earlier_passes(cell):  # the earlier passes stay; this one cannot run
+            pytest.skip(f"{cell.cell_id}: {reason} (pass {run.pass_number} only)")
         run.skip(cell, reason, predicted_s=predicted_s)
 
     problem, reference = run.problem(cell)
@@ -53,25 +55,46 @@ def test_gradient(benchmark, cell: Cell, run: BenchRun) -> None:  # type: ignore
             raise
         run.compile_s.setdefault(signature, first_call_s)  # the first call in this process
         _, warm_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
-
-        benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
-        benchmark.extra_info.update(
-            cell.params(), compile_s=run.compile_s[signature], **run.provenance(cell)
-        )
-        rounds = rounds_for(warm_s, run.max_time_s, run.min_rounds)
-        if rounds is None:
-            benchmark(kernel, *args)
-        else:  # slow cell: a few rounds, not min_rounds x calibration
-            benchmark.pedantic(kernel, args=args, rounds=rounds, iterations=1)
-        threads_seen = blas_threads()
-
-    run.write_cell(
+    plan = round_plan(warm_s, run.block_s)
+    entry = run.pass_entry(
         cell,
-        "timed",
-        **timing_fields(benchmark),
-        iterations=benchmark.stats.iterations,
         compile_s=run.compile_s[signature],
         first_call_s=first_call_s,
-        predicted_s=predicted_s,
-        blas_threads=threads_seen,
+        iterations=plan.iterations,
+        warmup_rounds=plan.warmup_rounds,
     )
+    run.timing[cell.cell_id] = Timing(kernel, args, plan, entry)
+    run.predicted[cell.cell_id] = predicted_s
+
+
+def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
+    if run.timed_before(cell):
+        pytest.skip(f"{cell.cell_id}: pass {run.pass_number} already timed in {run.folder}")
+    if block == 0:
+        start(cell, run)
+    timing = run.timing.get(cell.cell_id)
+    if timing is None:
+        pytest.skip(f"{cell.cell_id}: skipped or failed in its first block")
+    plan = timing.plan
+    with thread_limit(cell.threads):
+        benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
+        benchmark.extra_info.update(
+            cell.params(), **run.provenance(cell), pass_number=run.pass_number, block=block
+        )
+        benchmark.pedantic(
+            timing.kernel,
+            args=timing.args,
+            rounds=plan.rounds,
+            iterations=plan.iterations,
+            warmup_rounds=plan.warmup_rounds,
+        )
+        threads_seen = blas_threads()
+    timing.blocks.append(list(benchmark.stats.stats.data))  # seconds per call, by round
+    if block == run.blocks - 1:
+        del run.timing[cell.cell_id]  # frees the framework's copy of the problem
+        run.write_pass(
+            cell,
+            {**timing.entry, "blocks": timing.blocks},
+            predicted_s=run.predicted.pop(cell.cell_id),
+            blas_threads=threads_seen,
+        )

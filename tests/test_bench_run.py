@@ -20,6 +20,7 @@ import pytest
 import loopvec
 from loopvec.cli import main
 from loopvec.plots import FIGURES, TRAINING_FIGURES
+from loopvec.provenance import FORMAT
 from loopvec.results import cell_paths
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -28,7 +29,8 @@ FIXTURE_RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 FAST = [
     "--no-bandwidth",
     "--benchmark-max-time=0.02",
-    "--benchmark-min-rounds=2",
+    "--passes=2",
+    "--blocks=2",
     "-p",
     "no:cacheprovider",
 ]
@@ -66,9 +68,13 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def final_counts(output: str) -> dict[str, int]:
+def final_counts(output: str, pass_number: int = 2) -> dict[str, int]:
+    """The counts at the end of a pass (by default the last of FAST's two)."""
     *_, last = re.findall(
-        r"timed (\d+), resumed (\d+), skipped (\d+), failed (\d+), left 0", output
+        rf"^\[pass {pass_number}/\d+\] .* \| timed (\d+), resumed (\d+), skipped (\d+), "
+        r"failed (\d+), left 0",
+        output,
+        flags=re.MULTILINE,
     )
     return dict(zip(["timed", "resumed", "skipped", "failed"], map(int, last), strict=True))
 
@@ -87,15 +93,19 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
     assert child.returncode != 0, output  # interrupted, not finished
     kept = cell_files(tmp_path)
     assert 4 <= len(kept) < total, output
-    assert all(json.loads(p.read_text())["status"] == "timed" for p in kept)  # whole files only
+    records = [json.loads(p.read_text()) for p in kept]
+    assert all(r["status"] == "timed" and len(r["passes"]) == 1 for r in records)  # whole files
     assert not list(tmp_path.glob("*/.*"))  # no temporary left behind
     assert list(tmp_path.glob("*/raw/*.json")), "the interrupted session still saves its JSON"
+    assert "[pass 2/2]" not in output  # the driver stops: pass 2 never started
 
     rerun = run_bench(tmp_path, *options, suite=GRADIENT)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    counts = final_counts(rerun.stdout)
+    counts = final_counts(rerun.stdout, pass_number=1)  # pass 1 resumes where it stopped
     assert counts == {"timed": total - len(kept), "resumed": len(kept), "skipped": 0, "failed": 0}
+    assert final_counts(rerun.stdout) == {"timed": total, "resumed": 0, "skipped": 0, "failed": 0}
     assert len(cell_files(tmp_path)) == total
+    assert all(len(json.loads(p.read_text())["passes"]) == 2 for p in cell_files(tmp_path))
 
 
 #: Three backends, two tiny sizes, one thread: six cells, a few seconds.
@@ -137,7 +147,7 @@ def test_resume_keeps_a_cell_only_for_the_same_code_and_cell_format(tmp_path: Pa
     again = bench()
     assert counts_of(again) == {"timed": 1, "resumed": 5, "skipped": 0, "failed": 0}
     assert "(not resumed: its earlier cell file is of an older format)" in again.stdout
-    assert json.loads(path.read_text())["format"] == 2
+    assert json.loads(path.read_text())["format"] == FORMAT
 
 
 def test_a_run_of_another_machine_or_the_reference_is_never_resumed(tmp_path: Path) -> None:
@@ -205,11 +215,21 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {(r["backend"], r["dataset"]) for r in training} >= {
         (b, d) for b in core for d in ("breast_cancer", "synthetic")
     }
-    assert all(r["status"] == "timed" and r["median_s"] > 0 for r in records)
+    assert all(
+        r["status"] == "timed" and [p["pass"] for p in r["passes"]] == [1, 2] for r in records
+    )
+    for p in (p for r in gradient for p in r["passes"]):
+        assert len(p["blocks"]) == 2
+        assert all(len(block) >= 1 for block in p["blocks"])
+        assert {"pid", "pass_started_at", "load_avg_1m", "order", "iterations"} <= set(p)
     assert all(r["iterations"] == 20 and 0.5 < r["accuracy"] <= 1 for r in training)
-    (raw,) = (run / "raw").glob("*.json")
-    extra = [b["extra_info"] for b in json.loads(raw.read_text())["benchmarks"]]
-    assert len(extra) == len(records)
+    first, second = sorted((run / "raw").glob("*.json"))  # one per pass, with every round
+    assert "-pass1-" in first.name
+    assert "-pass2-" in second.name
+    benchmarks = json.loads(first.read_text())["benchmarks"]
+    extra = [b["extra_info"] for b in benchmarks]
+    assert len(extra) == 2 * len(gradient) + len(training)  # a benchmark per block
+    assert all(b["stats"]["data"] for b in benchmarks)
     assert set(extra[0]) == {
         "backend",
         "m",
@@ -218,7 +238,8 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
         "dtype",
         "layout",
         "x_bytes",
-        "compile_s",
+        "pass_number",
+        "block",
         "format",
         "run",
         "machine_fingerprint",

@@ -120,7 +120,9 @@ def test_compare_includes_training_cells(capsys) -> None:  # type: ignore[no-unt
     assert main(["compare", str(FIXTURE), str(FIXTURE)]) == 0
     out = capsys.readouterr().out
     assert "train synthetic numba_loops m=100 n=10 t=1 i=20" in out
-    assert " 1.000          same\n" in out  # no change, same code
+    line = next(x for x in out.splitlines() if x.startswith("train synthetic numba_loops"))
+    assert " 1.000 [" in line
+    assert line.endswith("same    same")  # no change, same code
 
 
 def test_a_training_only_run_gets_its_figure_and_report(tmp_path: Path) -> None:
@@ -184,9 +186,12 @@ def test_compare_says_when_machines_or_code_differ(tmp_path: Path, capsys) -> No
     cell.write_text(json.dumps({**json.loads(cell.read_text()), "code_fingerprint": "edited"}))
     assert main(["compare", str(RUN), str(other)]) == 0
     out = capsys.readouterr().out
-    assert f"A: run {RUN.name}; machine 9ccf86e05de4fd6e (host vm)" in out
+    fingerprint = json.loads((RUN / "machine.json").read_text())["fingerprint"]
+    assert f"A: run {RUN.name}; machine {fingerprint} (host vm)" in out
     assert f"B: run {other.name}; machine 0123456789abcdef (host vm)" in out
     assert "A and B are different machine states: B/A compares the machines" in out
     lines = [line for line in out.splitlines() if line.startswith("numba_loops m=1 n=1 ")]
     assert lines[0].endswith("changed")
-    assert all(line.endswith("same") for line in out.splitlines()[4:] if line not in lines[:1])
+    rows = [line for line in out.splitlines() if " m=" in line and line not in lines[:1]]
+    assert rows
+    assert all(line.endswith("same") for line in rows)

@@ -1,50 +1,128 @@
-"""Comparing runs: a ratio per cell, a change only beyond both runs' spread, an exit status."""
+"""Comparing runs: B/A per cell with its interval, a change only beyond the tie band, exit codes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
+import pytest
+
 from loopvec.cli import main
-from loopvec.compare import compare_runs, regressions
-from loopvec.results import Record, load_results
+from loopvec.compare import compare_runs, expected_by_chance, regressions
+from loopvec.results import AnyRecord, load_results
 
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
-RAW = next((RUN / "raw").iterdir())
+RAW = sorted((RUN / "raw").iterdir())[0]
+RECORDS = [*load_results([RUN]).records, *load_results([RUN]).training]
 
 
-def slower(record: Record, factor: float) -> Record:
-    scale = {
-        k: getattr(record, k) * factor
-        for k in ("median_s", "q1_s", "q3_s", "min_s")
-        if getattr(record, k) is not None
-    }
-    return dataclasses.replace(record, **scale)
+def slower(record: AnyRecord, factor: float) -> AnyRecord:
+    """`record` with every round `factor` times as long."""
+    samples = tuple(tuple(tuple(r * factor for r in block) for block in p) for p in record.samples)
+    return dataclasses.replace(record, samples=samples)
 
 
 def test_a_run_against_itself_has_no_change() -> None:
-    records = list(load_results([RUN]).records)
-    comparisons = compare_runs(records, records)
-    assert len(comparisons) == 26  # the timed cells
-    assert all(c.ratio == 1.0 and not c.changed for c in comparisons)
+    comparisons = compare_runs(RECORDS, RECORDS)
+    assert len(comparisons) == sum(r.timed for r in RECORDS)
+    assert all(c.ratio == pytest.approx(1.0) and c.verdict == "same" for c in comparisons)
+    assert not any(c.code_changed for c in comparisons)
 
 
-def test_a_slowdown_beyond_the_spread_is_a_change_noise_is_not() -> None:
-    base = next(r for r in load_results([RUN]).records if r.timed)
-    twice = compare_runs([base], [slower(base, 2.0)])[0]
-    assert twice.ratio == 2.0
-    assert twice.changed
+def test_a_slowdown_beyond_the_interval_is_a_change_and_a_small_one_is_not() -> None:
+    base = next(r for r in RECORDS if r.timed and r.backend == "numba_loops")
+    (twice,) = compare_runs([base], [slower(base, 2.0)])
+    assert twice.ratio == pytest.approx(2.0)
+    assert twice.verdict == "slower"
+    assert twice.change.low > 1.02
     assert regressions([twice], percent=50) == [twice]
     assert regressions([twice], percent=150) == []
-    wide = dataclasses.replace(slower(base, 1.01), q1_s=base.median_s * 0.5, q3_s=base.median_s * 2)
-    assert not compare_runs([base], [wide])[0].changed
+    (faster,) = compare_runs([base], [slower(base, 0.5)])
+    assert faster.verdict == "faster"
+    assert regressions([faster], percent=0) == []
+    (tiny,) = compare_runs([base], [slower(base, 1.01)])  # 1 %: inside the 2 % band
+    assert tiny.verdict == "same"
+    (tiny_strict,) = compare_runs([base], [slower(base, 1.01)], tie_band=0.0)
+    assert tiny_strict.verdict in {"slower", "same"}  # a constant factor: its interval is narrow
 
 
-def test_cli_compare_prints_ratios_and_fails_above_a_threshold(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert main(["compare", str(RUN), str(RAW)]) == 0
+def test_relative_to_compares_speedups_so_a_uniformly_slower_machine_is_no_change() -> None:
+    uniformly = [slower(r, 1.7) for r in RECORDS]
+    plain = compare_runs(RECORDS, uniformly)
+    assert all(c.verdict == "slower" for c in plain if len(c.a.passes) > 1)
+    relative = compare_runs(RECORDS, uniformly, relative_to="numpy_vectorized")
+    assert relative
+    assert all(c.verdict == "same" and c.ratio == pytest.approx(1.0) for c in relative)
+    assert not any(c.a.backend == "numpy_vectorized" for c in relative)
+
+
+def test_expected_by_chance_is_five_percent_of_the_cells() -> None:
+    assert expected_by_chance(200) == pytest.approx(10.0)
+
+
+def write_slower_copy(tmp_path: Path, backend: str, factor: float) -> Path:
+    copy = tmp_path / RUN.name
+    shutil.copytree(RUN, copy)
+    for path in copy.glob(f"{backend}-*.json"):
+        cell = json.loads(path.read_text())
+        for p in cell.get("passes", []):
+            p["blocks"] = [[r * factor for r in block] for block in p["blocks"]]
+        path.write_text(json.dumps(cell))
+    return copy
+
+
+def test_cli_compare_prints_intervals_verdicts_and_fails_above_a_threshold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    slow = write_slower_copy(tmp_path, "numba_loops", 3.0)
+    assert main(["compare", str(RUN), str(slow)]) == 0
     output = capsys.readouterr().out
-    assert "B/A" in output
-    assert "numba_loops m=1 n=1 t=1" in output
-    assert main(["compare", str(RUN), str(RAW), "--fail-above", "5"]) == 0  # same medians
+    assert "B/A [95 % interval]" in output
+    line = next(x for x in output.splitlines() if x.startswith("numba_loops m=100 n=10 t=1"))
+    assert " slower " in line
+    assert "3.000 [" in line
+    cells = sum(r.timed for r in RECORDS)
+    assert f"{cells} cells compared: 0 faster, 6 slower, {cells - 6} the same" in output
+    assert f"at most {expected_by_chance(cells):.1f} would be called a change by chance" in output
+    assert main(["compare", str(RUN), str(slow), "--fail-above", "100"]) == 1
+    assert "6 cell(s) slower by more than 100 % with their whole 95 % interval" in (
+        capsys.readouterr().out
+    )
+    assert main(["compare", str(RUN), str(slow), "--fail-above", "250"]) == 0
+    assert main(["compare", str(RUN), str(RUN), "--fail-above", "0"]) == 0
+
+
+def test_cli_compare_json_has_one_object_per_cell(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    slow = write_slower_copy(tmp_path, "numba_loops", 3.0)
+    assert main(["compare", str(RUN), str(slow), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == sum(r.timed for r in RECORDS)
+    assert set(rows[0]) == {"cell", "ratio", "ci", "verdict", "code_changed"}
+    slowed = [row for row in rows if row["cell"].startswith("numba_loops")]
+    assert all(row["verdict"] == "slower" and row["ci"][0] > 1 for row in slowed)
+    assert {row["verdict"] for row in rows if row not in slowed} == {"same"}
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "ten"])
+def test_cli_compare_refuses_a_meaningless_threshold(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", str(RUN), str(RUN), "--fail-above", value])
+    assert stop.value.code == 2
+    assert f"--fail-above: expected a finite percentage >= 0; got '{value}'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_cli_compare_reads_raw_json_and_refuses_what_is_not_a_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["compare", str(RUN), str(RAW)]) == 0
+    assert "numba_loops m=1 n=1 t=1" in capsys.readouterr().out
     assert main(["compare", str(RUN), str(tmp_path)]) == 2  # not a run: a clear error
     assert "neither a run folder" in capsys.readouterr().err

@@ -6,15 +6,19 @@ import pytest
 
 from loopvec.grid import (
     GRIDS,
+    MAX_ROUNDS,
     Cell,
     CostModel,
+    RoundPlan,
     budget_skip_reason,
     fit_cost_model,
     make_cells,
     make_training_cells,
     memory_needed_bytes,
     memory_skip_reason,
-    rounds_for,
+    pass_order,
+    round_plan,
+    training_order,
     training_rounds,
 )
 
@@ -95,10 +99,51 @@ def test_memory_rule_counts_the_backends_own_copies() -> None:
 
 
 @pytest.mark.parametrize(
-    ("call_s", "expected"), [(1e-6, None), (0.1, None), (0.3, 3), (1.5, 3), (0.05, None)]
+    ("call_s", "expected"),
+    [
+        (1e-6, RoundPlan(iterations=20, rounds=MAX_ROUNDS, warmup_rounds=1)),  # rounds >= 20 us
+        (1e-4, RoundPlan(iterations=1, rounds=MAX_ROUNDS, warmup_rounds=1)),
+        (0.002, RoundPlan(iterations=1, rounds=16, warmup_rounds=1)),  # as many as fit
+        (0.05, RoundPlan(iterations=1, rounds=1, warmup_rounds=0)),  # slow: one, no warm-up
+        (1.5, RoundPlan(iterations=1, rounds=1, warmup_rounds=0)),
+    ],
 )
-def test_slow_cells_get_few_rounds(call_s: float, expected: int | None) -> None:
-    assert rounds_for(call_s, max_time_s=1.0, min_rounds=5) == expected
+def test_rounds_are_long_enough_to_time_and_fill_the_block(
+    call_s: float, expected: RoundPlan
+) -> None:
+    assert round_plan(call_s, block_s=0.033) == expected
+
+
+def test_a_pass_times_each_group_side_by_side_in_interleaved_blocks() -> None:
+    cells = make_cells(
+        [1, 100], [10], ["numpy_vectorized", "numba_loops", "numba_parallel"], [1, 2]
+    )
+    first = pass_order(cells, pass_number=1, blocks=3, seed=0)
+    assert len(first) == 3 * len(cells)
+    # pass 1: smallest problem first (the budget learns from it), each group's blocks in turn
+    assert [c.m for c, _ in first] == sorted(c.m for c, _ in first)
+    group = first[:9]  # m = 1, 1 thread: three backends, three blocks each
+    assert {(c.m, c.threads) for c, _ in group} == {(1, 1)}
+    assert [b for _, b in group] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [{c.backend for c, b in group if b == k} for k in range(3)] == [
+        {"numpy_vectorized", "numba_loops", "numba_parallel"}
+    ] * 3
+    orders = {tuple(c.backend for c, b in group if b == k) for k in range(3)}
+    second = pass_order(cells, pass_number=2, blocks=3, seed=0)
+    assert sorted(map(str, second)) == sorted(map(str, first))  # every block once
+    assert pass_order(cells, pass_number=2, blocks=3, seed=0) == second  # seeded
+    assert (
+        pass_order(cells, pass_number=3, blocks=3, seed=0) != second
+        or pass_order(cells, pass_number=4, blocks=3, seed=0) != second
+    )
+    assert len(orders) > 1 or pass_order(cells, 1, 3, seed=1)[:9] != group  # shuffled
+
+
+def test_training_passes_after_the_first_come_in_a_seeded_random_order() -> None:
+    cells = make_training_cells({"synthetic": (100, 10)}, 20, ["python_loops", "numba_loops"], [1])
+    assert training_order(cells, 1, seed=0) == [0, 1]
+    assert sorted(training_order(cells, 2, seed=0)) == [0, 1]
+    assert training_order(cells, 2, seed=0) == training_order(cells, 2, seed=0)
 
 
 def test_the_default_training_benchmark_is_the_issues() -> None:
@@ -121,6 +166,7 @@ def test_training_cells_per_dataset_with_the_grids_thread_rule() -> None:
     assert cells[4].params()["kind"] == "training"
 
 
-def test_training_rounds_fill_the_time_with_at_least_three() -> None:
-    assert training_rounds(0.01, 0.5) == 50
-    assert training_rounds(2.0, 0.5) == 3
+def test_training_rounds_fill_a_pass_with_at_least_one() -> None:
+    assert training_rounds(0.01, 0.1) == 10
+    assert training_rounds(0.001, 0.1) == MAX_ROUNDS
+    assert training_rounds(2.0, 0.1) == 1

@@ -18,7 +18,7 @@ from loopvec.results import (
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results"
 RUN = next(FIXTURE.iterdir())
-RAW = next((RUN / "raw").iterdir())
+RAW = sorted((RUN / "raw").iterdir())[0]  # pass 1's pytest-benchmark JSON
 
 
 def test_cell_files_give_every_cell_timed_or_skipped() -> None:
@@ -33,7 +33,12 @@ def test_cell_files_give_every_cell_timed_or_skipped() -> None:
     }
     assert all(r.reason.startswith("predicted") and r.predicted_s > 0.001 for r in skipped)
     timed = [r for r in results.records if r.timed]
-    assert all(r.median_s > 0 and r.rounds >= 1 and r.q1_s <= r.median_s <= r.q3_s for r in timed)
+    assert all(r.passes == (1, 2, 3) and len(r.samples) == 3 for r in timed)
+    assert all(
+        len(p) == 3 and all(len(block) >= 1 for block in p) for r in timed for p in r.samples
+    )
+    assert all(r.rounds == sum(len(b) for p in r.samples for b in p) for r in timed)
+    assert all(0 < r.low_s <= r.median_s <= r.high_s for r in timed)
     assert results.runs == [RUN.name]
     (fingerprint,) = results.fingerprints
     assert results.machines[fingerprint]["host"] == "vm"
@@ -52,11 +57,12 @@ def test_records_come_in_size_then_registry_order() -> None:
     assert [r.m * r.n for r in records] == sorted(r.m * r.n for r in records)
 
 
-def test_raw_json_gives_the_timed_cells_with_the_same_medians() -> None:
+def test_raw_json_gives_the_timed_cells_with_the_same_rounds() -> None:
     from_raw = {r.cell: r for r in load_results([RAW]).records}
     from_cells = {r.cell: r for r in load_results([RUN]).records if r.timed}
     assert from_raw.keys() == from_cells.keys()
-    assert all(from_raw[k].median_s == from_cells[k].median_s for k in from_raw)
+    assert all(from_raw[k].passes == (1,) for k in from_raw)  # one pass per raw JSON
+    assert all(from_raw[k].samples[0] == from_cells[k].samples[0] for k in from_raw)
 
 
 def test_merging_keeps_one_record_per_cell_the_newest(tmp_path: Path) -> None:
@@ -64,11 +70,13 @@ def test_merging_keeps_one_record_per_cell_the_newest(tmp_path: Path) -> None:
     shutil.copytree(RUN, copy)
     path = next(p for p in copy.glob("numba_loops-m1-n1-*.json"))
     cell = json.loads(path.read_text())
-    path.write_text(json.dumps({**cell, "median_s": 9.0, "finished_at": "2999-01-01T00:00:00"}))
+    for p in cell["passes"]:
+        p["blocks"] = [[9.0] * len(block) for block in p["blocks"]]
+    path.write_text(json.dumps({**cell, "finished_at": "2999-01-01T00:00:00"}))
     merged = load_results([RUN, RAW, copy])
     assert len(merged.records) == 30
     (record,) = [r for r in merged.records if (r.backend, r.m, r.n) == ("numba_loops", 1, 1)]
-    assert record.median_s == 9.0
+    assert record.median_s == pytest.approx(9.0)
 
 
 def test_a_results_folder_means_its_newest_run(tmp_path: Path) -> None:
@@ -88,9 +96,12 @@ def test_training_cells_become_training_records_apart_from_the_grid() -> None:
         ("breast_cancer", "partly_vectorized", 1),
         ("breast_cancer", "numpy_vectorized", 1),
     ]
-    (skipped,) = [r for r in results.training if not r.timed]
-    assert skipped.reason.startswith("predicted")
-    assert skipped.predicted_s > 0
+    skipped = [r for r in results.training if not r.timed]
+    assert [(r.dataset, r.backend) for r in skipped] == [
+        ("breast_cancer", "python_loops"),
+        ("breast_cancer", "partly_vectorized"),
+    ]
+    assert all(r.reason.startswith("predicted") and r.predicted_s > 0 for r in skipped)
     timed = [r for r in results.training if r.timed]
     assert all(r.median_s > 0 and r.iterations == 20 and 0.5 < r.accuracy <= 1 for r in timed)
     assert results.for_machine(results.fingerprints[0]).training == results.training
@@ -112,14 +123,17 @@ def test_training_benchmarks_in_pytest_benchmark_json_are_training_records(
         "threads": 1,
         "learning_rate": 0.5,
     }
+    entry["name"] = "test_training[train-synthetic-m100-n10-numba_loops-t1]"
+    raw["benchmarks"] = [b for b in raw["benchmarks"] if "kind" not in b["extra_info"]]
+    gradient = load_results([RAW]).records
     raw["benchmarks"].append(entry)
     path = tmp_path / "raw.json"
     path.write_text(json.dumps(raw))
     results = load_results([path])
     (training,) = results.training
     assert training.dataset == "synthetic"
-    assert training.median_s == entry["stats"]["median"]
-    assert len(results.records) == len(raw["benchmarks"]) - 1
+    assert training.samples == ((tuple(entry["stats"]["data"]),),)
+    assert results.records == gradient
 
 
 def test_a_cell_of_an_older_format_is_refused_naming_the_file(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from loopvec.backends import BACKENDS, available_backends, backend_names
-from loopvec.compare import compare_runs, regressions
+from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
 from loopvec.grid import TRAIN_LEARNING_RATE
 from loopvec.machine import machine_record
@@ -45,6 +47,7 @@ from loopvec.results import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from loopvec.stats import DEFAULT_TIE_BAND
 from loopvec.training import TrainingInterrupted, accuracy, train
 from loopvec.validation import validate_positive_int, validate_rate
 
@@ -151,29 +154,61 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results([args.run_a]), load_results([args.run_b])
+    band = args.tie_band / 100
+    comparisons = compare_runs(
+        [*a.records, *a.training],
+        [*b.records, *b.training],
+        tie_band=band,
+        relative_to=args.relative_to,
+    )
+    if args.json:
+        print(json.dumps([c.as_json() for c in comparisons], indent=1))
+    else:
+        _print_comparisons(a, b, comparisons, args.relative_to, band)
+    if not comparisons:
+        return 1
+    if args.fail_above is not None:
+        worse = regressions(comparisons, args.fail_above)
+        if worse and not args.json:
+            print(
+                f"{len(worse)} cell(s) slower by more than {args.fail_above:g} % with their "
+                "whole 95 % interval"
+            )
+        return 1 if worse else 0
+    return 0
+
+
+def _print_comparisons(
+    a: Results, b: Results, comparisons: list[Comparison], relative_to: str | None, band: float
+) -> None:
     for side, results in (("A", a), ("B", b)):
         machines = ", ".join(f"{fp} (host {m.get('host')})" for fp, m in results.machines.items())
         print(f"{side}: run {', '.join(results.runs)}; machine {machines}")
-    if a.machines.keys() != b.machines.keys():
-        print("A and B are different machine states: B/A compares the machines, not only the code")
-    comparisons = compare_runs([*a.records, *a.training], [*b.records, *b.training])
+    if relative_to:
+        print(f"B/A compares each cell's time relative to {relative_to} in its own run")
+    elif a.machines.keys() != b.machines.keys():
+        print(
+            "A and B are different machine states: B/A compares the machines, not only the code "
+            "(--relative-to BACKEND compares their speedups instead)"
+        )
     if not comparisons:
         print("no cell was timed in both runs")
-        return 1
-    print(f"{'cell':60} {'A median':>10} {'B median':>10} {'B/A':>7}  {'change':6}  code")
+        return
+    print(f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':7} code")
     for c in comparisons:
-        change = ("slower" if c.ratio > 1 else "faster") if c.changed else ""
+        interval = f"{c.ratio:.3f} [{c.change.low:.3f}, {c.change.high:.3f}]"
         print(
-            f"{c.cell:60} {format_seconds(c.a.median_s or 0):>10} "
-            f"{format_seconds(c.b.median_s or 0):>10} {c.ratio:7.3f}  {change:6}  "
+            f"{c.cell:58} {format_seconds(c.a.median_s or 0):>9} "
+            f"{format_seconds(c.b.median_s or 0):>9} {interval:>24}  {c.verdict:7} "
             f"{'changed' if c.code_changed else 'same'}"
         )
-    if args.fail_above is not None:
-        worse = regressions(comparisons, args.fail_above)
-        if worse:
-            print(f"{len(worse)} cell(s) slower by more than {args.fail_above:g} % beyond noise")
-            return 1
-    return 0
+    counts = Counter(c.verdict for c in comparisons)
+    print(
+        f"{len(comparisons)} cells compared: {counts['faster']} faster, {counts['slower']} "
+        f"slower, {counts['same']} the same (within the {band:.0%} tie band or its interval); "
+        f"were nothing changed, at most {expected_by_chance(len(comparisons)):.1f} would be "
+        "called a change by chance"
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -257,6 +292,17 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
+def _percent(text: str) -> float:
+    """A percentage option: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite percentage >= 0; got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopvec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -296,11 +342,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--figures", type=Path, help="default: figures/ beside the report")
     report.set_defaults(handler=_report)
 
-    compare = commands.add_parser("compare", help="ratio of medians per cell of two runs")
+    compare = commands.add_parser("compare", help="B/A per cell of two runs, with intervals")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
     compare.add_argument(
-        "--fail-above", type=float, metavar="PERCENT", help="exit 1 on a slowdown beyond noise"
+        "--fail-above",
+        type=_percent,
+        metavar="PERCENT",
+        help="exit 1 where a cell is slower by more than PERCENT with its whole interval",
+    )
+    compare.add_argument(
+        "--tie-band",
+        type=_percent,
+        default=DEFAULT_TIE_BAND * 100,
+        metavar="PERCENT",
+        help="changes within this band are the same (default %(default)g)",
+    )
+    compare.add_argument("--json", action="store_true", help="one JSON object per cell")
+    compare.add_argument(
+        "--relative-to",
+        choices=backend_names(),
+        metavar="BACKEND",
+        help="compare each cell's speedup against BACKEND in its own run (across machines)",
     )
     compare.set_defaults(handler=_compare)
 

@@ -1,23 +1,41 @@
-"""Compare two runs cell by cell: the ratio of medians, and whether it is a change at all.
+"""Compare two runs cell by cell: B/A with its 95 % interval, and a verdict.
 
-A difference counts as a change only when each run's median lies outside the other run's
-interquartile range [q1, q3]: noise that both runs show is not a regression.
+Each run's passes are separate processes, so the spread between them is what a rerun shows; B/A
+is Welch's t over the passes' log times of both runs (`stats.between_runs`). A cell is called
+faster or slower only when the whole interval lies beyond the tie band: were nothing changed, at
+most 5 % of the cells compared would be called a change by chance (fewer, thanks to the band).
+
+Runs of different machines are compared fairly by their speedups within each run against one
+backend (`relative_to`): (B's time / B's reference) / (A's time / A's reference).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from loopvec.results import AnyRecord, TrainingRecord
+from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.stats import (
+    CONFIDENCE,
+    DEFAULT_TIE_BAND,
+    Estimate,
+    between_runs,
+    difference_between_runs,
+    pass_log_ratios,
+    verdict,
+)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One cell timed in both runs: ratio = median_b / median_a (above 1: B is slower)."""
+    """One cell timed in both runs: change = time B / time A (above 1: B is slower), or the
+    same of their speedups against a reference backend; verdict faster | slower | same."""
 
     a: AnyRecord
     b: AnyRecord
+    change: Estimate
+    verdict: str
 
     @property
     def cell(self) -> str:
@@ -29,33 +47,76 @@ class Comparison:
 
     @property
     def ratio(self) -> float:
-        return (self.b.median_s or 0.0) / (self.a.median_s or 1.0)
+        return self.change.value
 
     @property
     def code_changed(self) -> bool:
         """Whether B timed other code than A (its backend's code fingerprint differs)."""
         return self.a.code_fingerprint != self.b.code_fingerprint
 
-    @property
-    def changed(self) -> bool:
-        a, b = self.a, self.b
-        if None in (a.q1_s, a.q3_s, b.q1_s, b.q3_s, a.median_s, b.median_s):
-            return False  # no spread recorded: never call it a change
-        outside_a = not (a.q1_s <= b.median_s <= a.q3_s)  # type: ignore[operator]
-        outside_b = not (b.q1_s <= a.median_s <= b.q3_s)  # type: ignore[operator]
-        return outside_a and outside_b
+    def as_json(self) -> dict[str, object]:
+        c = self.change
+        return {
+            "cell": self.cell,
+            "ratio": self.change.value,
+            # null: one pass on a side, the spread between processes unknown
+            "ci": [x if math.isfinite(x) and x > 0 else None for x in (c.low, c.high)],
+            "verdict": self.verdict,
+            "code_changed": self.code_changed,
+        }
 
 
-def compare_runs(a: Sequence[AnyRecord], b: Sequence[AnyRecord]) -> list[Comparison]:
-    """The cells (gradient or training) timed in both runs, whatever their hosts, in A's order."""
-    timed_b = {(type(r), r.cell): r for r in b if r.timed}
-    return [
-        Comparison(r, timed_b[(type(r), r.cell)])
-        for r in a
-        if r.timed and (type(r), r.cell) in timed_b
-    ]
+def _key(record: AnyRecord) -> tuple[type, tuple[object, ...]]:
+    return (type(record), record.cell)
+
+
+def _reference_of(record: AnyRecord, backend: str) -> tuple[type, tuple[object, ...]]:
+    """The key of `backend`'s record timed beside `record` (same problem and threads)."""
+    return _key(replace(record, backend=backend))
+
+
+def _relative_logs(record: AnyRecord, reference: AnyRecord) -> list[float]:
+    paired = isinstance(record, Record) and record.group == reference.group  # type: ignore[union-attr]
+    shared = sorted(set(record.passes) & set(reference.passes))
+    mine = [record.samples[record.passes.index(p)] for p in shared]
+    theirs = [reference.samples[reference.passes.index(p)] for p in shared]
+    return pass_log_ratios(mine, theirs, paired=paired)
+
+
+def compare_runs(
+    a: Sequence[AnyRecord],
+    b: Sequence[AnyRecord],
+    *,
+    tie_band: float = DEFAULT_TIE_BAND,
+    relative_to: str | None = None,
+) -> list[Comparison]:
+    """The cells (gradient or training) timed in both runs, whatever their hosts, in A's order;
+    with `relative_to`, those timed beside that backend in both (that backend's own left out)."""
+    timed_a = {_key(r): r for r in a if r.timed}
+    timed_b = {_key(r): r for r in b if r.timed}
+    comparisons = []
+    for key, record_a in timed_a.items():
+        record_b = timed_b.get(key)
+        if record_b is None:
+            continue
+        if relative_to is None:
+            change = between_runs(record_a.samples, record_b.samples)
+        else:
+            ref_a = timed_a.get(_reference_of(record_a, relative_to))
+            ref_b = timed_b.get(_reference_of(record_b, relative_to))
+            if record_a.backend == relative_to or ref_a is None or ref_b is None:
+                continue
+            logs_a, logs_b = _relative_logs(record_a, ref_a), _relative_logs(record_b, ref_b)
+            change = difference_between_runs(logs_a, logs_b)
+        comparisons.append(Comparison(record_a, record_b, change, verdict(change, tie_band)))
+    return comparisons
+
+
+def expected_by_chance(cells: int) -> float:
+    """The most changes that a comparison of `cells` unchanged cells calls by chance."""
+    return (1 - CONFIDENCE) * cells
 
 
 def regressions(comparisons: list[Comparison], percent: float) -> list[Comparison]:
-    """Cells that changed and got slower by more than `percent` %."""
-    return [c for c in comparisons if c.changed and c.ratio > 1 + percent / 100]
+    """Cells called slower whose whole interval lies more than `percent` % above 1."""
+    return [c for c in comparisons if c.verdict == "slower" and c.change.low > 1 + percent / 100]

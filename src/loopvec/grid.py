@@ -10,6 +10,11 @@ interpreter iteration; work per entry of X such as a multiply-add and the bytes 
 
 A cell whose predicted time per call is above the budget is skipped with that prediction as its
 reason; so is a cell whose arrays would not fit in the free memory. Nothing is dropped silently.
+
+A run is several passes, each a separate process over the whole grid (`pass_order`). Within a pass
+the backends of one problem and thread count (a group) are timed side by side: block 0 of each, in
+a shuffled order, then block 1, and so on, so that slow drift of the machine hits them alike. A
+block is one pytest-benchmark measurement of a few rounds (`round_plan`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ from loopvec.validation import DTYPES
 
 #: Cells predicted to take longer than this per call are skipped (`--budget SECONDS`).
 DEFAULT_BUDGET_S = 1.0
-#: Slow cells (see `rounds_for`) are timed with no fewer rounds than this.
-MIN_ROUNDS_SLOW = 3
+#: Blocks per cell and pass: the interleaved visits of a group's backends.
+DEFAULT_BLOCKS = 3
+#: A round (iterations x one call) lasts at least this long: far above the timer's resolution.
+MIN_ROUND_S = 20e-6
+#: Rounds per block at most: plenty for a median, and cell files stay small.
+MAX_ROUNDS = 25
+#: Calls at least this slow get no warm-up round before each block: caches cannot matter.
+NO_WARMUP_FROM_S = 0.01
 #: Share of the free memory a cell may plan to use; the rest is for the system and the report.
 MEMORY_HEADROOM = 0.8
 #: Bytes a cell needs beyond its arrays and the backend's own extra: temporaries, interpreter.
@@ -63,10 +74,10 @@ class Grid:
     m_values: tuple[int, ...]
     n_values: tuple[int, ...]
     summary: str
-    max_time_s: float = (
-        1.0  #: pytest-benchmark's max_time per cell unless given on the command line
-    )
+    #: Time per cell over all passes (pytest-benchmark's --benchmark-max-time overrides it).
+    max_time_s: float = 1.0
     training: Training = Training()
+    passes: int = 5  #: separate processes over the grid (--passes overrides it)
 
 
 def _decades(low: int, high: int) -> tuple[int, ...]:
@@ -80,9 +91,15 @@ GRIDS: dict[str, Grid] = {
         "every backend on tiny sizes, seconds: for CI",
         0.05,
         Training(20, 100, 10),
+        passes=2,
     ),
     "quick": Grid(
-        (10, 1_000, 100_000), (10, 100), "a first look, a minute", 0.1, Training(100, 1000, 100)
+        (10, 1_000, 100_000),
+        (10, 100),
+        "a first look, a minute",
+        0.1,
+        Training(100, 1000, 100),
+        passes=3,
     ),
     "default": Grid(
         _decades(1, 1_000_000), (1, 10, 100, 1000), "m from 1 to 1e6, n from 1 to 1000", 0.5
@@ -209,10 +226,64 @@ def make_training_cells(
     ]
 
 
-def training_rounds(run_s: float, max_time_s: float) -> int:
-    """Rounds to time a training run of about `run_s`: as many as fit in max_time_s, at least
-    MIN_ROUNDS_SLOW (each round is a whole run, so a median of three is already robust)."""
-    return max(MIN_ROUNDS_SLOW, math.floor(max_time_s / run_s))
+def training_rounds(run_s: float, pass_time_s: float) -> int:
+    """Whole training runs to time in one pass: as many as fit in pass_time_s, at least one (the
+    passes give the spread), at most MAX_ROUNDS."""
+    return min(MAX_ROUNDS, max(1, math.floor(pass_time_s / run_s)))
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """How one block of a cell is timed: pytest-benchmark's pedantic(rounds, iterations,
+    warmup_rounds); each round's time is divided by `iterations` (seconds per call)."""
+
+    iterations: int
+    rounds: int
+    warmup_rounds: int
+
+    def wall_s(self, call_s: float) -> float:
+        return (self.rounds * self.iterations + self.warmup_rounds * self.iterations) * call_s
+
+
+def round_plan(call_s: float, block_s: float) -> RoundPlan:
+    """Rounds of at least MIN_ROUND_S (many calls each for a fast kernel), as many as fit in
+    block_s, from 1 to MAX_ROUNDS; a warm-up round first unless a call takes NO_WARMUP_FROM_S."""
+    iterations = max(1, math.ceil(MIN_ROUND_S / max(call_s, 1e-9) - 1e-9))
+    rounds = min(MAX_ROUNDS, max(1, math.floor(block_s / (iterations * max(call_s, 1e-9)))))
+    return RoundPlan(iterations, rounds, 0 if call_s >= NO_WARMUP_FROM_S else 1)
+
+
+def pass_order(
+    cells: Sequence[Cell], pass_number: int, blocks: int, seed: int
+) -> list[tuple[Cell, int]]:
+    """(cell, block) in the order pass `pass_number` times them.
+
+    Groups (the backends of one problem at one thread count) are timed side by side: block 0 of
+    each backend in a shuffled order, then block 1, .... Pass 1 takes the problems in the order
+    given (smallest first: the budget's cost model learns from the smaller cells, and a cell too
+    slow for the budget is never started); later passes take them in a seeded random order.
+    Every shuffle is seeded by (seed, pass_number): the order is known and repeatable.
+    """
+    rng = np.random.default_rng([seed, pass_number])
+    problems = list(dict.fromkeys((c.m, c.n, c.dtype, c.layout) for c in cells))
+    if pass_number > 1:
+        problems = [problems[k] for k in rng.permutation(len(problems))]
+    order = []
+    for problem in problems:
+        mine = [c for c in cells if (c.m, c.n, c.dtype, c.layout) == problem]
+        for threads in dict.fromkeys(c.threads for c in mine):
+            group = [c for c in mine if c.threads == threads]
+            for block in range(blocks):
+                order += [(group[k], block) for k in rng.permutation(len(group))]
+    return order
+
+
+def training_order(cells: Sequence[TrainingCell], pass_number: int, seed: int) -> list[int]:
+    """Indices of `cells` in the order pass `pass_number` times them: as given in pass 1, in a
+    seeded random order after."""
+    if pass_number == 1:
+        return list(range(len(cells)))
+    return [int(k) for k in np.random.default_rng([seed, pass_number]).permutation(len(cells))]
 
 
 @dataclass(frozen=True)
@@ -298,22 +369,10 @@ def memory_skip_reason(cell: Cell, available_bytes: int) -> str | None:
     )
 
 
-def rounds_for(call_s: float, max_time_s: float, min_rounds: int) -> int | None:
-    """Rounds to time a cell whose one call took `call_s`; None: let pytest-benchmark calibrate.
-
-    pytest-benchmark (max_time, min_rounds) runs at least min_rounds after calibrating, so a 1 s
-    cell would take min_rounds seconds and more; slow cells instead get as many rounds as fit in
-    max_time, and no fewer than MIN_ROUNDS_SLOW.
-    """
-    if call_s * min_rounds <= max_time_s:
-        return None
-    return max(MIN_ROUNDS_SLOW, math.floor(max_time_s / call_s))
-
-
-def cell_wall_s(
-    model: CostModel | None, cell: Cell, budget_s: float, max_time_s: float, min_rounds: int
+def cell_pass_s(
+    model: CostModel | None, cell: Cell, budget_s: float, block_s: float, blocks: int
 ) -> float | None:
-    """Rough wall time to run `cell` (check, warm-up, timing), for the progress estimate.
+    """Rough wall time of `cell` in one pass (check, warm-up, blocks), for the progress estimate.
 
     None where there is no model yet; 0 for a cell the budget will skip.
     """
@@ -322,9 +381,7 @@ def cell_wall_s(
     call_s = model.predict_s(cell.m, cell.n)
     if call_s > budget_s:
         return 0.0
-    rounds = rounds_for(call_s, max_time_s, min_rounds)
-    timing_s = max(max_time_s, min_rounds * call_s) if rounds is None else rounds * call_s
-    return timing_s + 2 * call_s
+    return 2 * call_s + blocks * round_plan(call_s, block_s).wall_s(call_s)
 
 
 @contextmanager

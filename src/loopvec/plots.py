@@ -2,8 +2,10 @@
 
 Every figure compares backends at one thread count. A backend that cannot use threads has only
 threads = 1 cells; at a higher thread count it appears with those (it runs the same either way).
-Times are medians. Speedup of a backend over a baseline = baseline median / backend median, and
-only between cells of the same run (`ratio`): a report may merge runs, never their ratios.
+Times are the estimates of `loopvec.stats` (the geometric mean of the passes' medians). Speedup of
+a backend over a baseline = baseline time / backend time, with its 95 % interval, and only between
+cells of the same run (`ratio`): a report may merge runs, never their ratios. A speedup whose
+interval does not clear the tie band is a tie, drawn neutral and written with "≈".
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import dataclass
+from functools import cache, partial
 from typing import Any
 
 import matplotlib as mpl
@@ -23,10 +26,13 @@ from matplotlib.patches import Patch, Rectangle
 from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
 from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.stats import DEFAULT_TIE_BAND, Estimate, ratio_estimate, seed_of, verdict
 from loopvec.training import TrainResult
 
 # The backends keep their colour in every figure: tab10 in registry order, the rest after.
 _PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)]
+#: A tie is neither blue nor red.
+TIE_GREY = "0.85"
 GB = 1e9
 
 #: One thread count's view of a run: (backend, m, n) -> record (see `at_threads`).
@@ -84,19 +90,31 @@ def middle_n(n_values: Sequence[int]) -> int:
     return 100 if 100 in n_values else max(n_values)
 
 
-def ratio(slow: AnyRecord | None, fast: AnyRecord | None) -> float | None:
-    """slow's median / fast's median (how many times faster `fast` is), or None unless both
-    were timed in the same run: a ratio across runs (another session, perhaps other code) is
-    not a measured speedup."""
+def ratio(slow: AnyRecord | None, fast: AnyRecord | None) -> Estimate | None:
+    """time(slow) / time(fast) (how many times faster `fast` is) with its 95 % interval, or None
+    unless both were timed in the same run: a ratio across runs (another session, perhaps other
+    code) is not a measured speedup. Cells of one problem and thread count were timed side by
+    side, block by block, and are paired so (`stats.ratio_estimate`)."""
     if slow is None or fast is None or not (slow.timed and fast.timed) or slow.run != fast.run:
         return None
     if slow.backend == fast.backend and slow.code_fingerprint != fast.code_fingerprint:
         return None  # thread scaling or float32 against float64 of two versions of a kernel
-    return (slow.median_s or 0.0) / (fast.median_s or 1.0)
+    return _ratio(slow, fast)
+
+
+@cache
+def _ratio(slow: AnyRecord, fast: AnyRecord) -> Estimate | None:
+    shared = sorted(set(slow.passes) & set(fast.passes))
+    if not shared:
+        return None
+    a = [slow.samples[slow.passes.index(p)] for p in shared]
+    b = [fast.samples[fast.passes.index(p)] for p in shared]
+    paired = isinstance(slow, Record) and isinstance(fast, Record) and slow.group == fast.group
+    return ratio_estimate(a, b, paired=paired, seed=seed_of(slow.run, slow.cell, fast.cell))
 
 
 def predicted_ratio(skipped: AnyRecord | None, fast: AnyRecord | None) -> float | None:
-    """A skipped cell's predicted time / a timed cell's median, within one run, or None."""
+    """A skipped cell's predicted time / a timed cell's time, within one run, or None."""
     if skipped is None or fast is None or not fast.timed or skipped.run != fast.run:
         return None
     return skipped.predicted_s / (fast.median_s or 1.0) if skipped.predicted_s else None
@@ -111,13 +129,62 @@ def ranked(cells: Cells, m: int, n: int) -> list[Record]:
     return sorted(timed, key=lambda r: r.median_s or 0.0)
 
 
+@dataclass(frozen=True)
+class Winner:
+    """The fastest backend of a cell, or the backends it ties with."""
+
+    tied: tuple[Record, ...]  #: the fastest first, then every backend not decisively slower
+    margin: Estimate | None  #: runner-up time / fastest time; None with one backend alone
+
+    @property
+    def best(self) -> Record:
+        return self.tied[0]
+
+    @property
+    def decisive(self) -> bool:
+        return len(self.tied) == 1
+
+    @property
+    def label(self) -> str:
+        """'numba_fused', or 'numba_fused ≈ numpy_vectorized' for a tie."""
+        return " ≈ ".join(r.backend for r in self.tied)
+
+
+def winner(cells: Cells, m: int, n: int, tie_band: float = DEFAULT_TIE_BAND) -> Winner | None:
+    """Who is fastest at (m, n): a backend whose lead over every other clears the tie band with
+    its whole interval, else the set of backends that tie for first; None if nothing was timed
+    there in one run."""
+    order = ranked(cells, m, n)
+    if not order:
+        return None
+    best, others = order[0], order[1:]
+    margins = [ratio(other, best) for other in others]
+    tied = [
+        o for o, e in zip(others, margins, strict=True) if e and verdict(e, tie_band) != "slower"
+    ]
+    return Winner((best, *tied), margins[0] if margins else None)
+
+
 def fastest(cells: Cells, m: int, n: int) -> Record | None:
-    """The timed record with the smallest median at (m, n), or None (see `ranked`)."""
+    """The timed record with the smallest time at (m, n), or None (see `ranked`); whether it
+    wins or ties, `winner` says."""
     return next(iter(ranked(cells, m, n)), None)
 
 
-def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[float, int, int]]:
-    """backend -> (median at 1 thread / median at the most threads, m, n) at the largest float64
+def format_estimate(estimate: Estimate) -> str:
+    """'2.0x [1.9, 2.1]': a ratio and its 95 % interval."""
+    low, high = format_ratio(estimate.low)[:-1], format_ratio(estimate.high)[:-1]
+    return f"{format_ratio(estimate.value)} [{low}, {high}]"
+
+
+def format_speedup(estimate: Estimate, tie_band: float = DEFAULT_TIE_BAND) -> str:
+    """'2.0x [1.9, 2.1]', or 'tie (1.01x [0.99, 1.03])' where the interval allows one."""
+    text = format_estimate(estimate)
+    return text if verdict(estimate, tie_band) != "same" else f"tie ({text})"
+
+
+def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[Estimate, int, int]]:
+    """backend -> (time at 1 thread / time at the most threads, m, n) at the largest float64
     size timed both ways; threaded backends only."""
     most = max_threads(records)
     by_cell = {
@@ -183,21 +250,25 @@ def speedup_heatmaps(
 ) -> Figure:
     """One m x n heatmap per backend of its speedup over `baseline`, on one scale centred on 1x.
 
-    Each cell is annotated with its value; a cell where either side was skipped is hatched and
-    labelled with the predicted time of the skipped side.
+    Each cell is annotated with its value and the half-width of its 95 % interval; a tie (the
+    interval within the tie band) is grey and written "≈"; a cell where either side was skipped
+    is hatched and labelled with the predicted time of the skipped side.
     """
     threads = threads or max_threads(records)
     cells = at_threads(records, threads)
     m_values, n_values = _sizes(records)
     backends = [b for b in backends_in(records) if b != baseline]
     log_ratios: dict[str, np.ndarray] = {}
+    estimates: dict[tuple[str, int, int], Estimate] = {}
     for backend in backends:
         grid = np.full((len(n_values), len(m_values)), np.nan)
         for i, n in enumerate(n_values):
             for j, m in enumerate(m_values):
                 speedup = ratio(cells.get((baseline, m, n)), cells.get((backend, m, n)))
                 if speedup is not None:
-                    grid[i, j] = math.log10(speedup)
+                    estimates[(backend, i, j)] = speedup
+                    if verdict(speedup) != "same":
+                        grid[i, j] = math.log10(speedup.value)
         log_ratios[backend] = grid
     finite = [abs(v) for g in log_ratios.values() for v in g.ravel() if np.isfinite(v)]
     limit = max(1, math.ceil(max(finite, default=1.0)))
@@ -212,10 +283,15 @@ def speedup_heatmaps(
         image = ax.imshow(log_ratios[backend], cmap="RdBu", norm=norm, origin="lower")
         for (i, n), (j, m) in itertools.product(enumerate(n_values), enumerate(m_values)):
             log_ratio = log_ratios[backend][i, j]
-            if np.isfinite(log_ratio):
+            estimate = estimates.get((backend, i, j))
+            if estimate is not None and np.isfinite(log_ratio):
                 color = "white" if abs(log_ratio) > 0.6 * limit else "black"
-                label = format_ratio(10.0**log_ratio)
-                ax.text(j, i, label, ha="center", va="center", fontsize=8, color=color)
+                label = f"{format_ratio(estimate.value)}\n±{estimate.half_width:.0%}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=7, color=color)
+            elif estimate is not None:  # a tie: neutral, never blue or red
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=TIE_GREY, lw=0))
+                label = f"≈\n{format_ratio(estimate.value)}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=7)
             elif skip := _skip_label(cells.get((backend, m, n)), cells.get((baseline, m, n))):
                 hatched = Rectangle(
                     (j - 0.5, i - 0.5), 1, 1, facecolor="0.9", edgecolor="0.5", hatch="///", lw=0
@@ -233,9 +309,10 @@ def speedup_heatmaps(
         ticks = list(range(-limit, limit + 1))
         bar = figure.colorbar(image, ax=axes.ravel().tolist(), ticks=ticks, shrink=0.9)
         bar.ax.set_yticklabels([format_ratio(10.0**t) for t in ticks])
-        bar.set_label(f"speedup over {baseline} (blue: faster)")
+        bar.set_label(f"speedup over {baseline} (blue: faster; grey ≈: a tie)")
     figure.suptitle(
-        f"Speedup over {baseline} (median time ratio)\n{context(machine, records, threads)}"
+        f"Speedup over {baseline} (time ratio, ± its 95 % interval)\n"
+        f"{context(machine, records, threads)}"
     )
     return figure
 
@@ -332,7 +409,7 @@ def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float 
         for (b, m, nn), record in cells.items()
         if b == fast and nn == n
     )
-    log_ratio = [(m, math.log(r)) for m, r in speedups if r is not None]  # > 0: fast wins
+    log_ratio = [(m, math.log(r.value)) for m, r in speedups if r is not None]  # > 0: fast wins
     if not log_ratio:
         return ("unknown", None)
     losing = [k for k, (_, r) in enumerate(log_ratio) if r <= 0]
@@ -344,6 +421,40 @@ def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float 
     (m0, r0), (m1, r1) = log_ratio[last], log_ratio[last + 1]
     fraction = -r0 / (r1 - r0)
     return ("from", math.exp(math.log(m0) + fraction * (math.log(m1) - math.log(m0))))
+
+
+def _draw_winners(
+    ax: Any, cells: Cells, m_values: list[int], n_values: list[int], backends: list[str]
+) -> None:
+    """The fastest backend of every (m, n) in its colour with its margin; ties grey."""
+    winner_index = np.full((len(n_values), len(m_values)), np.nan)
+    for i, n in enumerate(n_values):
+        for j, m in enumerate(m_values):
+            won = winner(cells, m, n)
+            if won is None:
+                continue
+            if won.decisive:
+                winner_index[i, j] = backends.index(won.best.backend)
+                margin = format_estimate(won.margin) if won.margin else ""
+                label = f"{won.best.backend}\n{margin}"
+            else:  # a tie: neutral and hatched, naming every backend in it
+                tie = Rectangle(
+                    (j - 0.5, i - 0.5), 1, 1, facecolor=TIE_GREY, edgecolor="0.6", hatch="..", lw=0
+                )
+                ax.add_patch(tie)
+                label = "\n≈ ".join(r.backend for r in won.tied)
+            ax.text(j, i, label, ha="center", va="center", fontsize=6)
+    colors = ListedColormap([backend_color(b, backends) for b in backends])
+    norm = BoundaryNorm(np.arange(len(backends) + 1) - 0.5, len(backends))
+    ax.imshow(winner_index, cmap=colors, norm=norm, origin="lower", alpha=0.55)
+    ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
+    ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
+    ax.set_xlabel("m (examples)")
+    ax.set_ylabel("n (features)")
+    ax.set_title(
+        "Fastest backend per cell (margin over the runner-up, 95 % interval);\n"
+        f"grey: a tie (no lead beyond {DEFAULT_TIE_BAND:.0%} with its whole interval)"
+    )
 
 
 def crossover(
@@ -363,26 +474,7 @@ def crossover(
     figure = Figure(figsize=(13, 1.2 * len(n_values) + 2.6), layout="constrained")
     winners_ax, crossing_ax = figure.subplots(1, 2, width_ratios=[1.25, 1])
 
-    winner_index = np.full((len(n_values), len(m_values)), np.nan)
-    for i, n in enumerate(n_values):
-        for j, m in enumerate(m_values):
-            order = ranked(cells, m, n)
-            if not order:
-                continue
-            best = order[0]
-            winner_index[i, j] = backends.index(best.backend)
-            margin = format_ratio(ratio(order[1], best) or 1.0) if len(order) > 1 else ""
-            winners_ax.text(
-                j, i, f"{best.backend}\n{margin}", ha="center", va="center", fontsize=6.5
-            )
-    colors = ListedColormap([backend_color(b, backends) for b in backends])
-    norm = BoundaryNorm(np.arange(len(backends) + 1) - 0.5, len(backends))
-    winners_ax.imshow(winner_index, cmap=colors, norm=norm, origin="lower", alpha=0.55)
-    winners_ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
-    winners_ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
-    winners_ax.set_xlabel("m (examples)")
-    winners_ax.set_ylabel("n (features)")
-    winners_ax.set_title("Fastest backend per cell (margin over the runner-up)")
+    _draw_winners(winners_ax, cells, m_values, n_values, backends)
 
     others = [b for b in backends if b != reference]
     low, high = min(m_values), max(m_values)
@@ -493,14 +585,15 @@ def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure
         if backend not in speedups:
             continue
         speedup, m, n = speedups[backend]
-        ax.bar(k, speedup, color=backend_color(backend, backends))
-        label = f"{format_ratio(speedup)}\nat m={m:,}, n={n:,}"
-        ax.text(k, speedup / 2, label, ha="center", va="center", fontsize=8, color="white")
+        error = [[speedup.value - speedup.low], [speedup.high - speedup.value]]
+        ax.bar(k, speedup.value, yerr=error, capsize=4, color=backend_color(backend, backends))
+        label = f"{format_estimate(speedup)}\nat m={m:,}, n={n:,}"
+        ax.text(k, speedup.value / 2, label, ha="center", va="center", fontsize=7, color="white")
     ax.axhline(most, color="black", ls="--", lw=1, label=f"ideal: {most}x")
     ax.axhline(1, color="0.5", lw=1)
     ax.set_xticks(range(len(threaded)), threaded)
     ax.set_ylim(0, most * 1.35)
-    ax.set_ylabel(f"speedup, 1 -> {most} threads")
+    ax.set_ylabel(f"speedup, 1 -> {most} threads (95 % interval)")
     single = [b for b in backends if b not in threaded]
     ax.set_title(
         f"Threads: speedup at the largest size timed at both\nsingle-threaded: {', '.join(single)}",
@@ -549,15 +642,19 @@ def loopvec_vs_frameworks(
         lead = ratio(theirs, ours)
         if ours is None or theirs is None or lead is None:
             continue
-        log_ratio[i, j] = math.log10(lead)
-        label = f"{format_ratio(lead)}\n{ours.backend}\nvs {theirs.backend}"
+        if verdict(lead) == "same":  # a tie: neutral
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=TIE_GREY, lw=0))
+            label = f"≈ {format_ratio(lead.value)}\n{ours.backend}\n≈ {theirs.backend}"
+        else:
+            log_ratio[i, j] = math.log10(lead.value)
+            label = f"{format_estimate(lead)}\n{ours.backend}\nvs {theirs.backend}"
         ax.text(j, i, label, ha="center", va="center", fontsize=6)
-    limit = max(1, math.ceil(np.nanmax(np.abs(log_ratio))))
+    limit = max(1, math.ceil(np.nanmax(np.abs(log_ratio), initial=0.0)))
     image = ax.imshow(log_ratio, cmap="RdBu", norm=Normalize(-limit, limit), origin="lower")
     ticks = list(range(-limit, limit + 1))
     bar = figure.colorbar(image, ax=ax, ticks=ticks)
     bar.ax.set_yticklabels([format_ratio(10.0**t) for t in ticks])
-    bar.set_label("framework time / loopvec time (blue: loopvec faster)")
+    bar.set_label("framework time / loopvec time (blue: loopvec faster; grey ≈: a tie)")
     ax.set_xticks(range(len(m_values)), [size_label(m) for m in m_values])
     ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
     ax.set_xlabel("m (examples)")
@@ -594,10 +691,10 @@ def training_view(records: Sequence[TrainingRecord]) -> TrainingCells:
 
 
 def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) -> str:
-    """'7000x': loops' median / mine, '~7000x' against the loops' predicted time, or '' (also
-    across runs: see `ratio`)."""
+    """'7000x [6900, 7100]': loops' time / mine, '~7000x' against the loops' predicted time, or
+    '' (also across runs: see `ratio`)."""
     if (measured := ratio(loops, mine)) is not None:
-        return format_ratio(measured)
+        return format_speedup(measured)
     predicted = predicted_ratio(loops, mine) if loops and not loops.timed else None
     return f"~{format_ratio(predicted)}" if predicted is not None else ""
 

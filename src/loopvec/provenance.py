@@ -25,9 +25,10 @@ from typing import Any
 
 from loopvec.backends import get_backend
 
-#: The cell-file format: 2 added the run, machine and code fingerprints. Files of another format
+#: The cell-file format: 2 added the run, machine and code fingerprints, 3 the samples of every
+#: round by pass and block. Files of another format
 #: cannot be told apart from another machine's or another kernel's timings and are not used.
-FORMAT = 2
+FORMAT = 3
 #: Hex digits kept of a SHA-256: 64 bits, no collision in any realistic results folder.
 FINGERPRINT_DIGITS = 16
 #: Hex digits of the machine fingerprint in a run folder's name.

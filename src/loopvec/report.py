@@ -15,10 +15,11 @@ from loopvec.plots import (
     at_threads,
     backends_in,
     crossover_m,
-    fastest,
     fit_models,
+    format_estimate,
     format_ratio,
     format_seconds,
+    format_speedup,
     is_framework,
     max_threads,
     middle_n,
@@ -29,22 +30,30 @@ from loopvec.plots import (
     thread_speedups,
     training_speedup,
     training_view,
+    winner,
 )
 from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.stats import DEFAULT_TIE_BAND, verdict
 
 #: Sizes the headline names, where the grid has them: overhead-bound, middle, bandwidth-bound.
 HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
-#: A cell is flagged as noisy when its interquartile range exceeds this share of its median.
-NOISY_IQR_SHARE = 0.10
 LOOPS = "python_loops"
+METHOD = (
+    "Each cell was timed in several passes, each a separate process; a time is the geometric "
+    "mean of the passes' medians, ± the half-width of its 95 % interval (Student's t over the "
+    "passes). A speedup is a ratio of times with its 95 % interval, paired block by block where "
+    f"two backends were timed side by side; a lead within {DEFAULT_TIE_BAND:.0%} (or whose "
+    "interval reaches into that band) is a tie, written ≈."
+)
 
 
 def _time(record: AnyRecord | None, tags: dict[str, str] | None = None) -> str:
-    """'12 us', 'failed', 'skip (~3 s)'; with the run's tag where a report merges runs."""
+    """'12 us ±2%' (the half-width of its 95 % interval), 'failed', 'skip (~3 s)'; with the
+    run's tag where a report merges runs."""
     if record is None:
         return ""
-    if record.timed and record.median_s is not None:
-        text = format_seconds(record.median_s)
+    if record.timed and (estimate := record.estimate) is not None:
+        text = f"{format_seconds(estimate.value)} ±{estimate.half_width:.0%}"
     elif record.status == "failed":
         text = "failed"
     else:
@@ -105,10 +114,11 @@ def provenance(records: Sequence[AnyRecord]) -> list[str]:
 
 
 def _speedup(cells: Cells, backend: str, baseline: str, m: int, n: int) -> str:
-    """'12x', or '~12x' against a skipped baseline's predicted time, or '' if unknown."""
+    """'12x [11, 13]' (a tie says so), or '~12x' against a skipped baseline's predicted time,
+    or '' if unknown."""
     mine, base = cells.get((backend, m, n)), cells.get((baseline, m, n))
     if (measured := ratio(base, mine)) is not None:
-        return format_ratio(measured)
+        return format_speedup(measured)
     predicted = predicted_ratio(base, mine) if base and not base.timed else None
     return f"~{format_ratio(predicted)}" if predicted is not None else ""
 
@@ -127,18 +137,26 @@ def _column_name(record: Record, threaded: set[str]) -> str:
 def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
     lines = []
     for m, n in [s for s in HEADLINE_SIZES if s in sizes] or [max(sizes)]:
-        best = fastest(cells, m, n)
-        if best is None:
+        won = winner(cells, m, n)
+        if won is None:
             continue
+        best = won.best
         versus = [
             f"{_speedup(cells, best.backend, other, m, n)} faster than {other}"
             for other in (LOOPS, REFERENCE)
-            if other != best.backend and _speedup(cells, best.backend, other, m, n)
+            if other not in {r.backend for r in won.tied}
+            and _speedup(cells, best.backend, other, m, n)
         ]
+        who = (
+            f"fastest is `{best.backend}` (by {format_estimate(won.margin)})"
+            if won.decisive and won.margin
+            else f"fastest is `{best.backend}`"
+            if won.decisive
+            else "a tie for fastest: " + " ≈ ".join(f"`{r.backend}`" for r in won.tied)
+        )
         lines.append(
-            f"- **m = {m:,}, n = {n:,}**: fastest is `{best.backend}`, "
-            f"{format_seconds(best.median_s or 0.0)} per gradient"
-            + (f", {' and '.join(versus)}" if versus else "")
+            f"- **m = {m:,}, n = {n:,}**: {who}, {_time(best)} per gradient"
+            + (f"; {' and '.join(versus)}" if versus else "")
             + "."
         )
     return lines or ["- No size has all its cells from one run: no fastest backend is named."]
@@ -157,26 +175,24 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
         if b != LOOPS and (speedup := ratio(cells.get((LOOPS, m, n)), r)) is not None
     ]
     if ratios:
-        top, record = max(ratios, key=lambda pair: pair[0])
+        top, record = max(ratios, key=lambda pair: pair[0].value)
         sentences["speedup_vs_python_loops"] = (
             f"Blue is faster than the plain loops; the largest measured speedup is "
-            f"{format_ratio(top)} (`{record.backend}` at m = {record.m:,}, n = {record.n:,}); "
+            f"{format_estimate(top)} (`{record.backend}` at m = {record.m:,}, n = {record.n:,}); "
             f"hatched cells were skipped, with their predicted time."
         )
 
-    beaten = [
-        (m, n, best.backend)
-        for m, n in sorted(sizes)
-        if (best := fastest(cells, m, n)) is not None and best.backend != REFERENCE
-    ]
-    winners = Counter(backend for *_, backend in beaten)
+    wins = [won for m, n in sorted(sizes) if (won := winner(cells, m, n)) is not None]
+    beaten = [won.best.backend for won in wins if won.decisive and won.best.backend != REFERENCE]
+    ties = [won for won in wins if not won.decisive]
+    winners = Counter(beaten)
+    named = ", ".join(f"`{b}` at {k}" for b, k in winners.most_common())
     sentences["speedup_vs_numpy_vectorized"] = (
-        f"Blue cells are where a backend beats `{REFERENCE}`: the fastest is another backend at "
-        f"{len(beaten)} of {len(sizes)} sizes ("
-        + ", ".join(f"`{b}` at {k}" for b, k in winners.most_common())
-        + "); red cells show how much slower the loops are."
-        if beaten
-        else f"`{REFERENCE}` is the fastest at every size of this grid; red cells show by how much."
+        f"Blue cells are where a backend beats `{REFERENCE}`, grey cells (≈) are ties: another "
+        f"backend is decisively fastest at {len(beaten)} of {len(sizes)} sizes"
+        + (f" ({named})" if beaten else "")
+        + f", {len(ties)} sizes are a tie for fastest; red cells show how much slower the loops"
+        " are."
     )
 
     models = fit_models(records, threads)
@@ -200,62 +216,77 @@ def figure_sentences(records: Sequence[Record], machine: dict[str, Any]) -> dict
             crossings.append(f"`{other}` from m ~ {m:,.0f}")
         elif kind in ("always", "never"):
             crossings.append(f"`{other}` {'at every m' if kind == 'always' else 'at no m'}")
-    sentences["crossover"] = "The colour of a cell is its fastest backend" + (
+    sentences["crossover"] = "The colour of a cell is its fastest backend, grey a tie" + (
         f"; at n = {n_mid}, `{REFERENCE}` beats " + ", ".join(crossings) + "." if crossings else "."
     )
 
     ceiling = machine.get("read_bandwidth_bytes_per_s", {}).get(str(threads))
-    at_n = [r for (_, _, n), r in cells.items() if n == n_mid and r.timed and r.median_s]
+    at_n = [r for (_, _, n), r in cells.items() if n == n_mid and r.timed and r.estimate]
     if ceiling and at_n:
         best = max(at_n, key=lambda r: r.x_bytes / (r.median_s or 1))
-        rate = best.x_bytes / (best.median_s or 1)
         biggest = max(r.x_bytes for r in at_n)
         largest_best = min(
             (r for r in at_n if r.x_bytes == biggest), key=lambda r: r.median_s or 0.0
         )
-        largest_rate = largest_best.x_bytes / (largest_best.median_s or 1)
         sentences["effective_bandwidth"] = (
             f"The dashed line is the measured read bandwidth ({ceiling / 1e9:.0f} GB/s at "
-            f"{threads} threads). At n = {n_mid} the best rate is {rate / 1e9:.0f} GB/s "
-            f"(`{best.backend}`, {best.x_bytes / 1e6:,.0f} MB, {rate / ceiling:.0%} of it: "
-            f"above 100 % means X came from cache); at the largest size, "
-            f"{largest_best.x_bytes / 1e9:.1f} GB from memory, it is "
-            f"{largest_rate / 1e9:.0f} GB/s (`{largest_best.backend}`, "
-            f"{largest_rate / ceiling:.0%})."
+            f"{threads} threads). At n = {n_mid} the best rate is {_rate(best, ceiling)} "
+            f"(`{best.backend}`, {best.x_bytes / 1e6:,.0f} MB; above 100 % means X came from "
+            f"cache); at the largest size, {largest_best.x_bytes / 1e9:.1f} GB from memory, it "
+            f"is {_rate(largest_best, ceiling)} (`{largest_best.backend}`)."
         )
 
     scaling = [
-        f"`{backend}` {format_ratio(ratio)} at m = {m:,}, n = {n:,}"
-        for backend, (ratio, m, n) in thread_speedups(records).items()
+        f"`{backend}` {format_speedup(speedup)} at m = {m:,}, n = {n:,}"
+        for backend, (speedup, m, n) in thread_speedups(records).items()
     ]
     if scaling:
         sentences["thread_scaling"] = (
             f"From 1 to {threads} threads: " + "; ".join(scaling) + f" (ideal: {threads}x)."
         )
+    sentences["loopvec_vs_frameworks"] = _frameworks_sentence(records, cells, sizes)
+    return sentences
+
+
+def _rate(record: Record, ceiling: float) -> str:
+    """'41 GB/s, 82 % [80, 84] of the ceiling': bytes of X per second with its interval."""
+    estimate = record.estimate
+    assert estimate is not None
+    share = estimate.inverse().scaled(record.x_bytes / ceiling)
+    return (
+        f"{share.value * ceiling / 1e9:.0f} GB/s, {share.value:.0%} "
+        f"[{share.low:.0%}, {share.high:.0%}] of it"
+    )
+
+
+def _frameworks_sentence(
+    records: Sequence[Record], cells: Cells, sizes: set[tuple[int, int]]
+) -> str:
+    """Where the fastest framework beats the fastest loopvec backend, decisively, and where the
+    two tie."""
     peers = [b for b in backends_in(records) if is_framework(b)]
-    if peers:
-        behind = []
-        for m, n in sorted(sizes):
-            ours, theirs = ours_and_theirs(cells, m, n)
-            if ours and theirs and (ratio(theirs, ours) or 1.0) < 1.0:
-                behind.append(
-                    f"(m = {m:,}, n = {n:,}): `{theirs.backend}` ahead of `{ours.backend}`"
-                )
-        sentences["loopvec_vs_frameworks"] = (
-            "Blue cells are where the fastest loopvec backend beats the fastest framework ("
-            + ", ".join(f"`{p}`" for p in peers)
-            + "); "
-            + (
-                f"loopvec is behind at {'; '.join(behind)}."
-                if behind
-                else "loopvec leads in every cell."
-            )
-        )
-    else:
-        sentences["loopvec_vs_frameworks"] = (
+    if not peers:
+        return (
             "No framework backend was timed in this run (`nox -s peers` installs and times them)."
         )
-    return sentences
+    behind, ties = [], 0
+    for m, n in sorted(sizes):
+        ours, theirs = ours_and_theirs(cells, m, n)
+        lead = ratio(theirs, ours)
+        if ours is None or theirs is None or lead is None:
+            continue
+        if verdict(lead) == "faster":
+            behind.append(
+                f"(m = {m:,}, n = {n:,}): `{theirs.backend}` {format_estimate(lead.inverse())} "
+                f"ahead of `{ours.backend}`"
+            )
+        ties += verdict(lead) == "same"
+    where = f"loopvec is behind at {'; '.join(behind)}" if behind else "loopvec is never behind"
+    return (
+        "Blue cells are where the fastest loopvec backend beats the fastest framework ("
+        + ", ".join(f"`{p}`" for p in peers)
+        + f"), grey cells are ties ({ties}); {where}."
+    )
 
 
 def training_sentence(training: Sequence[TrainingRecord]) -> str:
@@ -347,9 +378,16 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
         m = max(m for (_, m, nn), *_ in both if nn == n)
         for (backend, mm, nn), single, double in both:
             if (mm, nn) == (m, n):
-                halving = ratio(double, single) or 0.0
+                halving = ratio(double, single)
                 rows.append(
-                    [backend, f"{m:,}", f"{n:,}", _time(double), _time(single), f"{halving:.2f}"]
+                    [
+                        backend,
+                        f"{m:,}",
+                        f"{n:,}",
+                        _time(double),
+                        _time(single),
+                        format_estimate(halving) if halving else "",
+                    ]
                 )
     if not rows:
         return []
@@ -379,8 +417,8 @@ def render_report(
         "# loopvec report",
         "",
         f"{machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores, "
-        f"host `{machine.get('host', '?')}`, run of {date}. Times are medians of "
-        f"pytest-benchmark rounds; comparisons at {threads} threads unless marked.",
+        f"host `{machine.get('host', '?')}`, run of {date}. {METHOD} Comparisons at {threads} "
+        "threads unless marked.",
         "",
         *provenance([*records, *training]),
         "",
@@ -468,18 +506,10 @@ def render_report(
             for r in untimed
         ],
     )
-    noisy = [
-        r
-        for r in records
-        if r.timed and r.median_s and r.iqr_s is not None and r.iqr_s > NOISY_IQR_SHARE * r.median_s
-    ]
-    lines += [
-        "",
-        f"## Noisy cells: IQR over {NOISY_IQR_SHARE:.0%} of the median ({len(noisy)})",
-        "",
-    ]
+    unstable = [r for r in records if r.timed and r.unstable]
+    lines += ["", f"## Unstable cells ({len(unstable)})", ""]
     lines += _table(
-        ["backend", "dtype", "threads", "m", "n", "median", "IQR", "rounds"],
+        ["backend", "dtype", "threads", "m", "n", "time", "passes", "rounds", "why"],
         [
             [
                 r.backend,
@@ -487,11 +517,12 @@ def render_report(
                 str(r.threads),
                 f"{r.m:,}",
                 f"{r.n:,}",
-                format_seconds(r.median_s or 0.0),
-                f"{(r.iqr_s or 0) / (r.median_s or 1):.0%}",
+                _time(r),
+                str(len(r.passes)),
                 str(r.rounds),
+                "; ".join(r.unstable),
             ]
-            for r in noisy
+            for r in unstable
         ],
     )
     return "\n".join([*lines, "", *_machine_section(machine)]) + "\n"

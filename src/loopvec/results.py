@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -29,6 +30,7 @@ from typing import Any
 
 from loopvec.backends import backend_names
 from loopvec.provenance import FORMAT
+from loopvec.stats import Estimate, instability, seed_of, time_estimate
 
 RAW = "raw"
 FIGURES = "figures"
@@ -42,15 +44,37 @@ class ResultsWriteError(OSError):
     """A result could not be written; what was written before is intact."""
 
 
+#: samples[pass][block][round]: seconds per call (`loopvec.stats`), as tuples (hashable).
+SampleTuple = tuple[tuple[tuple[float, ...], ...], ...]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Provenance:
-    """Where a record came from: its run folder, machine state and code (`loopvec.provenance`)."""
+    """Where a record came from: its run folder, machine state and code (`loopvec.provenance`),
+    and what was measured: the samples by pass, block and round, and their summary."""
 
     run: str = ""
     machine_fingerprint: str = ""
     code_fingerprint: str = ""
     git_commit: str | None = None
     git_dirty: bool | None = None
+    passes: tuple[int, ...] = ()  #: the pass numbers the samples come from
+    samples: SampleTuple = ()
+    median_s: float | None = None  #: `stats.time_estimate`: geometric mean of pass medians
+    low_s: float | None = None  #: its 95 % interval
+    high_s: float | None = None
+    rounds: int | None = None  #: rounds in all passes and blocks
+    unstable: tuple[str, ...] = ()  #: `stats.instability`: why not to trust it as it stands
+
+    @property
+    def estimate(self) -> Estimate | None:
+        if self.median_s is None or self.low_s is None or self.high_s is None:
+            return None
+        return Estimate(self.median_s, self.low_s, self.high_s)
+
+    def seed(self) -> int:
+        """The seed of any resampling of this record: from its run and cell, never random."""
+        return seed_of(self.run, self.cell)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -67,12 +91,6 @@ class Record(Provenance):
     host: str
     status: str  #: timed | skipped | failed
     reason: str | None = None
-    median_s: float | None = None
-    iqr_s: float | None = None
-    q1_s: float | None = None
-    q3_s: float | None = None
-    min_s: float | None = None
-    rounds: int | None = None
     compile_s: float | None = None
     predicted_s: float | None = None
     finished_at: str = ""
@@ -81,6 +99,11 @@ class Record(Provenance):
     def cell(self) -> tuple[str, int, int, int, str, str]:
         """What was measured, whatever the host: (backend, m, n, threads, dtype, layout)."""
         return (self.backend, self.m, self.n, self.threads, self.dtype, self.layout)
+
+    @property
+    def group(self) -> tuple[int, int, int, str, str]:
+        """The backends of one (m, n, threads, dtype, layout) were timed side by side."""
+        return (self.m, self.n, self.threads, self.dtype, self.layout)
 
     @property
     def timed(self) -> bool:
@@ -102,12 +125,6 @@ class TrainingRecord(Provenance):
     status: str  #: timed | skipped | failed
     record_every: int = 100
     reason: str | None = None
-    median_s: float | None = None
-    iqr_s: float | None = None
-    q1_s: float | None = None
-    q3_s: float | None = None
-    min_s: float | None = None
-    rounds: int | None = None
     compile_s: float | None = None  #: the first gradient call in the process
     predicted_s: float | None = None  #: iterations x one warm gradient call
     accuracy: float | None = None  #: training accuracy of the learned w, b
@@ -260,6 +277,29 @@ def _older(source: str, what: str) -> OlderFormatError:
     )
 
 
+def samples_of(cell: dict[str, Any]) -> SampleTuple:
+    """A cell file's samples[pass][block][round], passes in order."""
+    passes = sorted(cell.get("passes", []), key=lambda p: p["pass"])
+    return tuple(tuple(tuple(block) for block in p["blocks"]) for p in passes)
+
+
+def _summary(cell: dict[str, Any]) -> dict[str, Any]:
+    """The measured fields of a timed cell: samples, passes, estimate, interval, instability."""
+    samples = samples_of(cell)
+    if not samples:
+        return {}
+    estimate = time_estimate(samples, seed_of(cell.get("run"), cell.get("cell_id")))
+    return {
+        "samples": samples,
+        "passes": tuple(sorted(p["pass"] for p in cell["passes"])),
+        "median_s": estimate.value,
+        "low_s": estimate.low,
+        "high_s": estimate.high,
+        "rounds": sum(len(block) for p in samples for block in p),
+        "unstable": tuple(instability(samples)),
+    }
+
+
 def _record(data: dict[str, Any], source: str, machine: dict[str, Any]) -> AnyRecord:
     """A cell file's or benchmark's fields as a Record, or a TrainingRecord if kind says so.
 
@@ -273,6 +313,7 @@ def _record(data: dict[str, Any], source: str, machine: dict[str, Any]) -> AnyRe
             f"machine {machine['fingerprint']}: a run folder holds one machine's cells"
         )
     kind = TrainingRecord if data.get("kind") == "training" else Record
+    data = {**data, **_summary(data)}
     return kind(**{key: value for key, value in data.items() if key in _FIELDS[kind]})
 
 
@@ -294,25 +335,29 @@ def _from_run_folder(folder: Path) -> tuple[list[AnyRecord], dict[str, dict[str,
 
 
 def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
-    """pytest-benchmark's JSON: timed cells only (skips live in cell files), stats in seconds."""
+    """pytest-benchmark's JSON of one pass (saved with its data): timed cells only (skips live
+    in cell files), each block of a cell one benchmark, every round in seconds per call."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     machine = raw["machine_info"].get("loopvec") or {"host": raw["machine_info"]["node"]}
     machines = _machine(machine, f"{path}: its machine_info")
-    records = [
-        _record(
-            {
-                **bench["extra_info"],
-                **{f"{key}_s": bench["stats"][key] for key in ("median", "iqr", "q1", "q3", "min")},
-                "rounds": bench["stats"]["rounds"],
-                "host": machine["host"],
-                "status": "timed",
-                "finished_at": raw["datetime"],
-            },
-            f"{path}: benchmark {bench.get('name')}",
-            machine,
+    cells: dict[str, dict[str, Any]] = {}
+    for bench in raw["benchmarks"]:
+        info = dict(bench["extra_info"])
+        number, block = info.pop("pass_number", 1), info.pop("block", 0)
+        name = re.sub(r"-b\d+\]$", "]", bench["name"])  # the blocks of a cell, together
+        cell = cells.setdefault(
+            name,
+            {**info, "host": machine["host"], "status": "timed", "finished_at": raw["datetime"]},
         )
-        for bench in raw["benchmarks"]
-    ]
+        blocks = cell.setdefault("by_pass", {}).setdefault(number, {})
+        blocks[block] = bench["stats"]["data"]
+    for cell in cells.values():
+        by_pass = cell.pop("by_pass")
+        cell["passes"] = [
+            {"pass": number, "blocks": [blocks[b] for b in sorted(blocks)]}
+            for number, blocks in sorted(by_pass.items())
+        ]
+    records = [_record(cell, f"{path}: benchmark {name}", machine) for name, cell in cells.items()]
     return records, machines
 
 
