@@ -184,6 +184,7 @@ class BenchRun:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # place in pass order
     timing: dict[str, Timing] = field(default_factory=dict)  # cells being timed in this pass
     predicted: dict[str, float | None] = field(default_factory=dict)  # by the cost model
+    written: set[str] = field(default_factory=set)  # cells whose pass was written, to report
     compile_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_s: float = field(default_factory=time.perf_counter)
@@ -191,10 +192,6 @@ class BenchRun:
     _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
     _training: dict[tuple[Any, ...], tuple[Problem, TrainResult]] = field(default_factory=dict)
-
-    @property
-    def block_s(self) -> float:
-        return self.pass_time_s / self.blocks
 
     def provenance(self, cell: Cell | TrainingCell) -> dict[str, Any]:
         """What a record of `cell` says of its origin: format, run, machine and code, git."""
@@ -295,7 +292,7 @@ class BenchRun:
     def wall_s(self, cell: Cell | TrainingCell) -> float | None:
         model = self.model(cell)
         if isinstance(cell, Cell):
-            return cell_pass_s(model, cell, self.budget_s, self.block_s, self.blocks)
+            return cell_pass_s(model, cell, self.budget_s, self.pass_time_s, self.blocks)
         if model is None:
             return None
         run_s = cell.iterations * model.predict_s(cell.m, cell.n)
@@ -378,6 +375,7 @@ class BenchRun:
             pytest.exit(f"loopvec: stopping the run: {error}", returncode=3)
         if status == "timed":
             self.done[cell.cell_id] = record
+            self.written.add(cell.cell_id)
             self._models.clear()
 
     def write_pass(self, cell: Cell | TrainingCell, entry: dict[str, Any], **fields: Any) -> None:
@@ -654,7 +652,8 @@ _BLOCK = re.compile(r"^(?P<cell>.*)-b(?P<block>\d+)$")
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """One progress line per cell and pass: done, skipped, remaining, an estimate of the time
-    left. A gradient cell's line comes with its last block (or its first, where it ended)."""
+    left. A gradient cell's line comes with its last timed block (or its first, where it
+    ended)."""
     benchmarks = ("::test_gradient[", "::test_training[")
     if not any(b in report.nodeid for b in benchmarks) or (
         report.when != "call" and not report.skipped
@@ -665,9 +664,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     cell_id = report.nodeid.split("[")[-1].rstrip("]")
     if match := _BLOCK.match(cell_id):
         cell_id, block = match["cell"], int(match["block"])
-        last = block == run.blocks - 1
-        if (report.passed and not last) or (report.skipped and block > 0):
-            return  # a block in the middle, or one of a cell that ended in its first block
+        if (report.passed and cell_id not in run.written) or (report.skipped and block > 0):
+            return  # a block before the cell's last, or after it
+    run.written.discard(cell_id)
     if report.passed:
         median_s = run.median_s(run.done[cell_id])
         passes = len(run.done[cell_id]["passes"])

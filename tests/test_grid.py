@@ -101,17 +101,18 @@ def test_memory_rule_counts_the_backends_own_copies() -> None:
 @pytest.mark.parametrize(
     ("call_s", "expected"),
     [
-        (1e-6, RoundPlan(iterations=20, rounds=MAX_ROUNDS, warmup_rounds=1)),  # rounds >= 20 us
-        (1e-4, RoundPlan(iterations=1, rounds=MAX_ROUNDS, warmup_rounds=1)),
-        (0.002, RoundPlan(iterations=1, rounds=16, warmup_rounds=1)),  # as many as fit
-        (0.05, RoundPlan(iterations=1, rounds=1, warmup_rounds=0)),  # slow: one, no warm-up
-        (1.5, RoundPlan(iterations=1, rounds=1, warmup_rounds=0)),
+        (1e-6, RoundPlan(iterations=20, rounds=MAX_ROUNDS, warmup_rounds=1, blocks=3)),
+        (1e-4, RoundPlan(iterations=1, rounds=MAX_ROUNDS, warmup_rounds=1, blocks=3)),
+        (0.002, RoundPlan(iterations=1, rounds=16, warmup_rounds=1, blocks=3)),  # as many as fit
+        (0.02, RoundPlan(iterations=1, rounds=1, warmup_rounds=0, blocks=3)),  # slow: no warm-up
+        (0.05, RoundPlan(iterations=1, rounds=1, warmup_rounds=0, blocks=2)),  # 2 blocks fit
+        (1.5, RoundPlan(iterations=1, rounds=1, warmup_rounds=0, blocks=1)),  # one call a pass
     ],
 )
-def test_rounds_are_long_enough_to_time_and_fill_the_block(
+def test_rounds_are_long_enough_to_time_and_fill_the_pass(
     call_s: float, expected: RoundPlan
 ) -> None:
-    assert round_plan(call_s, block_s=0.033) == expected
+    assert round_plan(call_s, pass_s=0.1, blocks=3) == expected
 
 
 def test_a_pass_times_each_group_side_by_side_in_interleaved_blocks() -> None:

@@ -234,23 +234,30 @@ def training_rounds(run_s: float, pass_time_s: float) -> int:
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """How one block of a cell is timed: pytest-benchmark's pedantic(rounds, iterations,
-    warmup_rounds); each round's time is divided by `iterations` (seconds per call)."""
+    """How a cell is timed in one pass: `blocks` blocks (of the pass's), each pytest-benchmark's
+    pedantic(rounds, iterations, warmup_rounds); a round's time / iterations = seconds per call."""
 
     iterations: int
     rounds: int
     warmup_rounds: int
+    blocks: int
 
     def wall_s(self, call_s: float) -> float:
-        return (self.rounds * self.iterations + self.warmup_rounds * self.iterations) * call_s
+        calls = (self.rounds + self.warmup_rounds) * self.iterations * self.blocks
+        return calls * call_s
 
 
-def round_plan(call_s: float, block_s: float) -> RoundPlan:
-    """Rounds of at least MIN_ROUND_S (many calls each for a fast kernel), as many as fit in
-    block_s, from 1 to MAX_ROUNDS; a warm-up round first unless a call takes NO_WARMUP_FROM_S."""
-    iterations = max(1, math.ceil(MIN_ROUND_S / max(call_s, 1e-9) - 1e-9))
-    rounds = min(MAX_ROUNDS, max(1, math.floor(block_s / (iterations * max(call_s, 1e-9)))))
-    return RoundPlan(iterations, rounds, 0 if call_s >= NO_WARMUP_FROM_S else 1)
+def round_plan(call_s: float, pass_s: float, blocks: int) -> RoundPlan:
+    """Rounds of at least MIN_ROUND_S (many calls each for a fast kernel), as many as fit in a
+    block (pass_s / blocks), from 1 to MAX_ROUNDS; a warm-up round first unless a call takes
+    NO_WARMUP_FROM_S. A call longer than a block is timed once in as many blocks as fit in
+    pass_s, at least one: the passes, not the rounds, give a slow cell its spread."""
+    call_s = max(call_s, 1e-9)
+    iterations = max(1, math.ceil(MIN_ROUND_S / call_s - 1e-9))
+    round_s = iterations * call_s
+    rounds = min(MAX_ROUNDS, max(1, math.floor(pass_s / blocks / round_s)))
+    timed_blocks = min(blocks, max(1, math.floor(pass_s / round_s)))
+    return RoundPlan(iterations, rounds, 0 if call_s >= NO_WARMUP_FROM_S else 1, timed_blocks)
 
 
 def pass_order(
@@ -370,7 +377,7 @@ def memory_skip_reason(cell: Cell, available_bytes: int) -> str | None:
 
 
 def cell_pass_s(
-    model: CostModel | None, cell: Cell, budget_s: float, block_s: float, blocks: int
+    model: CostModel | None, cell: Cell, budget_s: float, pass_s: float, blocks: int
 ) -> float | None:
     """Rough wall time of `cell` in one pass (check, warm-up, blocks), for the progress estimate.
 
@@ -381,7 +388,7 @@ def cell_pass_s(
     call_s = model.predict_s(cell.m, cell.n)
     if call_s > budget_s:
         return 0.0
-    return 2 * call_s + blocks * round_plan(call_s, block_s).wall_s(call_s)
+    return 2 * call_s + round_plan(call_s, pass_s, blocks).wall_s(call_s)
 
 
 @contextmanager
