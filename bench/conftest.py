@@ -190,6 +190,7 @@ class BenchRun:
     started_s: float = field(default_factory=time.perf_counter)
     _medians: dict[tuple[str, int], float] = field(default_factory=dict)
     _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
+    _generated: tuple[tuple[int, int, str], Problem] | None = None
     _problem: tuple[tuple[int, int, str, str], Problem, Reference] | None = None
     _training: dict[tuple[Any, ...], tuple[Problem, TrainResult]] = field(default_factory=dict)
 
@@ -306,7 +307,7 @@ class BenchRun:
 
         ImportError if the dataset needs a package that is not installed.
         """
-        self._problem = None  # the grid is done: free its last (largest) problem
+        self._problem = self._generated = None  # the grid is done: free its last problems
         key = (cell.dataset, cell.m, cell.n, cell.iterations, cell.learning_rate, cell.record_every)
         if key not in self._training:
             data = (
@@ -325,23 +326,31 @@ class BenchRun:
 
     def problem(self, cell: Cell) -> tuple[Problem, Reference]:
         """The problem of `cell`'s size in its dtype, and the reference gradient (in float64, of
-        the same values), built once per size and dtype."""
-        key = (cell.m, cell.n, cell.dtype, cell.layout)
+        the same values), built once per size and dtype. The generated float64 problem is kept
+        while the other dtypes of its size are timed: generating X, and the fresh memory it
+        takes, is most of a large cell's cost."""
+        key, size = (cell.m, cell.n, cell.dtype, cell.layout), (cell.m, cell.n, cell.layout)
         if self._problem is None or self._problem[0] != key:
             self._problem = None  # free the previous problem before building a larger one
-            problem = loopvec.make_problem(cell.m, cell.n, seed=0).astype(cell.dtype)
-            if cell.layout == "F":
-                problem = dataclasses.replace(problem, X=np.asfortranarray(problem.X))
-            self._problem = (key, problem, Reference.of(problem.astype("float64")))
+            if self._generated is None or self._generated[0] != size:
+                self._generated = None
+                generated = loopvec.make_problem(cell.m, cell.n, seed=0)
+                if cell.layout == "F":
+                    generated = dataclasses.replace(generated, X=np.asfortranarray(generated.X))
+                self._generated = (size, generated)
+            problem = self._generated[1].astype(cell.dtype)
+            self._problem = (key, problem, Reference.of(problem))  # of its values exactly
         return self._problem[1], self._problem[2]
 
     def available_bytes(self, cell: Cell) -> int:
-        """Free memory, counting the cached problem as free when this cell would replace it."""
-        available = int(psutil.virtual_memory().available)
-        key = (cell.m, cell.n, cell.dtype, cell.layout)
-        if self._problem is not None and self._problem[0] != key:
-            available += self._problem[1].X.nbytes
-        return available
+        """Free memory, counting the cached problems as free: a new size replaces them, and
+        the memory rule counts the generated problem of this size as part of what a cell needs
+        (`grid.memory_needed_bytes`)."""
+        cached = {id(p.X): p.X.nbytes for p in self._cached_problems()}
+        return int(psutil.virtual_memory().available) + sum(cached.values())
+
+    def _cached_problems(self) -> list[Problem]:
+        return [c[1] for c in (self._generated, self._problem) if c is not None]
 
     def pass_entry(self, cell: Cell | TrainingCell, **fields: Any) -> dict[str, Any]:
         """What one pass of `cell` records besides its samples: which pass, which process, when,

@@ -53,21 +53,20 @@ def simulate(
     return out
 
 
-def test_ratio_intervals_cover_the_true_ratio_90_to_99_percent_of_the_time() -> None:
+@pytest.mark.parametrize(
+    ("times_s", "paired"),
+    [((1.3e-5, 1e-5), True), ((2e-3, 1e-3), False)],
+    ids=["side by side", "apart"],
+)
+def test_ratio_intervals_cover_the_true_ratio_90_to_99_percent_of_the_time(
+    times_s: tuple[float, float], paired: bool
+) -> None:
+    truth = times_s[0] / times_s[1]
     covered = 0
     for seed in SEEDS:
-        slow, fast = simulate(np.random.default_rng(seed), (1.3e-5, 1e-5))
-        estimate = ratio_estimate(slow, fast, paired=True)
-        covered += estimate.low <= 1.3 <= estimate.high
-    assert 0.90 <= covered / len(SEEDS) <= 0.99, covered
-
-
-def test_unpaired_ratio_intervals_cover_too() -> None:
-    covered = 0
-    for seed in SEEDS:
-        slow, fast = simulate(np.random.default_rng(seed), (2e-3, 1e-3))
-        estimate = ratio_estimate(slow, fast, paired=False)
-        covered += estimate.low <= 2.0 <= estimate.high
+        slow, fast = simulate(np.random.default_rng(seed), times_s)
+        estimate = ratio_estimate(slow, fast, paired=paired)
+        covered += estimate.low <= truth <= estimate.high
     assert 0.90 <= covered / len(SEEDS) <= 0.99, covered
 
 

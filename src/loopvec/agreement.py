@@ -23,14 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends import call
 from loopvec.problem import Problem
 from loopvec.sigmoid import sigmoid
 from loopvec.training import TrainResult
 
 Array = NDArray[np.float64]
 
-#: The backend the others are checked against.
+#: The backend the others are compared with in speedups and in training (`check_training`);
+#: gradients are checked against `Reference`, the same formula summed in float64 by blocks.
 REFERENCE = "numpy_vectorized"
 #: float64 backends must agree with the reference to this (see the module docstring).
 RTOL_FLOAT64 = 1e-10
@@ -48,22 +48,34 @@ class DisagreementError(AssertionError):
     """A backend's gradient differs from the reference beyond the tolerance."""
 
 
-def error_scale(problem: Problem) -> tuple[Array, float]:
-    """(scale of dw, shape (n, 1); scale of db): the magnitudes the gradient sums, over m."""
-    w, b, X, Y = problem.w, problem.b, problem.X, problem.Y
+def _sums(problem: Problem) -> tuple[Array, float, Array, float]:
+    """(dw, db, scale of dw, scale of db) in float64, in one pass over X by blocks of examples:
+    the lesson's formula summed block by block, on the problem's values exactly (float32 inputs
+    too), with no float64 copy of X held whole (X may fill the memory)."""
+    w, b = problem.w.astype(np.float64), float(problem.b)
     abs_w = np.abs(w)
-    scale_dw = np.zeros((problem.n, 1))
-    scale_db = 0.0
+    dw, scale_dw = np.zeros((problem.n, 1)), np.zeros((problem.n, 1))
+    db = scale_db = 0.0
     block = max(1, _BLOCK_BYTES // (8 * problem.n))
     for start in range(0, problem.m, block):
-        X_block = X[:, start : start + block]
-        abs_X = np.abs(X_block)
+        X_block = problem.X[:, start : start + block].astype(np.float64)
+        Y_block = problem.Y[:, start : start + block].astype(np.float64)
         A = sigmoid(w.T @ X_block + b)
-        scale = A + np.abs(Y[:, start : start + block])
-        scale += A * (1.0 - A) * (abs_w.T @ abs_X + abs(b))
+        dZ = A - Y_block
+        dw += X_block @ dZ.T
+        db += float(dZ.sum())
+        abs_X = np.abs(X_block)
+        scale = A + np.abs(Y_block) + A * (1.0 - A) * (abs_w.T @ abs_X + abs(b))
         scale_dw += abs_X @ scale.T
         scale_db += float(scale.sum())
-    return scale_dw / problem.m, scale_db / problem.m
+    m = problem.m
+    return dw / m, db / m, scale_dw / m, scale_db / m
+
+
+def error_scale(problem: Problem) -> tuple[Array, float]:
+    """(scale of dw, shape (n, 1); scale of db): the magnitudes the gradient sums, over m."""
+    _, _, scale_dw, scale_db = _sums(problem)
+    return scale_dw, scale_db
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,9 @@ class Reference:
 
     @classmethod
     def of(cls, problem: Problem) -> Reference:
-        dw, db = call(REFERENCE, problem.w, problem.b, problem.X, problem.Y)
-        return cls(np.asarray(dw, dtype=np.float64), db, *error_scale(problem))
+        """The float64 gradient of `problem`'s values (of float32 inputs, exactly) and its
+        error scale, in one blocked pass that shares no code with any backend."""
+        return cls(*_sums(problem))
 
     def check(self, name: str, got: tuple[Array, float], *, rtol: float = RTOL_FLOAT64) -> None:
         """Raise DisagreementError unless `got` = (dw, db) is this reference gradient."""
@@ -94,8 +107,8 @@ class Reference:
         if not (np.all(dw_ok) and db_ok):
             j = int(np.argmin(dw_ok))  # the first bad component, or 0 if only db is off
             raise DisagreementError(
-                f"{name} disagrees with {REFERENCE} beyond rtol={rtol:g} (relative to the "
-                f"summed magnitudes): dw[{j}] = {dw[j, 0]!r} vs {self.dw[j, 0]!r}, "
+                f"{name} disagrees with the reference gradient beyond rtol={rtol:g} (relative to "
+                f"the summed magnitudes): dw[{j}] = {dw[j, 0]!r} vs {self.dw[j, 0]!r}, "
                 f"db = {db!r} vs {self.db!r}"
             )
 

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -266,20 +267,22 @@ def pass_order(
     """(cell, block) in the order pass `pass_number` times them.
 
     Groups (the backends of one problem at one thread count) are timed side by side: block 0 of
-    each backend in a shuffled order, then block 1, .... Pass 1 takes the problems in the order
+    each backend in a shuffled order, then block 1, .... Pass 1 takes the sizes in the order
     given (smallest first: the budget's cost model learns from the smaller cells, and a cell too
-    slow for the budget is never started); later passes take them in a seeded random order.
-    Every shuffle is seeded by (seed, pass_number): the order is known and repeatable.
+    slow for the budget is never started); later passes take the sizes, and the dtypes and
+    thread counts within a size, in a seeded random order. The dtypes of a size stay together:
+    they share the generated problem. Every shuffle is seeded by (seed, pass_number).
     """
     rng = np.random.default_rng([seed, pass_number])
-    problems = list(dict.fromkeys((c.m, c.n, c.dtype, c.layout) for c in cells))
-    if pass_number > 1:
-        problems = [problems[k] for k in rng.permutation(len(problems))]
+
+    def shuffled(items: list[Any]) -> list[Any]:
+        return [items[k] for k in rng.permutation(len(items))] if pass_number > 1 else items
+
     order = []
-    for problem in problems:
-        mine = [c for c in cells if (c.m, c.n, c.dtype, c.layout) == problem]
-        for threads in dict.fromkeys(c.threads for c in mine):
-            group = [c for c in mine if c.threads == threads]
+    for size in shuffled(list(dict.fromkeys((c.m, c.n, c.layout) for c in cells))):
+        mine = [c for c in cells if (c.m, c.n, c.layout) == size]
+        for dtype, threads in shuffled(list(dict.fromkeys((c.dtype, c.threads) for c in mine))):
+            group = [c for c in mine if (c.dtype, c.threads) == (dtype, threads)]
             for block in range(blocks):
                 order += [(group[k], block) for k in rng.permutation(len(group))]
     return order
