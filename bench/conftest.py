@@ -67,6 +67,7 @@ from loopvec.grid import (
     make_cells,
     make_training_cells,
     pass_order,
+    training_cell_s,
     training_order,
     training_rounds,
 )
@@ -141,7 +142,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--train-budget",
         type=float,
         default=DEFAULT_TRAIN_BUDGET_S,
-        help="skip training runs predicted slower (seconds per run)",
+        help="skip training cells whose runs over all passes (a checked run, then one a pass "
+        "at least) are predicted to take longer (seconds)",
     )
     group.addoption("--results-dir", type=Path, default=Path("results"), help="where to write")
     group.addoption("--fresh", action="store_true", help="delete this run's cells, start over")
@@ -297,7 +299,7 @@ class BenchRun:
         if model is None:
             return None
         run_s = cell.iterations * model.predict_s(cell.m, cell.n)
-        if run_s > self.train_budget_s:
+        if training_cell_s(run_s, self.passes) > self.train_budget_s:
             return 0.0
         return (1 + training_rounds(run_s, self.pass_time_s)) * run_s  # checked run + timed
 

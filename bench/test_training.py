@@ -3,7 +3,8 @@ the default grid, learning rate 0.5, from w = 0, b = 0) on the breast-cancer dat
 synthetic problem (m = 10,000, n = 100), once in every pass.
 
 Per cell and pass: skip if this pass of it is already timed, if the dataset cannot be loaded, or
-if the run is predicted (iterations x one warm gradient call) to exceed --train-budget; move the
+if its runs over all passes are predicted (iterations x one warm gradient call, times the runs a
+cell takes: `grid.training_cell_s`) to exceed --train-budget; move the
 data into the backend (untimed). In the cell's first pass, train once untimed, which compiles,
 warms up and is checked against numpy_vectorized's run (w, b and costs to
 agreement.RTOL_TRAINING; a wrong backend is never timed); later passes time the same code. Then
@@ -19,7 +20,7 @@ from timing import time_one_call
 
 from loopvec.agreement import check_training
 from loopvec.backends import get_adapters, get_kernel
-from loopvec.grid import TrainingCell, thread_limit, training_rounds
+from loopvec.grid import TrainingCell, thread_limit, training_cell_s, training_rounds
 from loopvec.training import Descent, accuracy
 
 if TYPE_CHECKING:
@@ -56,12 +57,14 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             raise
         run.compile_s.setdefault(signature, first_call_s)
         predicted_s = cell.iterations * call_s
+        cell_s = training_cell_s(predicted_s, run.passes)
         over = (
             f"predicted {predicted_s:.3g} s per training run ({cell.iterations} x "
-            f"{call_s:.3g} s per gradient) > train budget {run.train_budget_s:g} s"
+            f"{call_s:.3g} s per gradient), {cell_s:.3g} s over {run.passes} passes > train "
+            f"budget {run.train_budget_s:g} s"
         )
         run.check_budget(
-            cell, over if predicted_s > run.train_budget_s else None, predicted_s=predicted_s
+            cell, over if cell_s > run.train_budget_s else None, predicted_s=predicted_s
         )
         earlier = run.earlier_passes(cell)
         if earlier:  # checked in its first pass, on the same machine and code

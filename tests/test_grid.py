@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loopvec.grid import (
+    DEFAULT_TRAIN_BUDGET_S,
     GRIDS,
     MAX_ROUNDS,
     Cell,
@@ -18,6 +19,7 @@ from loopvec.grid import (
     memory_skip_reason,
     pass_order,
     round_plan,
+    training_cell_s,
     training_order,
     training_rounds,
 )
@@ -171,3 +173,8 @@ def test_training_rounds_fill_a_pass_with_at_least_one() -> None:
     assert training_rounds(0.01, 0.1) == 10
     assert training_rounds(0.001, 0.1) == MAX_ROUNDS
     assert training_rounds(2.0, 0.1) == 1
+
+
+def test_a_training_cell_costs_a_checked_run_and_one_run_a_pass() -> None:
+    assert training_cell_s(2.0, passes=5) == 12.0
+    assert training_cell_s(18.3, passes=5) > DEFAULT_TRAIN_BUDGET_S  # partly_vectorized, m = 1e4

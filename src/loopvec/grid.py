@@ -51,7 +51,8 @@ MEMORY_HEADROOM = 0.8
 MEMORY_SLACK_BYTES = 256 * 2**20
 
 
-#: Training runs predicted to take longer than this are skipped (`--train-budget SECONDS`).
+#: Training cells whose runs over all passes are predicted to take longer than this are skipped
+#: (`--train-budget SECONDS`; see `training_cell_s`).
 DEFAULT_TRAIN_BUDGET_S = 30.0
 #: The learning rate of the training benchmark: stable on both of its datasets (standardized
 #: features), and the course's choice in its model().
@@ -225,6 +226,12 @@ def make_training_cells(
         for t in thread_counts
         if _runs_at(backend, t, thread_counts)
     ]
+
+
+def training_cell_s(run_s: float, passes: int) -> float:
+    """The least a training cell of runs of `run_s` takes over a run: one checked run, then one
+    timed run in each pass."""
+    return (1 + passes) * run_s
 
 
 def training_rounds(run_s: float, pass_time_s: float) -> int:
