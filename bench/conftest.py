@@ -405,7 +405,7 @@ class Timing:
     """One gradient cell while its blocks are timed in this pass."""
 
     kernel: Callable[..., Any]
-    args: tuple[Any, ...]
+    args: tuple[Any, ...] | None  # None: made again for each block (a copy of the problem)
     plan: RoundPlan
     entry: dict[str, Any]  # the pass entry, without its blocks
     blocks: list[list[float]] = field(default_factory=list)

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_info
 from timing import time_one_call
 
 from loopvec.agreement import RTOL
-from loopvec.backends import get_adapters, get_kernel
+from loopvec.backends import BACKENDS, get_adapters, get_kernel
 from loopvec.grid import (
     NO_WARMUP_FROM_S,
     Cell,
@@ -74,7 +74,10 @@ def start(cell: Cell, run: BenchRun) -> None:
         iterations=plan.iterations,
         warmup_rounds=plan.warmup_rounds,
     )
-    run.timing[cell.cell_id] = Timing(kernel, args, plan, entry)
+    # A backend that copies the problem (a framework's arrays, Python lists) does so again for
+    # each block: the copies of a whole group held at once could exhaust the memory.
+    keep = BACKENDS[cell.backend].extra_bytes_per_element == 0
+    run.timing[cell.cell_id] = Timing(kernel, args if keep else None, plan, entry)
     run.predicted[cell.cell_id] = predicted_s
 
 
@@ -87,6 +90,11 @@ def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # 
     if timing is None or block >= timing.plan.blocks:
         pytest.skip(f"{cell.cell_id}: no block {block} in this pass (ended, or a slow cell)")
     plan = timing.plan
+    if timing.args is None:
+        problem, _ = run.problem(cell)
+        args = get_adapters(cell.backend)[0](problem.w, problem.b, problem.X, problem.Y)
+    else:
+        args = timing.args
     with thread_limit(cell.threads):
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
         benchmark.extra_info.update(
@@ -94,7 +102,7 @@ def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # 
         )
         benchmark.pedantic(
             timing.kernel,
-            args=timing.args,
+            args=args,
             rounds=plan.rounds,
             iterations=plan.iterations,
             warmup_rounds=plan.warmup_rounds,
