@@ -219,7 +219,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
         r["status"] == "timed" and [p["pass"] for p in r["passes"]] == [1, 2] for r in records
     )
     for p in (p for r in gradient for p in r["passes"]):
-        assert len(p["blocks"]) == 2
+        assert 1 <= len(p["blocks"]) <= 2  # a call longer than a block is timed in fewer
         assert all(len(block) >= 1 for block in p["blocks"])
         assert {"pid", "pass_started_at", "load_avg_1m", "order", "iterations"} <= set(p)
     assert all(r["iterations"] == 20 and 0.5 < r["accuracy"] <= 1 for r in training)
