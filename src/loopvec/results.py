@@ -4,7 +4,7 @@
                                     e.g. results/vm-epyc-2c-default-3f9a1c2e/ (git-ignored)
         <cell_id>.json              one per timed, skipped or failed cell (train-*.json: training)
         machine.json                the machine record of the run, with its fingerprint
-        raw/<time>-<pid>.json       pytest-benchmark's own JSON of each session
+        raw/<time>-pass<K>-<pid>.json  pytest-benchmark's JSON of each pass, every round
         figures/*.png, REPORT.md    what `loopvec report` draws from the cells
     results/reference/              the committed reference run, the same layout: read-only to
                                     every command unless asked (--update-reference)
