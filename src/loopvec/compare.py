@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.results import AnyRecord, TrainingRecord, shared_passes
 from loopvec.stats import (
     CONFIDENCE,
     DEFAULT_TIE_BAND,
@@ -76,10 +76,7 @@ def _reference_of(record: AnyRecord, backend: str) -> tuple[type, tuple[object, 
 
 
 def _relative_logs(record: AnyRecord, reference: AnyRecord) -> list[float]:
-    paired = isinstance(record, Record) and record.group == reference.group  # type: ignore[union-attr]
-    shared = sorted(set(record.passes) & set(reference.passes))
-    mine = [record.samples[record.passes.index(p)] for p in shared]
-    theirs = [reference.samples[reference.passes.index(p)] for p in shared]
+    mine, theirs, paired = shared_passes(record, reference)
     return pass_log_ratios(mine, theirs, paired=paired)
 
 

@@ -25,7 +25,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
-from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.results import AnyRecord, Record, TrainingRecord, shared_passes
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, ratio_estimate, seed_of, verdict
 from loopvec.training import TrainResult
 
@@ -104,12 +104,9 @@ def ratio(slow: AnyRecord | None, fast: AnyRecord | None) -> Estimate | None:
 
 @cache
 def _ratio(slow: AnyRecord, fast: AnyRecord) -> Estimate | None:
-    shared = sorted(set(slow.passes) & set(fast.passes))
-    if not shared:
+    a, b, paired = shared_passes(slow, fast)
+    if not a:
         return None
-    a = [slow.samples[slow.passes.index(p)] for p in shared]
-    b = [fast.samples[fast.passes.index(p)] for p in shared]
-    paired = isinstance(slow, Record) and isinstance(fast, Record) and slow.group == fast.group
     return ratio_estimate(a, b, paired=paired, seed=seed_of(slow.run, slow.cell, fast.cell))
 
 

@@ -277,6 +277,17 @@ def _older(source: str, what: str) -> OlderFormatError:
     )
 
 
+def shared_passes(a: AnyRecord, b: AnyRecord) -> tuple[SampleTuple, SampleTuple, bool]:
+    """The samples of the passes both records have, matched by pass (pass k of each ran in one
+    process), and whether they were timed side by side, block by block (one problem and thread
+    count): what `stats.ratio_estimate` and `stats.pass_log_ratios` take."""
+    shared = sorted(set(a.passes) & set(b.passes))
+    mine = tuple(a.samples[a.passes.index(p)] for p in shared)
+    theirs = tuple(b.samples[b.passes.index(p)] for p in shared)
+    paired = isinstance(a, Record) and isinstance(b, Record) and a.group == b.group
+    return mine, theirs, paired
+
+
 def samples_of(cell: dict[str, Any]) -> SampleTuple:
     """A cell file's samples[pass][block][round], passes in order."""
     passes = sorted(cell.get("passes", []), key=lambda p: p["pass"])
