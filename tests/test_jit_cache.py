@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+import loopvec
 
 FIRST_CALLS = r"""
 import json, time
@@ -64,3 +69,53 @@ def test_second_process_loads_every_kernel_from_the_cache(tmp_path: Path) -> Non
             for kernel, s in loaded.items()
         }
     )
+
+
+GRADIENT = r"""
+import json
+import loopvec
+from loopvec.backends import get_kernel
+from loopvec.backends.numba_fused import gradient
+
+p = loopvec.make_problem(300, 5, seed=1)
+dw, db = get_kernel("numba_fused")(p.w, p.b, p.X, p.Y)
+loaded = sum(gradient.stats.cache_hits.values())
+print(json.dumps({"dw0": float(dw[0, 0]), "db": db, "loaded": loaded}))
+"""
+
+
+def test_an_edit_of_a_module_the_kernel_calls_is_compiled_with_a_warm_cache(
+    tmp_path: Path,
+) -> None:
+    """numba's own cache checks the file of the function only: numba_fused.py, not _blocked.py.
+    The cache folder is named by the code fingerprint of every module the kernel uses, so the
+    edit (dz's sign flipped in _blocked.py) takes effect although numba_fused.py is unchanged."""
+    package = tmp_path / "src"
+    shutil.copytree(
+        Path(loopvec.__file__).parent,
+        package / "loopvec",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {**os.environ, "PYTHONPATH": str(package), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run() -> dict[str, float]:
+        done = subprocess.run(
+            [sys.executable, "-c", GRADIENT],
+            capture_output=True, text=True, env=env, timeout=600, check=True,
+        )  # fmt: skip
+        result: dict[str, float] = json.loads(done.stdout)
+        return result
+
+    compiled, warm = run(), run()
+    assert (compiled["loaded"], warm["loaded"]) == (0, 1)  # the second came from the cache
+    assert warm["dw0"] == compiled["dw0"]
+    blocked = package / "loopvec" / "backends" / "_blocked.py"
+    source = blocked.read_text()
+    assert source.count("dz[i] = a - y[i]") == 1
+    blocked.write_text(source.replace("dz[i] = a - y[i]", "dz[i] = y[i] - a"))
+    edited = run()
+    assert edited["loaded"] == 0  # compiled afresh
+    assert edited["dw0"] == pytest.approx(-compiled["dw0"], rel=1e-12)
+    assert edited["db"] == pytest.approx(-compiled["db"], rel=1e-12)
+    fingerprints = sorted(path.name for path in (tmp_path / "cache").iterdir())
+    assert len(fingerprints) > 1  # one folder per version of the code

@@ -16,9 +16,9 @@ from loopvec.provenance import (
     cpu_word,
     git_state,
     machine_fingerprint,
-    module_closure,
     run_name,
 )
+from loopvec.sources import module_closure
 
 MACHINE: dict[str, Any] = {
     "host": "vm",

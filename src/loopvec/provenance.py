@@ -4,33 +4,28 @@ A run belongs to one machine state; its fingerprint hashes what a timing depends
 SIMD features, cores, memory, OS, Python, numpy, numba and llvmlite, numpy's BLAS library and the
 kernel it runs), never the host name, the date or a measured bandwidth. A cell also records the
 code fingerprint of its backend: the source of the backend's module and of every loopvec module it
-imports (followed recursively: `_blocked.py`, `_jit.py`, `sigmoid.py`, ...), the module that makes
-the timed problem, and the versions of the framework the backend runs on (torch, jax). Resume keeps
+imports (followed recursively by `loopvec.sources`: `_blocked.py`, `_jit.py`, `sigmoid.py`, ...),
+the module that makes the timed problem, and the versions of the framework the backend runs on
+(torch, jax). Resume keeps
 a cell only when both fingerprints and every parameter match, so an edit of `_blocked.py` retimes
 exactly the backends that use it.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import importlib.util
-import json
 import re
 import subprocess
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from loopvec.backends import get_backend
+from loopvec.sources import json_digest, source_digests
 
 #: The cell-file format: 2 added the run, machine and code fingerprints, 3 the samples of every
 #: round by pass and block. Files of another format
 #: cannot be told apart from another machine's or another kernel's timings and are not used.
 FORMAT = 3
-#: Hex digits kept of a SHA-256: 64 bits, no collision in any realistic results folder.
-FINGERPRINT_DIGITS = 16
 #: Hex digits of the machine fingerprint in a run folder's name.
 NAME_DIGITS = 8
 #: What makes a backend's timed problem: every cell's inputs come from here.
@@ -45,14 +40,6 @@ MACHINE_PACKAGES = ("numpy", "numba", "llvmlite")
 CODE_PATHS = ("src", "bench", "pyproject.toml")
 #: Words in a CPU's brand that do not tell one CPU from another (for run folder names).
 _CPU_NOISE = {"amd", "intel", "apple", "genuine", "cpu", "processor", "core", "r", "tm"}
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:FINGERPRINT_DIGITS]
-
-
-def _json_digest(value: Any) -> str:
-    return digest(json.dumps(value, sort_keys=True).encode("utf-8"))
 
 
 def machine_identity(record: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +66,7 @@ def machine_identity(record: dict[str, Any]) -> dict[str, Any]:
 
 def machine_fingerprint(record: dict[str, Any]) -> str:
     """A short stable hash of `machine_identity(record)`."""
-    return _json_digest(machine_identity(record))
+    return json_digest(machine_identity(record))
 
 
 def _slug(text: str) -> str:
@@ -101,54 +88,6 @@ def run_name(record: dict[str, Any], grid: str) -> str:
     return f"{host}-{cpu_word(str(record.get('cpu', '')))}-{cores}c-{grid}-{fingerprint}"
 
 
-def _source(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise ImportError(f"cannot find the source of module {module}")
-    return Path(spec.origin)
-
-
-def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _imports(module: str) -> set[str]:
-    """The loopvec modules that `module` imports by name (absolute or relative)."""
-    path = _source(module)
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # from . import x, from ._blocked import y
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            # `from loopvec.backends import numba_fused` imports a module, `import descent_step`
-            # a name defined in loopvec.backends itself.
-            names = [f"{base}.{alias.name}" for alias in node.names]
-            submodules = {name for name in names if name.startswith("loopvec") and _is_module(name)}
-            found |= submodules | ({base} if len(submodules) < len(names) else set())
-    return {name for name in found if name == "loopvec" or name.startswith("loopvec.")}
-
-
-@cache
-def module_closure(*roots: str) -> tuple[str, ...]:
-    """`roots` and every loopvec module they import, directly or through each other, sorted."""
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(_imports(module) - seen)
-    return tuple(sorted(seen))
-
-
 def _version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
@@ -164,14 +103,14 @@ def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
         f"loopvec.backends.{spec.module}",
         *(TRAINING_MODULES if training else PROBLEM_MODULES),
     )
-    modules = {name: digest(_source(name).read_bytes()) for name in module_closure(*roots)}
+    modules = source_digests(*roots)
     versions = {
         distribution: _version(distribution)
         for package in spec.requires
         for distribution in DISTRIBUTIONS.get(package, (package,))
     }
     return {
-        "code_fingerprint": _json_digest({"modules": modules, "versions": versions}),
+        "code_fingerprint": json_digest({"modules": modules, "versions": versions}),
         "code_modules": modules,
         "code_versions": versions,
     }

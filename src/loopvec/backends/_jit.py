@@ -1,26 +1,57 @@
-"""numba options, set once for every compiled kernel.
+"""numba options, set once for every compiled kernel, and where compiled code is kept.
 
-cache=True keeps compiled code on disk (NUMBA_CACHE_DIR where the package folder is read-only), so
-only the first process pays for compilation. fastmath is off unless a kernel asks for it. Full
-fastmath also assumes no inf/NaN and allows approximate functions and reciprocals; the kernels
-that need vectorized sums ask only for REASSOCIATE: reordering a sum (so LLVM can split it over
-SIMD lanes) changes the result by rounding only, which the reference tolerance is built for.
+cache=True keeps compiled code on disk, so only the first process pays for compilation. numba's
+own cache notices an edit of the file that defines a function, but not of the modules it calls:
+with a warm cache, a change in `_blocked.py` would never reach `numba_fused`. So each module's
+compiled code goes to a folder named by the fingerprint of its sources and of every loopvec module
+it imports (`loopvec.sources`): any edit of code a kernel runs selects a new, empty folder and the
+kernel is compiled afresh. The folders live under NUMBA_CACHE_DIR when it is set, else under
+$XDG_CACHE_HOME/loopvec/numba (~/.cache/loopvec/numba); old ones can be deleted at any time.
+
+fastmath is off unless a kernel asks for it. Full fastmath also assumes no inf/NaN and allows
+approximate functions and reciprocals; the kernels that need vectorized sums ask only for
+REASSOCIATE: reordering a sum (so LLVM can split it over SIMD lanes) changes the result by rounding
+only, which the reference tolerance is built for.
 No explicit signatures: compilation then happens on the first call, where the benchmark measures
 it as compile_s, and each memory layout of X (C, Fortran, strided) gets its own specialization.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar, cast, overload
 
 import numba
 
+from loopvec.sources import json_digest, source_digests
+
 F = TypeVar("F", bound=Callable[..., Any])
+_config: Any = numba.config  # untyped: its settings are read from the environment at import
 
 #: fastmath flags that let LLVM vectorize reductions: reassociate, fuse multiply-adds, ignore the
 #: sign of zero. Not nnan/ninf (inputs may be extreme), not afn/arcp (exp and division stay exact).
 REASSOCIATE = frozenset({"reassoc", "contract", "nsz"})
+#: Only fused multiply-adds, which round once where a multiply and an add round twice: for code
+#: whose order of operations carries its accuracy (exp's range reduction), so never reassociated.
+FUSE = frozenset({"contract"})
+
+
+def cache_root() -> Path:
+    """The folder that holds one folder of compiled code per code fingerprint."""
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(user_cache).expanduser() / "loopvec" / "numba"
+
+
+@cache
+def cache_folder(module: str) -> Path:
+    """Where the compiled code of `module`'s functions goes: named by its closure's sources."""
+    return cache_root() / json_digest(source_digests(module))
 
 
 @overload
@@ -40,7 +71,14 @@ def jit(
 
     def compile_(f: F) -> F:
         flags = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
-        compiled = numba.njit(cache=True, nogil=True, parallel=parallel, fastmath=flags)(f)
+        # numba picks a function's cache folder when the function is decorated, from
+        # config.CACHE_DIR (NUMBA_CACHE_DIR): set it to this module's folder for that moment.
+        configured = _config.CACHE_DIR
+        _config.CACHE_DIR = str(cache_folder(f.__module__))
+        try:
+            compiled = numba.njit(cache=True, nogil=True, parallel=parallel, fastmath=flags)(f)
+        finally:
+            _config.CACHE_DIR = configured
         return cast(F, compiled)
 
     return compile_ if function is None else compile_(function)
