@@ -2,7 +2,8 @@
 
 The thread count is an argument of the compiled function (read by the Python wrapper from
 numba.get_num_threads(), which the benchmark's `threads` axis sets) rather than read inside it,
-so the compiled code does not depend on it and stays cacheable.
+so the compiled code does not depend on it and stays cacheable. So is the work below which one
+thread does it all, which lets the tests run the threaded path on small problems.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ _MIN_WORK_PER_THREAD = 2**17
 _SIGMOID_WORK = 16
 
 
+@jit
+def ranges_of(m: int, n: int, threads: int, min_work_per_thread: int) -> int:
+    """How many ranges of examples (one per thread) an (n, m) problem is split into."""
+    return max(1, min(threads, m, m * (n + _SIGMOID_WORK) // min_work_per_thread))
+
+
 @jit(parallel=True)
-def _gradient(
-    w: Floats, b: float, X: Floats, Y: Floats, threads: int
+def threaded_gradient(
+    w: Floats, b: float, X: Floats, Y: Floats, threads: int, min_work_per_thread: int
 ) -> tuple[NDArray[np.float64], float]:
+    """`gradient` over `ranges_of(m, n, threads, min_work_per_thread)` ranges of examples."""
     n, m = X.shape
-    ranges = min(threads, m, m * (n + _SIGMOID_WORK) // _MIN_WORK_PER_THREAD)
+    ranges = ranges_of(m, n, threads, min_work_per_thread)
     if ranges <= 1:
         return numba_fused.gradient(w, b, X, Y)
     partial_dw = np.zeros((ranges, n))
@@ -42,4 +50,4 @@ def _gradient(
 
 def gradient(w: Floats, b: float, X: Floats, Y: Floats) -> tuple[NDArray[np.float64], float]:
     """dw (n, 1) float64 and db of the mean cross-entropy; X (n, m), Y (1, m), w (n, 1)."""
-    return _gradient(w, b, X, Y, numba.get_num_threads())
+    return threaded_gradient(w, b, X, Y, numba.get_num_threads(), _MIN_WORK_PER_THREAD)
