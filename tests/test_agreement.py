@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import exact
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import loopvec
 from loopvec import Problem
-from loopvec.agreement import DisagreementError, check_gradient, error_scale
+from loopvec.agreement import DisagreementError, Reference, check_gradient, error_scale
 from loopvec.backends import get_kernel
 
 
-def test_reference_agrees_with_itself() -> None:
-    p = loopvec.make_problem(50, 8)
-    check_gradient("ref", get_kernel("numpy_vectorized")(p.w, p.b, p.X, p.Y), p)
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 60), n=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+def test_the_reference_is_the_exact_gradient(m: int, n: int, seed: int) -> None:
+    p = loopvec.make_problem(m, n, seed=seed)
+    reference = Reference.of(p)
+    exact.gradient(p.w, p.b, p.X, p.Y).check((reference.dw, reference.db), rtol=1e-14)
+
+
+def test_the_reference_sums_float32_values_exactly_in_float64() -> None:
+    p = loopvec.make_problem(40, 5, seed=7).astype("float32")
+    reference = Reference.of(p)
+    assert reference.dw.dtype == np.float64
+    exact.gradient(p.w, p.b, p.X, p.Y).check((reference.dw, reference.db), rtol=1e-14)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import exact
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -13,7 +14,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import loopvec
 from loopvec import Problem
-from loopvec.agreement import RTOL_FLOAT32, Reference, check_gradient
+from loopvec.agreement import RTOL_FLOAT32, RTOL_FLOAT64, Reference, check_gradient
 from loopvec.backends import call
 
 # Shapes from m = n = 1 up to a few hundred; values across magnitudes, exact zeros and repeats.
@@ -36,6 +37,14 @@ def problems(draw: st.DrawFn, max_side: int = 40) -> Problem:
 def test_agrees_with_reference_on_drawn_values(backend: str, problem: Problem) -> None:
     got = call(backend, problem.w, problem.b, problem.X, problem.Y)
     check_gradient(backend, got, problem)
+
+
+@settings(max_examples=20, deadline=None)
+@given(problem=problems(max_side=12))
+def test_is_the_exact_gradient_on_drawn_values(backend: str, problem: Problem) -> None:
+    """Against 60-digit arithmetic (tests/exact.py): no code in common with any backend."""
+    got = call(backend, problem.w, problem.b, problem.X, problem.Y)
+    exact.gradient(problem.w, problem.b, problem.X, problem.Y).check(got, rtol=RTOL_FLOAT64)
 
 
 @settings(max_examples=25, deadline=None)

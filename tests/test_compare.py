@@ -7,7 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from loopvec.cli import main
 from loopvec.compare import compare_runs, expected_by_chance, regressions
@@ -48,6 +50,44 @@ def test_a_slowdown_beyond_the_interval_is_a_change_and_a_small_one_is_not() -> 
     assert tiny_strict.verdict in {"slower", "same"}  # a constant factor: its interval is narrow
 
 
+def with_pass_medians(record: AnyRecord, medians_s: list[float]) -> AnyRecord:
+    """`record` with one block of rounds per pass around each median (+-1 %)."""
+    samples = tuple(((m * 0.99, m, m * 1.01),) for m in medians_s)
+    return dataclasses.replace(record, samples=samples)
+
+
+def test_the_interval_is_welchs_over_the_passes_log_medians() -> None:
+    """Derived independently with scipy's Welch test on the log medians of the passes."""
+    base = next(r for r in RECORDS if r.timed and r.backend == "numba_loops")
+    a_s, b_s = [1.00, 1.04, 0.97, 1.02], [1.31, 1.22, 1.40, 1.27, 1.35]
+    (c,) = compare_runs([with_pass_medians(base, a_s)], [with_pass_medians(base, b_s)])
+    welch = scipy_stats.ttest_ind(np.log(b_s), np.log(a_s), equal_var=False)
+    low, high = np.exp(welch.confidence_interval(0.95))
+    assert c.ratio == pytest.approx(np.exp(np.mean(np.log(b_s)) - np.mean(np.log(a_s))))
+    assert (c.change.low, c.change.high) == (pytest.approx(low), pytest.approx(high))
+    assert c.verdict == "slower"
+
+
+@pytest.mark.parametrize(
+    ("b_s", "expected"),
+    [
+        ([1.10, 1.11, 1.09, 1.10], "slower"),  # whole interval above 1.02
+        ([0.91, 0.90, 0.92, 0.91], "faster"),  # whole interval below 1 / 1.02
+        ([1.45, 0.95, 1.05, 0.99], "same"),  # mean ratio 1.10, but the interval reaches below 1
+        ([1.015, 1.016, 1.014, 1.015], "same"),  # decisive, but inside the 2 % tie band
+    ],
+)
+def test_a_change_is_called_only_where_the_whole_interval_clears_the_band(
+    b_s: list[float], expected: str
+) -> None:
+    base = next(r for r in RECORDS if r.timed and r.backend == "numba_loops")
+    a = with_pass_medians(base, [1.0, 1.001, 0.999, 1.0])
+    (c,) = compare_runs([a], [with_pass_medians(base, b_s)])
+    assert c.verdict == expected, c.change
+    if expected == "same" and c.ratio > 1.05:
+        assert c.change.low < 1.0 < c.change.high
+
+
 def test_relative_to_compares_speedups_so_a_uniformly_slower_machine_is_no_change() -> None:
     uniformly = [slower(r, 1.7) for r in RECORDS]
     plain = compare_runs(RECORDS, uniformly)
@@ -62,13 +102,16 @@ def test_expected_by_chance_is_five_percent_of_the_cells() -> None:
     assert expected_by_chance(200) == pytest.approx(10.0)
 
 
-def write_slower_copy(tmp_path: Path, backend: str, factor: float) -> Path:
+def write_slower_copy(tmp_path: Path, backend: str, factor: float | list[float]) -> Path:
+    """A copy of the fixture run with `backend`'s rounds `factor` times as long (a list: one
+    factor per pass)."""
     copy = tmp_path / RUN.name
     shutil.copytree(RUN, copy)
     for path in copy.glob(f"{backend}-*.json"):
         cell = json.loads(path.read_text())
-        for p in cell.get("passes", []):
-            p["blocks"] = [[r * factor for r in block] for block in p["blocks"]]
+        for k, p in enumerate(cell.get("passes", [])):
+            f = factor[k] if isinstance(factor, list) else factor
+            p["blocks"] = [[r * f for r in block] for block in p["blocks"]]
         path.write_text(json.dumps(cell))
     return copy
 
@@ -92,6 +135,36 @@ def test_cli_compare_prints_intervals_verdicts_and_fails_above_a_threshold(
     )
     assert main(["compare", str(RUN), str(slow), "--fail-above", "250"]) == 0
     assert main(["compare", str(RUN), str(RUN), "--fail-above", "0"]) == 0
+
+
+def test_cli_compare_labels_a_faster_run_faster(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fast = write_slower_copy(tmp_path, "numba_loops", 0.5)
+    assert main(["compare", str(RUN), str(fast), "--fail-above", "0"]) == 0
+    output = capsys.readouterr().out
+    line = next(x for x in output.splitlines() if x.startswith("numba_loops m=100 n=10 t=1"))
+    assert " faster " in line
+    assert " slower " not in line
+    assert "0.500 [" in line
+    assert "6 faster, 0 slower" in output
+    assert "slower by more than" not in output
+
+
+def test_cli_compare_fails_only_where_the_whole_interval_is_beyond_the_threshold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Passes 1.9x, 2.1x and 2.4x as slow: about 2.1x, its interval from below 2."""
+    slow = write_slower_copy(tmp_path, "numba_loops", [1.9, 2.1, 2.4])
+    assert main(["compare", str(RUN), str(slow), "--json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["verdict"] == "slower"]
+    assert rows
+    assert all(r["ratio"] > 2.0 and 1.1 < r["ci"][0] < 2.0 for r in rows)
+    assert main(["compare", str(RUN), str(slow), "--fail-above", "100"]) == 0  # the median only
+    assert main(["compare", str(RUN), str(slow), "--fail-above", "10"]) == 1
+    assert "cell(s) slower by more than 10 % with their whole 95 % interval" in (
+        capsys.readouterr().out
+    )
 
 
 def test_cli_compare_json_has_one_object_per_cell(

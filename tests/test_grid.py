@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from loopvec.grid import (
@@ -98,6 +100,18 @@ def test_memory_rule_counts_the_backends_own_copies() -> None:
     reason = memory_skip_reason(cell, available_bytes=4 * 2**30)
     assert reason is not None
     assert "needs about 7.7 GiB" in reason
+
+
+@pytest.mark.parametrize("backend", ["numpy_vectorized", "python_loops"])
+def test_memory_rule_keeps_a_fifth_of_the_free_memory_free(backend: str) -> None:
+    cell = Cell(backend, 1_000_000, 100, 1)
+    needed = memory_needed_bytes(cell)
+    assert needed > cell.m * cell.n * 8  # X at least
+    assert memory_skip_reason(cell, available_bytes=math.ceil(needed / 0.8)) is None
+    for short_bytes in (math.ceil(needed / 0.8) - 1_000, needed, needed + 1):  # fits, no headroom
+        reason = memory_skip_reason(cell, available_bytes=short_bytes)
+        assert reason is not None, short_bytes
+        assert "more than 80% of the" in reason
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from loopvec.stats import (
     Estimate,
@@ -133,6 +134,25 @@ def test_estimates_are_bit_identical_for_the_same_samples_and_seed() -> None:
     assert seed == seed_of("numba_fused", 1000, 100, 1, "float64", "C")  # not salted per process
 
 
+def test_a_time_interval_is_students_t_over_the_passes_log_medians() -> None:
+    """Derived independently with scipy: the t interval of the mean of log(median per pass)."""
+    medians_s = [1.0e-3, 1.1e-3, 0.95e-3, 1.05e-3, 1.02e-3]
+    samples = [[[m * 0.9, m, m * 1.3], [m, m * 1.01]] for m in medians_s]  # medians: m
+    logs = np.log(medians_s)
+    low, high = scipy_stats.t.interval(0.95, len(logs) - 1, logs.mean(), scipy_stats.sem(logs))
+    estimate = time_estimate(samples)
+    assert estimate.value == pytest.approx(math.exp(logs.mean()))
+    assert estimate.low == pytest.approx(math.exp(low))
+    assert estimate.high == pytest.approx(math.exp(high))
+
+
+def test_a_paired_ratio_is_the_median_of_its_blocks_so_one_odd_block_does_not_move_it() -> None:
+    a = [[[1.1, 1.1], [2.2, 2.2], [9.0, 9.0]]] * 3  # the third block disturbed: 3x, not 1.1x
+    b = [[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]] * 3
+    assert ratio_estimate(a, b, paired=True).value == pytest.approx(1.1)
+    assert ratio_estimate(a, b, paired=False).value == pytest.approx(2.2 / 2.0)  # medians of all
+
+
 def test_verdicts_respect_the_tie_band() -> None:
     assert verdict(Estimate(1.05, 1.03, 1.07)) == "slower"
     assert verdict(Estimate(1.02, 1.01, 1.03)) == "same"  # decisive, but inside the 2 % band
@@ -161,3 +181,15 @@ def test_a_slow_first_round_is_flagged_and_a_quiet_cell_is_not() -> None:
     samples[2][0][0] *= 3
     samples[1][1][4] *= 10  # one interrupted round: not a reason by itself
     assert instability(samples) == ["slow first round in pass 3: 3.0x its median"]
+
+
+def test_one_pass_whose_rounds_vary_makes_the_cell_unstable() -> None:
+    quiet = {"spike_rate": 0.0, "round_sd": 0.01, "pass_sd": 0.01, "shared_pass_sd": 0.01}
+    (samples,) = simulate(np.random.default_rng(1), (1e-4,), **quiet)  # type: ignore[arg-type]
+    noise = np.random.default_rng(2).lognormal(0, 0.3, 45)
+    samples[3] = [
+        list(np.asarray(block) * noise[15 * b : 15 * b + 15]) for b, block in enumerate(samples[3])
+    ]
+    reasons = instability(samples)
+    assert len(reasons) == 1
+    assert reasons[0].startswith("rounds vary: CV")

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from functools import cache
 
+import exact
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -48,7 +49,23 @@ def test_the_courses_optimize_example() -> None:
     )
     np.testing.assert_allclose(result.w, [[0.19033591], [0.12259159]], rtol=1e-7)
     assert result.b == pytest.approx(1.92535983008, rel=1e-9)
-    assert result.costs.tolist() == [pytest.approx(5.801545319394553, rel=1e-12)]
+    assert result.costs.tolist() == [pytest.approx(5.80154532, rel=1e-9)]  # as printed there
+    first_cost = exact.cost(example.w, example.b, example.X, example.Y)
+    assert result.costs[0] == pytest.approx(float(first_cost), rel=1e-14)
+
+
+def test_the_recorded_cost_with_an_l2_penalty_is_the_loss_plus_the_penalty() -> None:
+    """J = cross-entropy + lambda / (2 m) ||w||^2, recorded before the first step and at the end."""
+    problem = loopvec.make_problem(200, 6, seed=4)
+    w0, b0, penalty = np.linspace(-1.5, 2.0, 6).reshape(6, 1), 0.3, 2.5
+    result = loopvec.train(
+        problem.X, problem.Y, w0=w0, b0=b0, learning_rate=0.1, iterations=1, l2_penalty=penalty
+    )
+    start = exact.cost(w0, b0, problem.X, problem.Y, l2_penalty=penalty)
+    assert start - exact.cost(w0, b0, problem.X, problem.Y) > 0.01  # the penalty counts
+    assert result.costs.tolist() == [pytest.approx(float(start), rel=1e-13)]
+    end = exact.cost(result.w, result.b, problem.X, problem.Y, l2_penalty=penalty)
+    assert result.final_cost == pytest.approx(float(end), rel=1e-13)
 
 
 def test_costs_are_recorded_every_record_every_iterations_from_the_start() -> None:
