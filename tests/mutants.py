@@ -1,0 +1,350 @@
+"""Our own mutation check: realistic bugs, put into a copy of the package one at a time, each of
+which the tests must catch. Run it with `nox -s mutants` (or `python tests/mutants.py [NAME...]`).
+
+Each mutant replaces one exact piece of source (found exactly once, else the list is out of date)
+in a copy of src/loopvec and runs the tests that guard that code with the copy first on the path.
+It is killed when they fail; it survives when they pass, and then the session fails. A first run
+on the unmutated copy proves those tests pass as they stand. The numba cache is keyed by the code
+fingerprint (`loopvec.backends._jit`), so a mutated kernel is always compiled afresh.
+
+Not part of CI's tests: it compiles the kernels once per kernel mutant (3 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "loopvec"
+#: Seconds a mutant's tests may run: one that hangs is killed by the timeout.
+TIMEOUT_S = 900
+
+KERNELS = ("tests/test_kernels.py",)
+EXP = ("tests/test_sigmoid.py",)
+STATS = ("tests/test_stats.py", "tests/test_compare.py")
+COMPARE = ("tests/test_compare.py",)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One bug: in `path` (under src/loopvec), `before` (found exactly once) becomes `after`."""
+
+    name: str
+    path: str
+    before: str
+    after: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = [
+    # The compiled kernels
+    Mutant(
+        "fused block loop drops the last partial block",
+        "backends/_blocked.py",
+        "for start in range(lo, hi, block):\n        size = min(block, hi - start)",
+        "for start in range(lo, hi - (hi - lo) % block, block):\n        size = block",
+        KERNELS,
+    ),
+    Mutant(
+        "numba_fused divides by the block size instead of m",
+        "backends/numba_fused.py",
+        "return finish(dw, db, m)",
+        "return finish(dw, db, min(m, 4096))",
+        KERNELS,
+    ),
+    Mutant(
+        "numba_parallel loses the leftover m % ranges examples",
+        "backends/numba_parallel.py",
+        "lo, hi = r * m // ranges, (r + 1) * m // ranges",
+        "lo, hi = r * (m // ranges), (r + 1) * (m // ranges)",
+        KERNELS,
+    ),
+    Mutant(
+        "numba_parallel adds the first range's dw for every range",
+        "backends/numba_parallel.py",
+        "dw += partial_dw[r]",
+        "dw += partial_dw[0]",
+        KERNELS,
+    ),
+    Mutant(
+        "z skips the first row left over after the 8-row unroll",
+        "backends/_blocked.py",
+        "for jj in range(j, n):\n        wj, row",
+        "for jj in range(j + 1, n):\n        wj, row",
+        KERNELS,
+    ),
+    Mutant(
+        "dw of the 8th unrolled row gets the 7th's sum",
+        "backends/_blocked.py",
+        "dw[j + 7] += a7",
+        "dw[j + 7] += a6",
+        KERNELS,
+    ),
+    Mutant(
+        "Fortran-order z forgets b",
+        "backends/_blocked.py",
+        "z[i] = b + total",
+        "z[i] = total",
+        KERNELS,
+    ),
+    Mutant(
+        "Fortran-order dw uses the block's first dz",
+        "backends/_blocked.py",
+        "dw[j] += column[j] * d\n",
+        "dw[j] += column[j] * dz[0]\n",
+        KERNELS,
+    ),
+    Mutant(
+        "numba_loops multiplies by z instead of dz",
+        "backends/numba_loops.py",
+        "dw[j, 0] += X[j, i] * dz",
+        "dw[j, 0] += X[j, i] * z",
+        KERNELS,
+    ),
+    Mutant(
+        "sigmoid branch flipped in the fused kernels",
+        "backends/_blocked.py",
+        "a = inverse if z[i] >= 0.0 else e * inverse",
+        "a = inverse if z[i] <= 0.0 else e * inverse",
+        KERNELS,
+    ),
+    # The hand-written exp: inside the gradient's 1e-10 tolerance, outside its documented ulp
+    Mutant(
+        "exp's polynomial cut to degree 11 (about 50x less accurate)",
+        "backends/_blocked.py",
+        "p = _C13 * r + _C12\n    p = (((p * r + _C11) * r + _C10) * r + _C9) * r + _C8",
+        "p = ((_C11 * r + _C10) * r + _C9) * r + _C8",
+        EXP,
+    ),
+    Mutant(
+        "exp's range reduction drops the low part of ln 2",
+        "backends/_blocked.py",
+        "r = (x - k * _LN2_HI) - k * _LN2_LO",
+        "r = x - k * _LN2_HI",
+        EXP,
+    ),
+    Mutant(
+        "exp scales by 2^k in one factor: subnormal results wrong",
+        "backends/_blocked.py",
+        "half = k_int >> 1",
+        "half = k_int",
+        EXP,
+    ),
+    Mutant(
+        "exp's floor too high: exp(-800) is not 0",
+        "backends/_blocked.py",
+        "_EXP_FLOOR = -1400.0",
+        "_EXP_FLOOR = -700.0",
+        EXP,
+    ),
+    Mutant(
+        "numpy sigmoid of negative z by subtraction (cancels for tiny values)",
+        "sigmoid.py",
+        "np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))",
+        "np.where(z >= 0, 1.0 / (1.0 + e), 1.0 - 1.0 / (1.0 + e))",
+        EXP,
+    ),
+    Mutant(
+        "scalar sigmoid in the textbook form (overflows below -709)",
+        "sigmoid.py",
+        "e = math.exp(z)\n    return e / (1.0 + e)",
+        "return 1.0 / (1.0 + math.exp(-z))",
+        EXP,
+    ),
+    # The statistics
+    Mutant(
+        "t interval divides by n instead of sqrt(n)",
+        "stats.py",
+        "/ math.sqrt(logs.size)",
+        "/ logs.size",
+        STATS,
+    ),
+    Mutant(
+        "one-sided t quantile for a two-sided interval",
+        "stats.py",
+        "scipy_stats.t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom)",
+        "scipy_stats.t.ppf(CONFIDENCE, degrees_of_freedom)",
+        STATS,
+    ),
+    Mutant(
+        "a pass's time is the mean of its rounds, not the median",
+        "stats.py",
+        "[float(np.log(np.median(_rounds(p)))) for p in samples]",
+        "[float(np.log(np.mean(_rounds(p)))) for p in samples]",
+        STATS,
+    ),
+    Mutant(
+        "a paired ratio is the mean of its blocks, not the median",
+        "stats.py",
+        "[float(np.median(_block_log_ratios(a[k], b[k]))) for k in range(passes)]",
+        "[float(np.mean(_block_log_ratios(a[k], b[k]))) for k in range(passes)]",
+        STATS,
+    ),
+    Mutant(
+        "Welch's degrees of freedom replaced by the pooled ones",
+        "stats.py",
+        "freedom = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))",
+        "freedom = x.size + y.size - 2",
+        STATS,
+    ),
+    Mutant(
+        "a change called when the median alone is beyond the band",
+        "stats.py",
+        'if ratio.low > 1 + tie_band:\n        return "slower"',
+        'if ratio.value > 1 + tie_band:\n        return "slower"',
+        STATS,
+    ),
+    Mutant(
+        "unstable only where every pass varies",
+        "stats.py",
+        "if cvs and max(cvs) > UNSTABLE_CV:",
+        "if cvs and min(cvs) > UNSTABLE_CV:",
+        STATS,
+    ),
+    # Comparing runs
+    Mutant(
+        "B/A computed as A/B",
+        "compare.py",
+        "change = between_runs(record_a.samples, record_b.samples)",
+        "change = between_runs(record_b.samples, record_a.samples)",
+        COMPARE,
+    ),
+    Mutant(
+        "--fail-above judged by the median, not the whole interval",
+        "compare.py",
+        'c.verdict == "slower" and c.change.low > 1 + percent / 100',
+        'c.verdict == "slower" and c.ratio > 1 + percent / 100',
+        COMPARE,
+    ),
+    Mutant(
+        "the CLI prints slower for faster",
+        "cli.py",
+        "{c.verdict:7}",
+        "{'slower' if c.verdict == 'faster' else c.verdict:7}",
+        COMPARE,
+    ),
+    Mutant(
+        "--fail-above never fails",
+        "cli.py",
+        "return 1 if worse else 0",
+        "return 0",
+        COMPARE,
+    ),
+    # Training, the grid, the agreement check
+    Mutant(
+        "the L2 term of the recorded cost twice too large",
+        "training.py",
+        "l2_penalty / (2 * int(X.shape[1])) * float(np.sum(w * w))",
+        "l2_penalty / int(X.shape[1]) * float(np.sum(w * w))",
+        ("tests/test_training.py",),
+    ),
+    Mutant(
+        "the memory rule ignores its 80 % headroom",
+        "grid.py",
+        "if needed <= MEMORY_HEADROOM * available_bytes:",
+        "if needed <= available_bytes:",
+        ("tests/test_grid.py",),
+    ),
+    Mutant(
+        "the agreement check 10,000 times too lax",
+        "agreement.py",
+        "dw_ok = np.abs(dw - self.dw) <= rtol * self.scale_dw",
+        "dw_ok = np.abs(dw - self.dw) <= 1e4 * rtol * self.scale_dw",
+        ("tests/test_agreement.py",),
+    ),
+]
+
+
+def copy_package(work: Path) -> Path:
+    """A fresh copy of src/loopvec under `work`/src (always the same path, so the compiled code
+    of unmutated modules is found again); returns the folder to put on PYTHONPATH."""
+    source = work / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(PACKAGE, source / "loopvec", ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+def apply(mutant: Mutant, source: Path) -> None:
+    path = source / "loopvec" / mutant.path
+    text = path.read_text()
+    if text.count(mutant.before) != 1:
+        raise SystemExit(
+            f"mutant {mutant.name!r} no longer applies: {mutant.path} holds its code "
+            f"{text.count(mutant.before)} times, not once; update tests/mutants.py"
+        )
+    path.write_text(text.replace(mutant.before, mutant.after))
+
+
+def run_tests(tests: tuple[str, ...], env: dict[str, str]) -> tuple[int | None, str]:
+    """(pytest's exit code, or None on timeout; the last lines of its output)."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+            check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {TIMEOUT_S} s"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return done.returncode, "\n".join(lines[-15:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="run the mutants whose name contains any of these")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.names or any(s in m.name for s in args.names)]
+    if args.list or not chosen:
+        print("\n".join(f"{m.path:28} {m.name}" for m in chosen) or "no mutant matches")
+        return 0 if chosen else 2
+
+    work = Path(tempfile.gettempdir()) / "loopvec-mutants"
+    source = copy_package(work)
+    cache = os.environ.get("NUMBA_CACHE_DIR") or str(work / "numba")
+    env = {**os.environ, "PYTHONPATH": str(source), "NUMBA_CACHE_DIR": cache}
+    where = subprocess.run(
+        [sys.executable, "-c", "import loopvec; print(loopvec.__file__)"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if not where.startswith(str(source)):
+        raise SystemExit(f"the tests would import loopvec from {where}, not the copy in {source}")
+
+    tests = tuple(sorted({t for m in chosen for t in m.tests}))
+    print(f"unmutated: {' '.join(tests)}", flush=True)
+    code, output = run_tests(tests, env)
+    if code != 0:
+        print(output)
+        raise SystemExit("the tests fail without a mutant: fix them first")
+
+    survivors = []
+    for number, mutant in enumerate(chosen, 1):
+        source = copy_package(work)
+        apply(mutant, source)
+        start = time.perf_counter()
+        code, output = run_tests(mutant.tests, env)
+        seconds = time.perf_counter() - start
+        if code in (0, 5):  # passed, or no test ran: either way nothing caught it
+            survivors.append(mutant)
+            verdict = "SURVIVED"
+        else:
+            failed = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+            verdict = f"killed by {failed[0].split()[1] if failed else output.splitlines()[-1]}"
+        print(f"[{number}/{len(chosen)}] {mutant.name}: {verdict} ({seconds:.0f} s)", flush=True)
+        if mutant in survivors:
+            print(output)
+    shutil.rmtree(work / "src", ignore_errors=True)
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
