@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import exact
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 import loopvec
 
 
 def test_worked_example_cost() -> None:
+    """The course prints 5.80154532; 60-digit arithmetic gives the rest of the digits."""
     p = loopvec.worked_example()
-    assert_allclose(loopvec.loss(p.w, p.b, p.X, p.Y), 5.801545319394553, rtol=1e-12)
+    cost = loopvec.loss(p.w, p.b, p.X, p.Y)
+    assert cost == pytest.approx(5.80154532, rel=1e-9)
+    assert cost == pytest.approx(float(exact.cost(p.w, p.b, p.X, p.Y)), rel=1e-15)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 50), n=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_loss_is_the_exact_mean_cross_entropy(m: int, n: int, seed: int) -> None:
+    p = loopvec.make_problem(m, n, seed=seed)
+    expected = float(exact.cost(p.w, p.b, p.X, p.Y))
+    assert loopvec.loss(p.w, p.b, p.X, p.Y) == pytest.approx(expected, rel=1e-13)
 
 
 @pytest.mark.parametrize(

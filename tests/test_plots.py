@@ -75,6 +75,13 @@ def test_runtime_has_a_panel_per_n_and_a_line_plus_model_per_backend() -> None:
         assert all(" us + " in label or " ns x m" in label for label in labels)  # the model
         assert len([line for line in ax.lines if line.get_linestyle() == "--"]) == 4
     assert "median time per gradient (s)" in panels[0].get_ylabel()
+    # The points are the cells' times, read from the records (not from the figure's code).
+    timed = sorted(
+        (r.m, r.median_s) for r in at_threads(RECORDS, 1).values()
+        if r.backend == "numba_loops" and r.n == 10 and r.timed
+    )  # fmt: skip
+    line = next(x for x in panels[1].lines if x.get_label().startswith("numba_loops"))
+    assert list(zip(line.get_xdata(), line.get_ydata(), strict=True)) == timed
 
 
 def record(backend: str, m: int, median_s: float) -> Record:
