@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from loopvec.cli import main
 from loopvec.plots import FIGURES
 
@@ -195,3 +197,72 @@ def test_compare_says_when_machines_or_code_differ(tmp_path: Path, capsys) -> No
     rows = [line for line in out.splitlines() if " m=" in line and line not in lines[:1]]
     assert rows
     assert all(line.endswith("same") for line in rows)
+
+
+def test_train_checks_that_it_can_write_before_it_trains(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where --out needs a folder")
+    assert main(["train", "--iterations", "100000", "--out", str(blocker / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert f"--out: cannot write into {blocker / 'out'}" in err
+    assert out == ""  # stopped before loading the data, let alone training
+
+
+def test_a_run_with_nothing_timed_gets_a_report_that_says_so(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / RUN.name
+    shutil.copytree(RUN, run)
+    for path in run.glob("*-*.json"):
+        cell = json.loads(path.read_text())
+        cell.update(status="skipped", reason="predicted 9 s per call > budget 1 s", passes=[])
+        path.write_text(json.dumps(cell))
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err
+    report = (run / "REPORT.md").read_text()
+    cells = len(list(run.glob("*-*.json")))
+    assert f"**Nothing was timed in this run** ({cells} skipped)" in report
+    assert "| numba_loops m=1 n=1 t=1 float64 | skipped | predicted 9 s per call" in report
+    assert not (run / "figures").exists()  # nothing to draw
+
+
+def test_cells_without_a_machine_record_are_read_and_reported_into_their_folder(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / RUN.name
+    shutil.copytree(RUN, run)
+    (run / "machine.json").unlink()
+    assert main(["report", str(run), "--machine", "vm"]) == 0
+    assert "has no machine.json: its cells are read without a machine record" in (
+        capsys.readouterr().err
+    )
+    assert "unknown CPU (no machine record)" in (run / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--iterations", "0"], "--iterations must be a positive integer; got 0"),
+        (["train", "--record-every", "-5"], "--record-every must be a positive integer; got -5"),
+        (["train", "--learning-rate", "nan"], "--learning-rate must be a finite number > 0"),
+        (["train", "--l2-penalty", "-1"], "--l2-penalty must be a finite number >= 0; got -1.0"),
+        (["train", "--iterations", "x"], "argument --iterations: invalid int value: 'x'"),
+        (["train", "--backend", "nope"], "argument --backend: invalid choice: 'nope'"),
+        (["train", "--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
+        (["compare", RUN, RUN, "--tie-band", "-1"], "--tie-band: expected a finite percentage"),
+        (["compare", RUN, RUN, "--fail-above", "nan"], "--fail-above: expected a finite"),
+        (["compare", RUN, RUN, "--relative-to", "x"], "argument --relative-to: invalid choice"),
+        (["report", RUN, "--machine", "nope"], "no results of machine 'nope'"),
+        (["plot", RUN, "--machine", "nope"], "no results of machine 'nope'"),
+    ],
+)
+def test_a_bad_cli_option_is_one_line_naming_it_and_writes_nothing(
+    argv: list[object], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--out", str(tmp_path / "out")] if argv[0] != "compare" else []
+    try:
+        code = main([*map(str, argv), *out])
+    except SystemExit as stop:  # argparse's own checks
+        code = int(stop.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -15,9 +15,25 @@ from loopvec.results import ResultsWriteError, read_cells, write_json_atomic
 
 def test_written_file_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "cells" / "a.json"
-    write_json_atomic(path, {"median_s": 1.5e-6, "cell": Cell("numba_loops", 1, 2, 1)})
+    cell = Cell("numba_loops", 1, 2, 1)
+    write_json_atomic(path, {"cell_id": "a", "median_s": 1.5e-6, "cell": cell})
     assert json.loads(path.read_text())["cell"]["backend"] == "numba_loops"
-    assert read_cells(path.parent)[0]["median_s"] == 1.5e-6
+    assert read_cells(path.parent) == ({path: json.loads(path.read_text())}, [])
+
+
+def test_damaged_cell_files_are_named_and_the_rest_read(tmp_path: Path) -> None:
+    good = {"cell_id": "good", "median_s": 1.0}
+    write_json_atomic(tmp_path / "good.json", good)
+    (tmp_path / "truncated.json").write_text('{"cell_id": "trunc')
+    (tmp_path / "garbled.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "foreign.json").write_text("[1, 2, 3]")
+    cells, damaged = read_cells(tmp_path)
+    assert cells == {tmp_path / "good.json": good}
+    assert {path.name: why.split(":")[0] for path, why in damaged} == {
+        "foreign.json": "ValueError",
+        "garbled.json": "UnicodeDecodeError",
+        "truncated.json": "JSONDecodeError",
+    }
 
 
 def test_full_disk_raises_clearly_and_keeps_the_old_file(

@@ -56,10 +56,18 @@ DEFAULT_RESULTS = Path("results")
 MERGED = DEFAULT_RESULTS / "report"
 
 
+def _load(paths: Sequence[Path]) -> Results:
+    """load_results, saying on stderr what it could not read."""
+    results = load_results(paths)
+    for warning in results.warnings:
+        print(f"loopvec: warning: {warning}", file=sys.stderr)
+    return results
+
+
 def _results_for_one_machine(paths: Sequence[Path], machine: str | None) -> Results:
     """The records of `paths` from one machine state: the only one, or the one `machine` names
     (a fingerprint, or its first digits, or a host name)."""
-    results = load_results(paths or [DEFAULT_RESULTS])
+    results = _load(paths or [DEFAULT_RESULTS])
     if not results.records and not results.training:
         raise FileNotFoundError(f"no cells in {', '.join(map(str, paths or [DEFAULT_RESULTS]))}")
     known = results.fingerprints
@@ -118,9 +126,9 @@ def render_figures(results: Results, folder: Path) -> dict[str, Path]:
     (fingerprint,) = results.machines
     machine = results.machines[fingerprint]
     drawn: dict[str, Figure] = {}
-    if results.records:
+    if any(r.timed for r in results.records):  # nothing timed: nothing to draw
         drawn |= {name: draw(results.records, machine) for name, draw in FIGURES.items()}
-    if results.training:
+    if any(r.timed for r in results.training):
         drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
     written = {}
     for name, figure in drawn.items():
@@ -153,7 +161,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    a, b = load_results([args.run_a]), load_results([args.run_b])
+    a, b = _load([args.run_a]), _load([args.run_b])
     band = args.tie_band / 100
     comparisons = compare_runs(
         [*a.records, *a.training],
@@ -228,6 +236,7 @@ def _train(args: argparse.Namespace) -> int:
     validate_rate("--l2-penalty", args.l2_penalty, allow_zero=True)
     validate_positive_int("--iterations", args.iterations)
     validate_positive_int("--record-every", args.record_every)
+    _check_can_write(args.out)
     data = load(args.dataset)
     print(
         f"{data.name}: {data.m:,} examples x {data.n} features; backend {args.backend}, "
@@ -290,6 +299,18 @@ def _train(args: argparse.Namespace) -> int:
         f"wrote {stem}.png and {stem}.json"
     )
     return 130 if interrupted else 0
+
+
+def _check_can_write(folder: Path) -> None:
+    """Write and remove a file in `folder` (made if need be), so that a result is never lost
+    to an unwritable --out after the work is done."""
+    probe = folder / ".loopvec-write-check"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ResultsWriteError(f"--out: cannot write into {folder}: {error.strerror}") from None
 
 
 def _percent(text: str) -> float:

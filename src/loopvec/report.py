@@ -403,8 +403,10 @@ def render_report(
     training: Sequence[TrainingRecord] = (),
 ) -> str:
     """The whole REPORT.md for one host; `figures` maps figure name -> relative path."""
-    if not records and training:
-        return _training_report(machine, figures, training)
+    if not any(r.timed for r in records):
+        if any(r.timed for r in training):
+            return _training_report(machine, figures, training)
+        return _nothing_timed_report(records, machine, training)
     threads = max_threads(records)
     cells = at_threads(records, threads)
     sizes = {(m, n) for (_, m, n) in cells}
@@ -526,6 +528,36 @@ def render_report(
         ],
     )
     return "\n".join([*lines, "", *_machine_section(machine)]) + "\n"
+
+
+def _nothing_timed_report(
+    records: Sequence[Record], machine: dict[str, Any], training: Sequence[TrainingRecord]
+) -> str:
+    """A run in which no cell was timed: what happened to each cell, and no figures."""
+    cells: Sequence[AnyRecord] = [*records, *training]
+    counts = Counter(r.status for r in cells)
+    said = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    rows = [[_cell_name(r), r.status, (r.reason or "").replace("|", "/")] for r in cells]
+    return "\n".join(
+        [
+            "# loopvec report",
+            "",
+            f"{machine.get('cpu', '?')}, {machine.get('logical_cores', '?')} cores, "
+            f"host `{machine.get('host', '?')}`.",
+            "",
+            f"**Nothing was timed in this run** ({said}), so there is nothing to compare or draw. "
+            "Each cell and why:",
+            "",
+            *_table(["cell", "status", "reason"], rows),
+            "",
+        ]
+    )
+
+
+def _cell_name(record: AnyRecord) -> str:
+    if isinstance(record, TrainingRecord):
+        return f"train {record.dataset} {record.backend} t={record.threads}"
+    return f"{record.backend} m={record.m} n={record.n} t={record.threads} {record.dtype}"
 
 
 def _training_report(

@@ -36,6 +36,10 @@ RAW = "raw"
 FIGURES = "figures"
 REPORT_FILE = "REPORT.md"
 MACHINE_FILE = "machine.json"
+#: Where the bench moves cell files it cannot read, under the run folder (kept for inspection).
+DAMAGED = "damaged"
+#: The temporary files of `write_bytes_atomic`; one left behind is from a killed process.
+TEMPORARY_GLOB = ".*.tmp"
 #: The committed reference run's folder name under a results folder.
 REFERENCE_RUN = "reference"
 
@@ -154,12 +158,15 @@ class Results:
     records: tuple[Record, ...]
     machines: dict[str, dict[str, Any]]
     training: tuple[TrainingRecord, ...] = ()
+    #: What was not read, or read without its machine record: one sentence each, for the user.
+    warnings: tuple[str, ...] = ()
 
     def for_machine(self, fingerprint: str) -> Results:
         return Results(
             tuple(r for r in self.records if r.machine_fingerprint == fingerprint),
             {fingerprint: self.machines[fingerprint]},
             tuple(r for r in self.training if r.machine_fingerprint == fingerprint),
+            self.warnings,
         )
 
     @property
@@ -186,7 +193,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
@@ -220,20 +229,35 @@ def reference_run(path: Path) -> Path | None:
 
 
 def cell_paths(folder: Path) -> list[Path]:
-    """The cell files of a run folder, in file-name order (the machine record excluded)."""
-    return sorted(p for p in Path(folder).glob("*.json") if p.name != MACHINE_FILE)
+    """The cell files of a run folder, in file-name order (not the machine record, nor hidden
+    files: a lock's note, a temporary file)."""
+    return sorted(
+        p for p in Path(folder).glob("*.json") if p.name != MACHINE_FILE and p.name[0] != "."
+    )
 
 
-def read_cells(folder: Path) -> list[dict[str, Any]]:
-    """Every cell record in a run folder, in file-name order."""
-    return [json.loads(path.read_text(encoding="utf-8")) for path in cell_paths(folder)]
+def read_cells(folder: Path) -> tuple[dict[Path, dict[str, Any]], list[tuple[Path, str]]]:
+    """Every cell record in a run folder by its file, in file-name order, and the files that
+    cannot be read as one (truncated, garbled, not a cell), each with why."""
+    records: dict[Path, dict[str, Any]] = {}
+    damaged: list[tuple[Path, str]] = []
+    for path in cell_paths(folder):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict) or "cell_id" not in record:
+                raise ValueError("not a cell record")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            damaged.append((path, f"{type(error).__name__}: {error}"))
+        else:
+            records[path] = record
+    return records, damaged
 
 
 def run_folder(path: Path) -> Path | None:
     """The run folder that `path` stands for: itself, a results folder's newest run, the run of
     a raw JSON kept in its raw/ folder; None for anything else."""
     path = Path(path)
-    if is_run(path):
+    if is_run(path) or (path.is_dir() and cell_paths(path)):  # cells without a machine record
         return path
     if path.is_file():
         return (
@@ -334,15 +358,39 @@ def _machine(record: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return {record["fingerprint"]: record}
 
 
-def _from_run_folder(folder: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
+def _from_run_folder(
+    folder: Path,
+) -> tuple[list[AnyRecord], dict[str, dict[str, Any]], list[str]]:
+    """The records of a run folder, skipping (and naming) the cell files that cannot be read;
+    without a machine record, each machine state gets one that says so."""
+    cells, damaged = read_cells(folder)
+    warnings = [f"{path} skipped: it cannot be read ({why})" for path, why in damaged]
     path = folder / MACHINE_FILE
-    machine = json.loads(path.read_text(encoding="utf-8"))
-    machines = _machine(machine, str(path))
-    records = [
-        _record(json.loads(cell.read_text(encoding="utf-8")), str(cell), machine)
-        for cell in cell_paths(folder)
-    ]
-    return records, machines
+    if path.is_file():
+        machines = _machine(json.loads(path.read_text(encoding="utf-8")), str(path))
+    else:
+        machines = {
+            str(cell.get("machine_fingerprint")): {
+                "fingerprint": cell.get("machine_fingerprint"),
+                "host": cell.get("host"),
+                "cpu": "unknown CPU (no machine record)",
+                "no_machine_record": True,
+            }
+            for cell in cells.values()
+        }
+        warnings.append(
+            f"{folder} has no {MACHINE_FILE}: its cells are read without a machine record "
+            "(no CPU, cores, BLAS or bandwidth)"
+        )
+    records = []
+    for cell_path, cell in cells.items():
+        machine = machines.get(str(cell.get("machine_fingerprint")))
+        try:
+            records.append(_record(cell, str(cell_path), machine or next(iter(machines.values()))))
+        except (KeyError, TypeError) as error:
+            why = f"{type(error).__name__}: {error}"
+            warnings.append(f"{cell_path} skipped: it is not a complete cell ({why})")
+    return records, machines, warnings
 
 
 def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
@@ -372,18 +420,19 @@ def _from_raw_json(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any
     return records, machines
 
 
-def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]]]:
-    """Records and machines from one path of any kind load_results takes; ValueError if foreign."""
+def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]], list[str]]:
+    """Records, machines and warnings from one path of any kind load_results takes;
+    ValueError if foreign."""
     try:
         if path.is_file():
-            return _from_raw_json(path)
-        if is_run(path):
+            return (*_from_raw_json(path), [])
+        if is_run(path) or cell_paths(path):
             return _from_run_folder(path)
         if any(path.glob(f"*/{MACHINE_FILE}")):
             return _from_run_folder(newest_run(path))
     except OlderFormatError:
         raise
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{path} is not a loopvec benchmark result ({type(error).__name__}: {error})"
         ) from None
@@ -400,13 +449,15 @@ def load_results(paths: Iterable[Path]) -> Results:
     """
     newest: dict[tuple[str, str, tuple[Any, ...]], AnyRecord] = {}
     machines: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} does not exist: run the benchmark first (nox -s bench)"
             )
-        records, machine = _read_any(path)
+        records, machine, said = _read_any(path)
         machines.update(machine)
+        warnings.extend(said)
         for record in records:
             key = (record.machine_fingerprint, type(record).__name__, record.cell)
             if key not in newest or record.finished_at >= newest[key].finished_at:
@@ -424,4 +475,5 @@ def load_results(paths: Iterable[Path]) -> Results:
         tuple(r for r in ordered if isinstance(r, Record)),
         machines,
         tuple(r for r in ordered if isinstance(r, TrainingRecord)),
+        tuple(warnings),
     )
