@@ -145,6 +145,15 @@ def test_any_real_scalar_b_is_accepted(b: object) -> None:
 def test_dtype_must_be_float64_or_float32() -> None:
     with pytest.raises(ValueError, match=r"dtype must be one of float64, float32; got 'float16'"):
         loopvec.gradient(W, B, X, Y, dtype="float16")
+    for wrong in (np.int64, None, "x"):
+        with pytest.raises(ValueError, match=r"dtype must be one of float64, float32; got"):
+            loopvec.gradient(W, B, X, Y, dtype=wrong)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "f4", np.float32, np.dtype("float32")])
+def test_dtype_is_any_spelling_numpy_reads(dtype: object) -> None:
+    dw, _ = loopvec.gradient(W, B, X, Y, dtype=dtype)
+    assert dw.dtype == np.float32
 
 
 def test_values_that_overflow_float32_are_refused_not_made_inf() -> None:

@@ -118,9 +118,15 @@ DTYPES = ("float64", "float32")
 
 
 def validate_dtype(dtype: Any) -> np.dtype[Any]:
-    if dtype not in DTYPES:
+    """'float32', np.float32 or np.dtype('float32') (any spelling numpy reads) as a dtype."""
+    try:
+        name = np.dtype(dtype).name if dtype is not None else None
+    except TypeError:
+        name = None
+    if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    return np.dtype(str(dtype))
+    chosen: np.dtype[Any] = np.dtype(name)
+    return chosen
 
 
 def _narrowed(name: str, array: Array, dtype: np.dtype[Any]) -> NDArray[Any]:
