@@ -1,15 +1,16 @@
 """The benchmark grid's plumbing: options, passes, parametrization, budget, resume, cell files.
 
     pytest bench --grid quick                 # a named grid from loopvec.grid.GRIDS
-    pytest bench --m 1000,1e6 --n 100         # explicit sizes (grid name "custom")
+    pytest bench --m 1000,1e6 --n 100         # explicit sizes (grid "custom-" + their hash)
     pytest bench --backends numba_loops --threads 1 --budget 0.2 --fresh
     pytest bench/test_gradient.py              # the gradient grid alone, no training runs
     pytest bench --passes 3                    # passes (default: the grid's)
     pytest bench --update-reference            # time into results/reference/ (re-make it)
 
-A run is several passes. `pytest bench` without --pass is the driver: it runs each pass as a
-child process (`pytest bench ... --pass K`), one after the other, so that every pass gets a fresh
-process (memory layout, hash seeds, JIT caches loaded anew). A pass visits the grid in the order
+A run is several passes. `pytest bench` without --pass is the driver: it checks the options, takes
+the run folder's lock (`loopvec.runlock`) and runs each pass as a child process (`pytest bench ...
+--pass K`), one after the other, so that every pass gets a fresh process (memory layout, hash
+seeds, JIT caches loaded anew). A pass visits the grid in the order
 of `loopvec.grid.pass_order`: the backends of one problem and thread count side by side, in
 interleaved blocks; each block is one pytest-benchmark measurement (pedantic rounds). Training
 cells come after the grid, one measurement per cell and pass.
@@ -26,10 +27,14 @@ session and writes what it has.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -37,7 +42,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,30 +81,55 @@ from loopvec.plots import format_seconds
 from loopvec.problem import Problem
 from loopvec.provenance import FORMAT, code_identity, git_state, run_name
 from loopvec.results import (
+    DAMAGED,
     MACHINE_FILE,
     RAW,
     REFERENCE_RUN,
+    TEMPORARY_GLOB,
     ResultsWriteError,
     cell_paths,
     read_cells,
     samples_of,
     write_json_atomic,
 )
+from loopvec.runlock import RunInUseError, run_lock
+from loopvec.sources import json_digest
 from loopvec.stats import time_estimate
 from loopvec.training import Descent, TrainResult
 from loopvec.validation import DTYPES
 
+# Option types: a bad value stops pytest's argument parsing with one line that names the option,
+# what it expects and what it got ("argument --m: expected ...; got '0'"), before any work.
+
 
 def _int_list(text: str) -> list[int]:
     """'1,10,1e6' -> [1, 10, 1000000]; exponents are welcome in sizes."""
-    values = [float(part) for part in text.split(",") if part.strip()]
-    if not values or any(v < 1 or v != int(v) for v in values):
-        raise pytest.UsageError(f"expected positive whole numbers like 1,10,1e6; got {text!r}")
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or v < 1 or v != int(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected positive whole numbers like 1,10,1e6; got {text!r}"
+        )
     return [int(v) for v in values]
 
 
 def _positive(text: str) -> int:
-    (value,) = _int_list(text)
+    values = _int_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive whole number; got {text!r}")
+    return values[0]
+
+
+def _limit_s(text: str) -> float:
+    """Seconds > 0, or inf for no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, or inf for no limit; got {text!r}")
     return value
 
 
@@ -110,7 +140,7 @@ def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
         values = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
         wrong = [v for v in values if v not in allowed]
         if wrong or not values:
-            raise pytest.UsageError(f"expected some of {', '.join(allowed)}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected some of {', '.join(allowed)}; got {text!r}")
         return values
 
     return parse
@@ -136,11 +166,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--layouts", type=_choices(LAYOUTS), default=["C"], help="memory order of X: C (course), F"
     )
     group.addoption(
-        "--budget", type=float, default=DEFAULT_BUDGET_S, help="skip cells predicted slower"
+        "--budget",
+        type=_limit_s,
+        default=DEFAULT_BUDGET_S,
+        help="skip cells predicted slower than this per call (seconds; inf: no budget)",
     )
     group.addoption(
         "--train-budget",
-        type=float,
+        type=_limit_s,
         default=DEFAULT_TRAIN_BUDGET_S,
         help="skip training cells whose runs over all passes (a checked run, then one a pass "
         "at least) are predicted to take longer (seconds)",
@@ -189,6 +222,7 @@ class BenchRun:
     written: set[str] = field(default_factory=set)  # cells whose pass was written, to report
     compile_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    notes: list[str] = field(default_factory=list)  # said at the start and in the summary
     started_s: float = field(default_factory=time.perf_counter)
     _medians: dict[tuple[str, int], float] = field(default_factory=dict)
     _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
@@ -430,11 +464,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _grid_name(config: pytest.Config) -> str:
-    return (
-        "custom"
-        if config.getoption("--m") or config.getoption("--n")
-        else config.getoption("--grid")
-    )
+    """The grid's name, or for explicit sizes "custom-" and a hash of them: runs of other sizes
+    never merge into one folder."""
+    m_values, n_values = config.getoption("--m"), config.getoption("--n")
+    if not (m_values or n_values):
+        name: str = config.getoption("--grid")
+        return name
+    grid = GRIDS[config.getoption("--grid")]
+    sizes = [sorted(set(m_values or grid.m_values)), sorted(set(n_values or grid.n_values))]
+    return f"custom-{json_digest(sizes)[:6]}"
 
 
 def _passes(config: pytest.Config) -> int:
@@ -442,42 +480,102 @@ def _passes(config: pytest.Config) -> int:
     return passes
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """Without --pass, run the passes one after the other, each in a child process."""
-    if config.getoption("pass_number") or config.option.collectonly or config.option.help:
-        return None
-    signal.signal(signal.SIGTERM, _interrupt)
-    args = list(config.invocation_params.args)
-    for number in range(1, _passes(config) + 1):
-        # --fresh clears the run before pass 1, not again before each pass
-        child_args = args if number == 1 else [a for a in args if a != "--fresh"]
-        command = [sys.executable, "-m", "pytest", *child_args, f"--pass={number}"]
-        child = subprocess.Popen(command, cwd=config.invocation_params.dir)
-        try:
-            code = child.wait()
-        except KeyboardInterrupt:  # Ctrl-C reaches the child too; SIGTERM is passed on
-            child.terminate()
-            child.wait()
-            return int(pytest.ExitCode.INTERRUPTED)
-        if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            return code
-    return int(pytest.ExitCode.OK)
+def _run_folder(config: pytest.Config, machine: dict[str, Any]) -> Path:
+    results_dir: Path = config.getoption("--results-dir")
+    if config.getoption("--update-reference"):
+        return results_dir / REFERENCE_RUN
+    return results_dir / run_name(machine, _grid_name(config))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    grid_name = _grid_name(config)
+def _check_options(config: pytest.Config) -> None:
+    """What parsing each option alone cannot check; before any work or write."""
     passes, pass_number = _passes(config), config.getoption("pass_number") or 1
     if pass_number > passes:
         raise pytest.UsageError(f"--pass: this run has {passes} passes; got {pass_number}")
+    _threads(config)
+    if config.getoption("benchmark_disable", False):
+        raise pytest.UsageError(
+            "--benchmark-disable: loopvec's bench exists to time the grid; to check every "
+            "backend against the reference without timing, run the tests (python -m nox -s tests)"
+        )
+    results_dir: Path = config.getoption("--results-dir")
+    if results_dir.exists() and not results_dir.is_dir():
+        raise pytest.UsageError(f"--results-dir: expected a folder; got the file {results_dir}")
+
+
+_UNUSED = "pytest_benchmark.logger.PytestBenchmarkWarning"
+#: Set for the passes a driver runs: the run folder whose lock the driver holds for them.
+_LOCKED = "LOOPVEC_RUN_LOCKED"
+
+
+@contextlib.contextmanager
+def _lock(folder: Path) -> Iterator[None]:
+    """The run folder's lock (`loopvec.runlock`), or a usage error naming its holder."""
+    try:
+        with run_lock(folder):
+            yield
+    except RunInUseError as error:
+        raise pytest.UsageError(f"loopvec: {error}") from None
+    except OSError as error:
+        raise pytest.UsageError(f"--results-dir: cannot write {folder}: {error}") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Without --pass, run the passes one after the other, each in a child process, holding
+    the run folder's lock for all of them."""
+    if config.getoption("pass_number") or config.option.collectonly or config.option.help:
+        return None
+    _check_options(config)
+    signal.signal(signal.SIGTERM, _interrupt)
+    folder = _run_folder(config, machine_record(measure_bandwidth=False)).absolute()
+    args = list(config.invocation_params.args)
+    with _lock(folder):
+        for number in range(1, _passes(config) + 1):
+            # --fresh clears the run before pass 1, not again before each pass
+            child_args = args if number == 1 else [a for a in args if a != "--fresh"]
+            command = [sys.executable, "-m", "pytest", *child_args, f"--pass={number}"]
+            env = {**os.environ, _LOCKED: str(folder)}
+            child = subprocess.Popen(command, cwd=config.invocation_params.dir, env=env)
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:  # Ctrl-C reaches the child too; SIGTERM is passed on
+                child.terminate()
+                child.wait()
+                return int(pytest.ExitCode.INTERRUPTED)
+            if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                return code
+    return int(pytest.ExitCode.OK)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A pass whose driver died (killed) stops before its next cell, keeping what it wrote:
+    the driver's lock is gone, and another run may now time into the folder."""
+    if os.environ.get(_LOCKED) and os.getppid() != _PARENT[0]:
+        pytest.exit("loopvec: the run that started this pass has ended; stopping", returncode=3)
+
+
+_PARENT = [os.getppid()]  # this process's parent when it started
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _check_options(config)
+    grid_name = _grid_name(config)
+    passes, pass_number = _passes(config), config.getoption("pass_number") or 1
+    # Interrupted before a cell calls its benchmark (while its problem is built, or as it is
+    # resumed), pytest-benchmark warns that the fixture was not used: not an error of the run.
+    config.addinivalue_line("filterwarnings", f"ignore:Benchmark fixture was not used:{_UNUSED}")
     # The grid's time per cell, unless the command line says otherwise (pytest-benchmark reads
     # the option after this hook: its pytest_configure runs last).
     if not any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
         config.option.benchmark_max_time = str(GRIDS[config.getoption("--grid")].max_time_s)
     machine = machine_record(measure_bandwidth=False)  # the bandwidth at session start
-    results_dir: Path = config.getoption("--results-dir")
+    folder = _run_folder(config, machine)
     update_reference = config.getoption("--update-reference")
-    folder = results_dir / (REFERENCE_RUN if update_reference else run_name(machine, grid_name))
+    if not config.option.collectonly and os.environ.get(_LOCKED) != str(folder.absolute()):
+        lock = _lock(folder)  # a pass run alone holds the lock itself, until unconfigure
+        lock.__enter__()
+        config.add_cleanup(lambda: lock.__exit__(None, None, None))
     run = BenchRun(
         grid=grid_name,
         folder=folder,
@@ -494,8 +592,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--fresh") and not config.option.collectonly:
         for path in [*cell_paths(folder), folder / MACHINE_FILE, *folder.glob(f"{RAW}/*.json")]:
             path.unlink(missing_ok=True)
-    _check_same_machine(folder, machine, update_reference)
-    for record in read_cells(folder) if folder.exists() else []:
+    if not config.option.collectonly:
+        _clean_temporaries(folder)
+    if note := _check_same_machine(folder, machine, update_reference):
+        run.notes.append(note)
+    records, damaged = read_cells(folder) if folder.exists() else ({}, [])
+    run.notes.extend(_set_aside(path, why) for path, why in damaged)
+    for record in records.values():
         if record.get("status") == "timed":
             run.done[record["cell_id"]] = record
         elif record.get("status") == "skipped":
@@ -505,20 +608,43 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def _check_same_machine(folder: Path, machine: dict[str, Any], update_reference: bool) -> None:
-    """A run folder holds one machine state's run: its record is never replaced by another's."""
+def _clean_temporaries(folder: Path) -> None:
+    """Remove what a killed run left half-written (`write_bytes_atomic`'s temporary files);
+    under the run's lock, so never another run's."""
+    for path in [*folder.glob(TEMPORARY_GLOB), *folder.glob(f"{RAW}/{TEMPORARY_GLOB}")]:
+        path.unlink(missing_ok=True)
+
+
+def _set_aside(path: Path, why: str) -> str:
+    """Move a damaged file into the run's damaged/ folder, kept for inspection; what to say."""
+    aside = path.parent / DAMAGED / f"{path.name}.{dt.datetime.now():%Y%m%d-%H%M%S}"
+    aside.parent.mkdir(exist_ok=True)
+    path.replace(aside)
+    return f"warning: {path} cannot be read ({why}); moved to {aside}, its cell is timed again"
+
+
+def _check_same_machine(
+    folder: Path, machine: dict[str, Any], update_reference: bool
+) -> str | None:
+    """A run folder holds one machine state's run: its record is never replaced by another's.
+    A machine record that cannot be read is set aside (what to say is returned)."""
     path = folder / MACHINE_FILE
     if not path.exists():
-        return
-    earlier = json.loads(path.read_text(encoding="utf-8"))
-    if earlier.get("fingerprint") != machine["fingerprint"]:
+        return None
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        fingerprint = earlier.get("fingerprint")
+    except (ValueError, AttributeError) as error:
+        return _set_aside(path, f"{type(error).__name__}: {error}")
+    if fingerprint != machine["fingerprint"]:
         what = "the reference run" if update_reference else "a run"
         raise pytest.UsageError(
             f"{folder} holds {what} of another machine state (host {earlier.get('host')!r}, "
-            f"fingerprint {earlier.get('fingerprint', 'none: an older format')}); this machine is "
+            f"fingerprint {fingerprint or 'none: an older format'}); this machine is "
             f"{machine['fingerprint']}. A machine record is never replaced by another's: add "
             "--fresh to replace that run, or time into another --results-dir"
         )
+    return None
 
 
 def _selected_backends(config: pytest.Config) -> list[str]:
@@ -591,8 +717,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         run.machine["read_bandwidth_bytes_per_s"] = read_bandwidths()
     run.machine["run"], run.machine["grid"] = run.folder.name, run.grid
     run.machine["passes"], run.machine["blocks"] = run.passes, run.blocks
-    run.machine["budget_s"], run.machine["train_budget_s"] = run.budget_s, run.train_budget_s
+    # JSON has no inf: "no budget" is written as null
+    run.machine["budget_s"] = run.budget_s if math.isfinite(run.budget_s) else None
+    run.machine["train_budget_s"] = (
+        run.train_budget_s if math.isfinite(run.train_budget_s) else None
+    )
     run.machine["unavailable_backends"] = _unavailable(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for note in run.notes if reporter is not None else []:
+        reporter.write_line(f"loopvec: {note}", yellow=True)
     try:
         write_json_atomic(run.folder / MACHINE_FILE, run.machine)
     except ResultsWriteError as error:
@@ -618,10 +751,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         machine_info=benchmark_session.get_machine_info(),
         commit_info=hook.pytest_benchmark_generate_commit_info(config=config),
     )
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    try:  # the pid: two sessions finishing in the same second never share a name
-        name = f"{stamp}-pass{run.pass_number}-{os.getpid()}.json"
-        write_json_atomic(run.folder / RAW / name, output)
+    stem = f"{dt.datetime.now():%Y%m%d-%H%M%S}-pass{run.pass_number}-{os.getpid()}"
+    path = run.folder / RAW / f"{stem}.json"
+    for k in itertools.count(2):  # never over another's: a name is taken at most once
+        if not path.exists():
+            break
+        path = path.with_name(f"{stem}-{k}.json")
+    try:
+        write_json_atomic(path, output)
     except ResultsWriteError as error:
         print(f"\nloopvec: {error}")
 
@@ -655,6 +792,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     run = config.stash[RUN]
     for name, reason in run.machine.get("unavailable_backends", {}).items():
         terminalreporter.write_line(f"loopvec: backend {name} was not timed: {reason}", yellow=True)
+    for note in run.notes:
+        terminalreporter.write_line(f"loopvec: {note}", yellow=True)
     terminalreporter.write_line(f"loopvec: cell files in {run.folder}")
 
 

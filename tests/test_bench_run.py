@@ -95,7 +95,7 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
     assert 4 <= len(kept) < total, output
     records = [json.loads(p.read_text()) for p in kept]
     assert all(r["status"] == "timed" and len(r["passes"]) == 1 for r in records)  # whole files
-    assert not list(tmp_path.glob("*/.*"))  # no temporary left behind
+    assert not list(tmp_path.glob("*/.*.tmp"))  # no temporary left behind
     assert list(tmp_path.glob("*/raw/*.json")), "the interrupted session still saves its JSON"
     assert "[pass 2/2]" not in output  # the driver stops: pass 2 never started
 
@@ -272,8 +272,12 @@ def test_unwritable_results_folder_stops_with_a_clear_message(tmp_path: Path) ->
     blocker = tmp_path / "results"
     blocker.write_text("a file where the results folder should be")
     result = run_bench(blocker, "--grid", "smoke")
-    assert result.returncode != 0
-    assert "cannot start the run: cannot write" in result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"--results-dir: expected a folder; got the file {blocker}" in result.stderr
+    result = run_bench(blocker / "inside", "--grid", "smoke")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"--results-dir: cannot write {blocker / 'inside'}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_bad_grid_options_are_usage_errors_naming_the_choices(tmp_path: Path) -> None:

@@ -61,6 +61,8 @@ class Backend:
     summary: str  #: one line for tables and --help
     extra_bytes_per_element: int = 0  #: memory beyond X per entry of X (for the grid's memory rule)
     dtypes: tuple[str, ...] = ("float64",)  #: the dtypes the grid times it in
+    #: compiles again for each new shape of its inputs (JAX's jit), not only per dtype and layout
+    compiles_per_shape: bool = False
 
 
 def backend_names() -> list[str]:
@@ -222,6 +224,7 @@ BACKENDS: dict[str, Backend] = {
         threading="fixed",
         summary="JAX, idiomatic: jax.jit(jax.grad(loss)) in float64",
         extra_bytes_per_element=8,  # the inputs are copied onto the JAX device
+        compiles_per_shape=True,
     ),
     "jax_formula": Backend(
         module="jax_formula",
@@ -230,5 +233,6 @@ BACKENDS: dict[str, Backend] = {
         threading="fixed",
         summary="the lesson's vectorized formula under jax.jit in float64",
         extra_bytes_per_element=8,
+        compiles_per_shape=True,
     ),
 }
