@@ -192,3 +192,11 @@ def test_training_rounds_fill_a_pass_with_at_least_one() -> None:
 def test_a_training_cell_costs_a_checked_run_and_one_run_a_pass() -> None:
     assert training_cell_s(2.0, passes=5) == 12.0
     assert training_cell_s(18.3, passes=5) > DEFAULT_TRAIN_BUDGET_S  # partly_vectorized, m = 1e4
+
+
+def test_cost_model_of_one_example_count_has_no_cost_per_example() -> None:
+    """A Dask backend at m = 1: 20 ms at n = 1 and at n = 10. Not 2 s at m = 100."""
+    model = fit_cost_model([1, 1], [1, 10], [20e-3, 20.5e-3])
+    assert model is not None
+    assert model.per_example_s == 0.0
+    assert model.predict_s(100, 1) < 0.1

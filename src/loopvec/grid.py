@@ -334,7 +334,10 @@ def fit_cost_model(
     """Least squares in relative error (each cell counts alike, 1 us or 1 s), all terms >= 0.
 
     Needs two distinct sizes. Non-negativity is exact: with three terms, every subset of them is
-    fitted and the best fit with no negative term wins (what an NNLS solver would find).
+    fitted and the best fit with no negative term wins (what an NNLS solver would find); among
+    equally good fits the one with fewer terms. A cost per example needs two example counts: cells
+    of one m (m = 1 at n = 1 and 10, say) cannot tell it from the overhead, and a 20 ms overhead
+    taken for a cost per example would predict 2 s at m = 100.
     """
     m = np.asarray(m_values, dtype=np.float64)
     times = np.asarray(median_s, dtype=np.float64)
@@ -344,7 +347,10 @@ def fit_cost_model(
     # Minimise sum(((x . row_i) - t_i) / t_i)^2: each row divided by t_i, against 1.
     design, target = columns / times[:, None], np.ones_like(times)
     best: tuple[float, np.ndarray] | None = None
-    for subset in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
+    subsets: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+    if len(set(m)) < 2:
+        subsets = tuple(s for s in subsets if 1 not in s)
+    for subset in subsets:
         coefficients = np.zeros(3)
         coefficients[list(subset)] = np.linalg.lstsq(design[:, subset], target, rcond=None)[0]
         residual = float(np.sum((design @ coefficients - target) ** 2))
