@@ -18,7 +18,7 @@ ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the unit tests, framework backends included, on an installed (not editable) loopvec."""
-    session.install(".[test,peers]")
+    session.install(".[test,peers,dask]")
     session.run("pytest", *session.posargs, env=ENV)
 
 
@@ -41,8 +41,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def peers(session: nox.Session) -> None:
-    """The bench session with PyTorch and JAX installed: loopvec against the frameworks."""
-    _bench(session, ".[bench,peers]")
+    """The bench session with PyTorch, JAX and Dask installed: loopvec against the frameworks."""
+    _bench(session, ".[bench,peers,dask]")
 
 
 def _bench(session: nox.Session, install: str) -> None:

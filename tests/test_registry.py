@@ -11,7 +11,7 @@ from loopvec.backends import Backend, get_kernel
 REQUIRED = ["python_loops", "partly_vectorized", "numpy_vectorized", "numba_loops"]
 #: Slowest idea first: tables, charts and the grid's order follow it.
 LATER = ["numba_fused", "numba_parallel", "torch_autograd", "torch_formula"]
-LATER += ["jax_grad", "jax_formula"]
+LATER += ["jax_grad", "jax_formula", "dask_fused", "dask_array"]
 
 
 def test_the_backends_are_registered_slowest_idea_first() -> None:

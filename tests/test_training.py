@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopvec
 from loopvec.agreement import DisagreementError, check_training
+from loopvec.backends import get_backend
 from loopvec.datasets import Dataset, breast_cancer
 from loopvec.training import TrainingInterrupted, TrainResult, accuracy
 
@@ -28,9 +29,13 @@ def reference_run(iterations: int = 1000) -> TrainResult:
 
 
 def test_every_backend_learns_the_same_model_on_breast_cancer(backend: str) -> None:
-    got = loopvec.train(data().X, data().Y, backend=backend, learning_rate=0.5, iterations=1000)
-    check_training(backend, got, reference_run())  # w, b, costs to rtol 1e-9
-    assert got.iterations == 1000
+    # A Dask step is a round trip to the cluster (tens of ms): 100 steps show the same model.
+    iterations = 100 if get_backend(backend).family == "dask" else 1000
+    got = loopvec.train(
+        data().X, data().Y, backend=backend, learning_rate=0.5, iterations=iterations
+    )
+    check_training(backend, got, reference_run(iterations))  # w, b, costs to rtol 1e-9
+    assert got.iterations == iterations
     assert got.backend == backend
 
 

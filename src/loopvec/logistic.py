@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends import call, get_kernel
-from loopvec.validation import validate_problem
+from loopvec.backends import BACKENDS, _module, call, get_backend, get_kernel
+from loopvec.validation import is_dask_array, validate_lazy_problem, validate_problem
 
 
 def gradient(
@@ -25,9 +25,34 @@ def gradient(
     real input; dtype="float32" computes from float32 inputs and returns dw in float32.
     """
     get_kernel(backend)  # an unknown or unavailable backend fails before any work
+    if is_dask_array(X) or is_dask_array(Y):
+        return _dask_gradient(w, b, X, Y, backend, dtype)
     w, b, X, Y = validate_problem(w, b, X, Y, dtype=dtype)
     dw, db = call(backend, w, b, X, Y)
     return np.asarray(dw, dtype=X.dtype), float(db)
+
+
+def _dask_gradient(
+    w: Any, b: Any, X: Any, Y: Any, backend: str, dtype: str
+) -> tuple[NDArray[np.floating], float]:
+    """The gradient of dask arrays (from Zarr, say), never loaded whole: a Dask backend reads
+    them chunk by chunk and checks their values in that same pass."""
+    require_dask_backend(backend)
+    from loopvec.backends._dask import checked_gradient  # noqa: PLC0415 (dask is optional)
+
+    w, b, X, Y = validate_lazy_problem(w, b, X, Y, dtype=dtype)
+    dw, db = checked_gradient(_module(backend), w, b, X, Y)
+    return np.asarray(dw, dtype=X.dtype), float(db)
+
+
+def require_dask_backend(backend: str) -> None:
+    """TypeError unless `backend` computes on Dask: the others would load dask inputs whole."""
+    if get_backend(backend).family != "dask":
+        dask_backends = ", ".join(name for name, spec in BACKENDS.items() if spec.family == "dask")
+        raise TypeError(
+            f"X and Y are dask arrays, which backend {backend!r} would load whole: use a Dask "
+            f"backend ({dask_backends}), or pass numpy arrays (X.compute())"
+        )
 
 
 def loss(w: Any, b: Any, X: Any, Y: Any) -> float:
@@ -36,6 +61,16 @@ def loss(w: Any, b: Any, X: Any, Y: Any) -> float:
     Computed as mean(softplus(Z) - Y Z) with softplus(z) = max(z, 0) + log1p(exp(-|z|)), the same
     quantity rearranged so that it never takes log(0) and never overflows.
     """
+    if is_dask_array(X) or is_dask_array(Y):  # summed chunk by chunk on the Dask cluster
+        from loopvec.backends._dask import (  # noqa: PLC0415 (dask is optional)
+            by_examples,
+            checked,
+            cross_entropy,
+        )
+
+        w, b, X, Y = validate_lazy_problem(w, b, X, Y)
+        X, Y = by_examples(X, Y)
+        return cross_entropy(w, b, checked(X, Y), Y)
     w, b, X, Y = validate_problem(w, b, X, Y)
     Z = w.T @ X + b
     softplus = np.maximum(Z, 0.0) + np.log1p(np.exp(-np.abs(Z)))

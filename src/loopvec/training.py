@@ -28,9 +28,11 @@ from loopvec.backends import get_adapters, get_kernel, get_step
 from loopvec.backends._jit import jit
 from loopvec.sigmoid import sigmoid
 from loopvec.validation import (
+    is_dask_array,
     validate_bias,
     validate_features,
     validate_labels,
+    validate_lazy_problem,
     validate_positive_int,
     validate_rate,
     validate_weights,
@@ -94,9 +96,15 @@ def _cross_entropy_terms(w: Array, b: float, X: Array, Y: Array) -> Array:
     return terms
 
 
-def _recorded_cost(w: Array, b: float, X: Array, Y: Array, l2_penalty: float) -> float:
-    """J = mean cross-entropy + l2_penalty / (2 m) ||w||^2; numpy's pairwise sums (no BLAS)."""
-    cross_entropy = float(np.mean(_cross_entropy_terms(w, b, X, Y)))
+def _recorded_cost(w: Array, b: float, X: Any, Y: Any, l2_penalty: float) -> float:
+    """J = mean cross-entropy + l2_penalty / (2 m) ||w||^2; numpy's pairwise sums (no BLAS), or
+    for dask arrays sums chunk by chunk on the cluster."""
+    if is_dask_array(X):
+        from loopvec.backends._dask import cross_entropy as dask_cross_entropy  # noqa: PLC0415
+
+        cross_entropy = dask_cross_entropy(w, b, X, Y)
+    else:
+        cross_entropy = float(np.mean(_cross_entropy_terms(w, b, X, Y)))
     return cross_entropy + l2_penalty / (2 * int(X.shape[1])) * float(np.sum(w * w))
 
 
@@ -112,6 +120,8 @@ class Descent:
         self.backend, self.X, self.Y = backend, X, Y
         self._kernel, self._step = get_kernel(backend), get_step(backend)
         self._native = to_native(w0, b0, X, Y)
+        if is_dask_array(self._native[2]):  # the cost is summed where the data now lives
+            self.X, self.Y = self._native[2], self._native[3]
 
     def run(
         self,
@@ -207,9 +217,12 @@ def train(
     Raises TrainingDiverged (a ValueError) if the cost stops being finite: never NaN weights.
     """
     get_kernel(backend)  # an unknown or unavailable backend fails before any work
-    X = validate_features(X)
-    n, m = X.shape
-    Y = validate_labels(Y, m)
+    if is_dask_array(X) or is_dask_array(Y):
+        X, Y, n = *_lazy_inputs(backend, X, Y), X.shape[0]
+    else:
+        X = validate_features(X)
+        n, m = X.shape
+        Y = validate_labels(Y, m)
     w = np.zeros((n, 1)) if w0 is None else validate_weights(w0, n).copy()
     descent = Descent(backend, w, validate_bias(b0), X, Y)
     return descent.run(
@@ -219,6 +232,17 @@ def train(
         l2_penalty=validate_rate("l2_penalty", l2_penalty, allow_zero=True),
         progress=progress,
     )
+
+
+def _lazy_inputs(backend: str, X: Any, Y: Any) -> tuple[Any, Any]:
+    """Dask X and Y for a Dask backend, checked lazily: their values as they are first read."""
+    from loopvec.backends._dask import by_examples, checked  # noqa: PLC0415 (dask is optional)
+    from loopvec.logistic import require_dask_backend  # noqa: PLC0415 (logistic imports us)
+
+    require_dask_backend(backend)
+    _, _, X, Y = validate_lazy_problem(np.zeros((X.shape[0], 1)), 0.0, X, Y)
+    X, Y = by_examples(X, Y)
+    return checked(X, Y), Y
 
 
 def predict(w: Any, b: Any, X: Any) -> NDArray[np.int64]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 from typing import Any
 
 import numpy as np
@@ -180,3 +181,39 @@ def validate_rate(name: str, value: Any, *, allow_zero: bool = False) -> float:
         expected = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {expected}; got {number!r}")
     return number
+
+
+def is_dask_array(value: Any) -> bool:
+    """Whether `value` is a dask array (without importing dask where nobody has)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(value, module.Array)
+
+
+def validate_lazy_problem(
+    w: Any, b: Any, X: Any, Y: Any, *, dtype: Any = "float64"
+) -> tuple[NDArray[Any], float, Any, Any]:
+    """`validate_problem` for X and Y as dask arrays (either may be numpy), without computing
+    them: shapes and dtypes are checked here; their values are checked where the gradient reads
+    them (`loopvec.backends._dask.checked`). X and Y come back as dask arrays in `dtype`."""
+    import dask.array as da  # noqa: PLC0415 (dask is optional)
+
+    target = validate_dtype(dtype)
+    X, Y = (a if is_dask_array(a) else da.from_array(np.asarray(a)) for a in (X, Y))  # type: ignore[no-untyped-call]
+    for name, array, expected in (("X", X, "(n, m)"), ("Y", Y, "(1, m)")):
+        if array.dtype.kind not in _REAL_KINDS:
+            raise TypeError(
+                f"{name} must hold real numbers (bool, int or float); got a dask array of "
+                f"dtype {array.dtype}"
+            )
+        if array.ndim != 2 or any(math.isnan(side) for side in array.shape):
+            raise ValueError(
+                f"{name} must be a 2-D array of shape {expected} with known chunk sizes; got a "
+                f"dask array of shape {array.shape}"
+            )
+    n, m = X.shape
+    if n < 1 or m < 1:
+        raise ValueError(f"X must have at least one feature and one example; got shape {X.shape}")
+    if Y.shape != (1, m):
+        raise ValueError(f"Y must have shape (1, {m}) to match X; got {Y.shape}")
+    w, b = validate_weights(w, n), validate_bias(b)
+    return w.astype(target, copy=False), b, X.astype(target), Y.astype(target)

@@ -55,7 +55,7 @@ class Backend:
     """One registered way to compute the gradient."""
 
     module: str  #: module under loopvec.backends that defines `gradient`
-    family: str  #: loops | partly vectorized | vectorized | jit
+    family: str  #: loops | partly vectorized | vectorized | jit | framework | dask
     requires: tuple[str, ...]  #: packages that must import, beyond numpy
     threading: Threading  #: which thread pool the `threads` axis sets
     summary: str  #: one line for tables and --help
@@ -234,5 +234,22 @@ BACKENDS: dict[str, Backend] = {
         summary="the lesson's vectorized formula under jax.jit in float64",
         extra_bytes_per_element=8,
         compiles_per_shape=True,
+    ),
+    "dask_fused": Backend(
+        module="dask_fused",
+        family="dask",
+        requires=("dask", "distributed"),
+        threading="fixed",
+        summary="a Dask cluster: numba_fused's pass per chunk of examples, partial sums reduced",
+        extra_bytes_per_element=8,  # X persisted on the workers
+        dtypes=("float64", "float32"),
+    ),
+    "dask_array": Backend(
+        module="dask_array",
+        family="dask",
+        requires=("dask", "distributed"),
+        threading="fixed",
+        summary="the lesson's vectorized formula in dask.array operations, on a Dask cluster",
+        extra_bytes_per_element=8,
     ),
 }

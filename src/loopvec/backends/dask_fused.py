@@ -1,0 +1,26 @@
+"""The gradient on a Dask cluster, one pass over X: a compiled kernel per chunk of examples.
+
+    for each chunk c of examples (a task on a worker):   (X_c dZ_c.T, sum dZ_c)   numba_fused's pass
+    dw, db = tree sum of the chunks' partial sums / m                             a few floats back
+
+X and Y are dask arrays chunked by examples (`_dask.to_native` puts numpy inputs on the workers
+once, before timing); the chunk kernel releases the GIL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from loopvec.backends._dask import chunk_sums, compute, per_chunk, to_native, to_numpy
+
+__all__ = ["gradient", "to_native", "to_numpy"]
+
+
+def gradient(w: NDArray[Any], b: float, X: Any, Y: Any) -> tuple[NDArray[np.float64], float]:
+    """dw (n, 1) float64 and db of the mean cross-entropy; X (n, m), Y (1, m) dask arrays."""
+    n, m = X.shape
+    (total,) = compute(per_chunk(chunk_sums, X, Y, n + 1, w=w, b=b).sum(axis=1))
+    return (total[:n] / m).reshape(n, 1), float(total[n]) / m

@@ -1,0 +1,221 @@
+"""The Dask backends on real clusters: loopvec's LocalCluster, a scheduler and a worker started as
+separate processes, a store larger than a worker's memory, a worker killed mid-gradient.
+
+The generic backend tests (test_backends, test_training) run dask_fused and dask_array too; these
+cover what only Dask has: dask arrays in, values checked by chunk, clusters, out of core, faults.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import loopvec
+from loopvec.agreement import Reference, check_training
+from loopvec.problem import Problem
+
+dask_array = pytest.importorskip("dask.array", reason="the [dask] extra is not installed")
+pytest.importorskip("distributed", reason="the [dask] extra is not installed")
+zarr_store = pytest.importorskip("loopvec.zarr_store", reason="zarr is not installed")
+
+DASK_BACKENDS = ["dask_fused", "dask_array"]
+
+
+def in_memory(problem: Problem) -> Problem:
+    """The store's problem loaded whole (small stores only)."""
+    return Problem(problem.w, problem.b, np.asarray(problem.X), np.asarray(problem.Y))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20,011 examples of 7 features in chunks of 3000 (the last one partial)."""
+    path = tmp_path_factory.mktemp("zarr") / "problem.zarr"
+    return zarr_store.write_problem(path, 20_011, 7, seed=3, chunk_examples=3000)
+
+
+@pytest.mark.parametrize("backend", DASK_BACKENDS)
+def test_a_zarr_store_gives_the_gradient_of_its_values(store: Path, backend: str) -> None:
+    lazy = zarr_store.open_problem(store)
+    assert isinstance(lazy.X, dask_array.Array)
+    assert lazy.X.chunks[1][:2] == (3000, 3000)
+    got = loopvec.gradient(lazy.w, lazy.b, lazy.X, lazy.Y, backend=backend)
+    Reference.of(in_memory(lazy)).check(backend, got)
+
+
+def test_loss_and_training_on_dask_arrays_are_numpys(store: Path) -> None:
+    lazy, whole = zarr_store.open_problem(store), in_memory(zarr_store.open_problem(store))
+    assert loopvec.loss(lazy.w, lazy.b, lazy.X, lazy.Y) == pytest.approx(
+        loopvec.loss(whole.w, whole.b, whole.X, whole.Y), rel=1e-13
+    )
+    settings = {"learning_rate": 0.5, "iterations": 30, "record_every": 10, "l2_penalty": 0.5}
+    got = loopvec.train(lazy.X, lazy.Y, backend="dask_fused", **settings)  # type: ignore[arg-type]
+    check_training("dask_fused", got, loopvec.train(whole.X, whole.Y, **settings))  # type: ignore[arg-type]
+
+
+def test_a_bad_value_is_named_with_its_chunk_of_examples(store: Path) -> None:
+    lazy = zarr_store.open_problem(store)
+    X = dask_array.where(dask_array.arange(lazy.X.shape[1]) == 7000, np.nan, lazy.X)
+    with pytest.raises(ValueError, match=r"X must be finite; got nan at index \(0, 7000\) in the "
+                       r"chunk of examples 6000 to 8999"):  # fmt: skip
+        loopvec.gradient(lazy.w, lazy.b, X, lazy.Y, backend="dask_fused")
+    Y = dask_array.where(dask_array.arange(lazy.Y.shape[1]) == 20_010, 2.0, lazy.Y)
+    with pytest.raises(ValueError, match=r"Y must hold labels in \[0, 1\]; got 2.0 at example "
+                       r"20010 in the chunk of examples 18000 to 20010"):  # fmt: skip
+        loopvec.gradient(lazy.w, lazy.b, lazy.X, Y, backend="dask_array")
+
+
+def test_shapes_are_checked_without_computing_and_other_backends_refuse_dask(store: Path) -> None:
+    lazy = zarr_store.open_problem(store)
+    with pytest.raises(
+        ValueError, match=r"Y must have shape \(1, 20011\) to match X; got \(1, 20\)"
+    ):
+        loopvec.gradient(lazy.w, lazy.b, lazy.X, lazy.Y[:, :20], backend="dask_fused")
+    with pytest.raises(ValueError, match="w must"):
+        loopvec.gradient(np.ones((3, 1)), lazy.b, lazy.X, lazy.Y, backend="dask_fused")
+    with pytest.raises(TypeError, match="use a Dask backend \\(dask_fused, dask_array\\)"):
+        loopvec.gradient(lazy.w, lazy.b, lazy.X, lazy.Y, backend="numba_fused")
+
+
+def run_python(script: str, env: dict[str, str] | None = None, timeout: int = 300) -> str:
+    """Run `script` in a fresh Python (its own cluster), returning its output; fails on error."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_separately_started_scheduler_and_worker(tmp_path: Path) -> None:
+    """`dask scheduler` and `dask worker` (as `python -m dask`) as the README says; loopvec
+    connects through LOOPVEC_DASK_SCHEDULER."""
+    file = tmp_path / "scheduler.json"
+    dask, common = [sys.executable, "-m", "dask"], ["--no-dashboard", "--scheduler-file", str(file)]
+    scheduler = subprocess.Popen(
+        [*dask, "scheduler", "--port", "0", *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = __import__("json").loads(file.read_text())["address"]
+        worker = subprocess.Popen(
+            [*dask, "worker", "--nthreads", "1", *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        output = run_python(
+            """
+            import loopvec
+            from loopvec.agreement import Reference
+            from loopvec.cluster import get_client
+            client = get_client()
+            client.wait_for_workers(1, timeout=60)
+            p = loopvec.make_problem(30_001, 9, seed=5)
+            for backend in ("dask_fused", "dask_array"):
+                got = loopvec.gradient(p.w, p.b, p.X, p.Y, backend=backend)
+                Reference.of(p).check(backend, got)
+            print(client.scheduler.address, len(client.scheduler_info()["workers"]))
+            """,
+            env={"LOOPVEC_DASK_SCHEDULER": address},
+        )
+        assert output.split() == [address, "1"]
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+
+
+def test_a_store_three_times_a_workers_memory_streams_without_restart_or_spill(
+    tmp_path: Path,
+) -> None:
+    """1.5 GB of X through two workers limited to 400 MiB each, spilling off: a worker that
+    held too much would be restarted by its nanny, which the test would see."""
+    output = run_python(
+        f"""
+        import numpy as np, dask, zarr
+        from distributed import Client, LocalCluster
+        import loopvec
+        from loopvec.zarr_store import open_problem, write_problem
+        from loopvec.sigmoid import sigmoid
+
+        path = write_problem({str(tmp_path / "big.zarr")!r}, 1_875_000, 100, seed=1,
+                             chunk_examples=20_000)  # 16 MB chunks
+        memory = {{"spill": False, "target": False, "pause": 0.9, "terminate": 0.95}}
+        with dask.config.set({{"distributed.worker.memory." + k: v for k, v in memory.items()}}):
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="400MiB",
+                                   dashboard_address=":0")
+            client = Client(cluster)
+            workers = sorted(client.scheduler_info()["workers"])
+            p = open_problem(path)
+            assert p.X.nbytes >= 1.5e9 and p.X.nbytes > 3 * 400 * 2**20
+            dw, db = loopvec.gradient(p.w, p.b, p.X, p.Y, backend="dask_fused")
+            assert sorted(client.scheduler_info()["workers"]) == workers  # none restarted
+        # the same sums, chunk by chunk in this process, without Dask
+        root = zarr.open_group(path, mode="r")
+        X, Y = root["X"], root["Y"]
+        want, want_db, step = np.zeros((100, 1)), 0.0, X.chunks[1]
+        for start in range(0, X.shape[1], step):
+            Xc, Yc = X[:, start:start + step], Y[:, start:start + step]
+            dz = sigmoid(p.w.T @ Xc + p.b) - Yc
+            want += Xc @ dz.T
+            want_db += float(dz.sum())
+        m = X.shape[1]
+        np.testing.assert_allclose(dw, want / m, rtol=1e-9, atol=1e-15)
+        assert abs(db - want_db / m) <= 1e-12
+        print("ok", p.X.nbytes)
+        """,
+        timeout=600,
+    )
+    assert output.startswith("ok")
+
+
+def test_a_worker_killed_mid_gradient_is_recomputed_never_a_wrong_number(tmp_path: Path) -> None:
+    output = run_python(
+        f"""
+        import os, signal, threading, time
+        import numpy as np
+        from distributed import Client, LocalCluster
+        import loopvec
+        from loopvec.agreement import Reference
+        from loopvec.zarr_store import open_problem, write_problem
+
+        path = write_problem({str(tmp_path / "kill.zarr")!r}, 400_000, 100, seed=2,
+                             chunk_examples=10_000)
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0"))
+        p = open_problem(path)
+        results = []
+        def compute():
+            try:
+                results.append(loopvec.gradient(p.w, p.b, p.X, p.Y, backend="dask_fused"))
+            except Exception as error:  # a clear error is allowed; a wrong number is not
+                results.append(error)
+        thread = threading.Thread(target=compute)
+        thread.start()
+        time.sleep(0.3)
+        pids = client.run(os.getpid)
+        assert thread.is_alive(), "the gradient ended before the kill: make the store larger"
+        os.kill(next(iter(pids.values())), signal.SIGKILL)
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the gradient hangs after a worker died"
+        (result,) = results
+        if isinstance(result, Exception):
+            print("error", type(result).__name__, result)
+        else:
+            whole = loopvec.Problem(p.w, p.b, np.asarray(p.X), np.asarray(p.Y))
+            Reference.of(whole).check("dask_fused", result)
+            print("recomputed")
+        """,
+        timeout=600,
+    )
+    assert output.startswith(("recomputed", "error KilledWorker")), output
