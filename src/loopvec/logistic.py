@@ -62,15 +62,10 @@ def loss(w: Any, b: Any, X: Any, Y: Any) -> float:
     quantity rearranged so that it never takes log(0) and never overflows.
     """
     if is_dask_array(X) or is_dask_array(Y):  # summed chunk by chunk on the Dask cluster
-        from loopvec.backends._dask import (  # noqa: PLC0415 (dask is optional)
-            by_examples,
-            checked,
-            cross_entropy,
-        )
+        from loopvec.backends._dask import checked, cross_entropy  # noqa: PLC0415 (optional)
 
         w, b, X, Y = validate_lazy_problem(w, b, X, Y)
-        X, Y = by_examples(X, Y)
-        return cross_entropy(w, b, checked(X, Y), Y)
+        return cross_entropy(w, b, *checked(X, Y))
     w, b, X, Y = validate_problem(w, b, X, Y)
     Z = w.T @ X + b
     softplus = np.maximum(Z, 0.0) + np.log1p(np.exp(-np.abs(Z)))

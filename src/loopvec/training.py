@@ -218,7 +218,8 @@ def train(
     """
     get_kernel(backend)  # an unknown or unavailable backend fails before any work
     if is_dask_array(X) or is_dask_array(Y):
-        X, Y, n = *_lazy_inputs(backend, X, Y), X.shape[0]
+        n = X.shape[0]
+        X, Y = _lazy_inputs(backend, X, Y)
     else:
         X = validate_features(X)
         n, m = X.shape
@@ -236,13 +237,13 @@ def train(
 
 def _lazy_inputs(backend: str, X: Any, Y: Any) -> tuple[Any, Any]:
     """Dask X and Y for a Dask backend, checked lazily: their values as they are first read."""
-    from loopvec.backends._dask import by_examples, checked  # noqa: PLC0415 (dask is optional)
+    from loopvec.backends._dask import checked  # noqa: PLC0415 (dask is optional)
     from loopvec.logistic import require_dask_backend  # noqa: PLC0415 (logistic imports us)
 
     require_dask_backend(backend)
     _, _, X, Y = validate_lazy_problem(np.zeros((X.shape[0], 1)), 0.0, X, Y)
-    X, Y = by_examples(X, Y)
-    return checked(X, Y), Y
+    checked_X, checked_Y = checked(X, Y)
+    return checked_X, checked_Y
 
 
 def predict(w: Any, b: Any, X: Any) -> NDArray[np.int64]:

@@ -36,16 +36,15 @@ def chunk_examples(n: int, m: int, itemsize: int, workers: int) -> int:
     return max(1, min(by_bytes, math.ceil(m / max(workers, 1))))
 
 
-def by_examples(X: Any, Y: Any, examples: int | None = None) -> tuple[Any, Any]:
-    """X (n, m) and Y (1, m) as dask arrays chunked alike along examples only (`examples` per
-    chunk; by default X's own chunks along examples, or `chunk_examples`)."""
+def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
+    """X (n, m) and Y (1, m) as dask arrays chunked alike along examples only: X's own chunks
+    of examples, or for numpy X `chunk_examples` per chunk."""
     n, m = X.shape
-    if examples is None and isinstance(X, da.Array):
+    if isinstance(X, da.Array):
         X = X.rechunk({0: -1})
     else:
         workers = len(get_client().scheduler_info()["workers"])
-        size = examples or chunk_examples(n, m, X.dtype.itemsize, workers)
-        X = X.rechunk((n, size)) if isinstance(X, da.Array) else da.from_array(X, (n, size))
+        X = da.from_array(X, (n, chunk_examples(n, m, X.dtype.itemsize, workers)))
     Y = (Y if isinstance(Y, da.Array) else da.from_array(Y)).rechunk((1, X.chunks[1]))
     return X, Y
 
@@ -154,10 +153,11 @@ def _check_chunk(X_chunk: Any, Y_chunk: Any, block_info: Any = None) -> Any:
     return X_chunk
 
 
-def checked(X: Any, Y: Any) -> Any:
-    """X whose chunks check their values (and Y's) as they are read: the check costs no pass
-    over the data of its own, and a bad value names its chunk."""
-    return da.map_blocks(_check_chunk, X, Y, dtype=X.dtype, chunks=X.chunks)
+def checked(X: Any, Y: Any) -> tuple[Any, Any]:
+    """X and Y chunked by examples, X's chunks checking their values (and Y's) as they are read:
+    the check costs no pass over the data of its own, and a bad value names its chunk."""
+    X, Y = by_examples(X, Y)
+    return da.map_blocks(_check_chunk, X, Y, dtype=X.dtype, chunks=X.chunks), Y
 
 
 def warm_chunk_kernels() -> None:
@@ -173,8 +173,7 @@ def checked_gradient(
 ) -> tuple[NDArray[np.float64], float]:
     """`backend`'s gradient (a Dask backend's module) of dask X and Y, their values checked in
     the same pass over the data."""
-    X, Y = by_examples(X, Y)
-    dw, db = backend.gradient(w, b, checked(X, Y), Y)
+    dw, db = backend.gradient(w, b, *checked(X, Y))
     return dw, db
 
 
