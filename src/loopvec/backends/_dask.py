@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.delayed import delayed
-from distributed import wait
+from distributed import Future, wait
 from numpy.typing import NDArray
 
 from loopvec.backends._blocked import accumulate
@@ -70,6 +71,39 @@ def to_native(w: Any, b: float, X: Any, Y: Any) -> tuple[Any, float, Any, Any]:
     return np.asarray(w), float(b), X_chunked, Y_chunked
 
 
+@dataclass(frozen=True)
+class Scattered:
+    """A numpy (rows, m) array on the workers: one future per chunk of examples, in order."""
+
+    futures: list[Future[Any]]
+    shape: tuple[int, int]
+
+
+def scatter(A: NDArray[Any], chunks: tuple[int, ...]) -> Scattered:
+    """`A`'s chunks of examples sent to the workers (client.scatter), each a future."""
+    starts = np.cumsum((0, *chunks))
+    pieces = [np.ascontiguousarray(A[:, s:e]) for s, e in itertools.pairwise(starts)]
+    futures = get_client().scatter(pieces, hash=False)  # same data, other keys: no races
+    return Scattered(futures, (int(A.shape[0]), int(A.shape[1])))
+
+
+def tree_sum(parts: list[Future[Any]], fan_in: int = 8) -> NDArray[np.float64]:
+    """The sum of the arrays that `parts` hold, added on the workers fan_in at a time."""
+    client = get_client()
+    while len(parts) > 1:
+        parts = [
+            client.submit(_add, parts[i : i + fan_in], pure=False)
+            for i in range(0, len(parts), fan_in)
+        ]
+    total: NDArray[np.float64] = parts[0].result()
+    return total
+
+
+def _add(arrays: list[NDArray[np.float64]]) -> NDArray[np.float64]:
+    total: NDArray[np.float64] = np.sum(arrays, axis=0)
+    return total
+
+
 def scattered_chunks(X: NDArray[Any]) -> tuple[int, ...]:
     """The chunks along examples that `scattered` gives X."""
     n, m = X.shape
@@ -82,14 +116,12 @@ def scattered(A: NDArray[Any], like: tuple[int, ...] | None = None) -> Any:
     """A numpy (rows, m) array as a dask array whose chunks of examples already sit on the
     workers (client.scatter: the data travels once, not inside every task graph)."""
     chunks = like or scattered_chunks(A)
-    starts = np.cumsum((0, *chunks))
-    pieces = [np.ascontiguousarray(A[:, s:e]) for s, e in itertools.pairwise(starts)]
-    futures = get_client().scatter(pieces, hash=False)  # same data, other keys: no races
+    futures = scatter(A, chunks).futures
     # delayed(future): the graph holds the future itself, so the data stays on the workers
     # for as long as the array lives.
     parts = [
-        da.from_delayed(delayed(f), shape=p.shape, dtype=A.dtype)
-        for f, p in zip(futures, pieces, strict=True)
+        da.from_delayed(delayed(future), shape=(A.shape[0], size), dtype=A.dtype)
+        for future, size in zip(futures, chunks, strict=True)
     ]
     return da.concatenate(parts, axis=1)
 
