@@ -718,10 +718,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run.machine["run"], run.machine["grid"] = run.folder.name, run.grid
     run.machine["passes"], run.machine["blocks"] = run.passes, run.blocks
     # JSON has no inf: "no budget" is written as null
-    run.machine["budget_s"] = run.budget_s if math.isfinite(run.budget_s) else None
-    run.machine["train_budget_s"] = (
-        run.train_budget_s if math.isfinite(run.train_budget_s) else None
-    )
+    for key, budget_s in (("budget_s", run.budget_s), ("train_budget_s", run.train_budget_s)):
+        run.machine[key] = budget_s if math.isfinite(budget_s) else None
     run.machine["unavailable_backends"] = _unavailable(session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for note in run.notes if reporter is not None else []:

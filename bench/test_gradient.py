@@ -12,16 +12,13 @@ rounds. After the last block the pass is added to the cell's file.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 from conftest import Timing
 from threadpoolctl import threadpool_info
 from timing import time_one_call
 
-import loopvec
 from loopvec.agreement import RTOL
 from loopvec.backends import BACKENDS, get_adapters, get_kernel
 from loopvec.grid import (
@@ -32,7 +29,7 @@ from loopvec.grid import (
     round_plan,
     thread_limit,
 )
-from loopvec.problem import Problem
+from loopvec.problem import tiny_problem
 
 if TYPE_CHECKING:
     from conftest import BenchRun
@@ -42,13 +39,6 @@ def blas_threads() -> int | None:
     """Threads of the BLAS pool right now (inside the cell's thread limit)."""
     pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
     return pools[0] if pools else None
-
-
-def tiny_problem(cell: Cell) -> Problem:
-    """A 3 x 2 problem in `cell`'s dtype and layout: a kernel's first call compiles it (or
-    loads it from the cache) there, so that the cell's first call times the call alone."""
-    p = loopvec.make_problem(2, 3, seed=1).astype(cell.dtype)
-    return dataclasses.replace(p, X=np.asfortranarray(p.X)) if cell.layout == "F" else p
 
 
 def start(cell: Cell, run: BenchRun) -> None:
@@ -72,7 +62,7 @@ def start(cell: Cell, run: BenchRun) -> None:
     signature = (cell.backend, cell.dtype, cell.layout)
     with thread_limit(cell.threads):
         if signature not in run.compile_s:  # the kernel's first call in this process
-            tiny = tiny_problem(cell)
+            tiny = tiny_problem(cell.dtype, cell.layout)  # the cell's first call: the call alone
             _, run.compile_s[signature] = time_one_call(
                 kernel, to_native(tiny.w, tiny.b, tiny.X, tiny.Y)
             )

@@ -38,10 +38,10 @@ def _dask_gradient(
     """The gradient of dask arrays (from Zarr, say), never loaded whole: a Dask backend reads
     them chunk by chunk and checks their values in that same pass."""
     require_dask_backend(backend)
-    from loopvec.backends._dask import checked_gradient  # noqa: PLC0415 (dask is optional)
+    from loopvec.backends._dask import checked  # noqa: PLC0415 (dask is optional)
 
     w, b, X, Y = validate_lazy_problem(w, b, X, Y, dtype=dtype)
-    dw, db = checked_gradient(_module(backend), w, b, X, Y)
+    dw, db = _module(backend).gradient(w, b, *checked(X, Y))  # values checked as they are read
     return np.asarray(dw, dtype=X.dtype), float(db)
 
 

@@ -64,6 +64,13 @@ def make_problem(m: int, n: int, *, seed: int = 0) -> Problem:
     return Problem(w=w, b=0.01 * float(rng.standard_normal()), X=X, Y=Y)
 
 
+def tiny_problem(dtype: str = "float64", layout: str = "C") -> Problem:
+    """A 3 x 2 problem in `dtype` and memory `layout` (C or F): what a kernel is first called on
+    to compile it (or load it from the cache) before the calls that are timed."""
+    p = make_problem(2, 3, seed=1).astype(dtype)
+    return Problem(p.w, p.b, np.asfortranarray(p.X), p.Y) if layout == "F" else p
+
+
 def worked_example() -> Problem:
     """The course's worked example (m = 3, n = 2) whose gradient and cost are known by heart.
 

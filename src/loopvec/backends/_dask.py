@@ -1,12 +1,13 @@
 """What the Dask backends share: X and Y on the cluster, chunked by examples, and the chunk work.
 
 The lesson's gradient is a sum over examples, so it splits over chunks of examples: each chunk's
-partial sums (X_c dZ_c.T, sum dZ_c, and the loss when asked) are added by a tree reduction, and
-only those n + 2 floats travel back to the client. X is chunked along examples only (a chunk holds
+partial sums (X_c dZ_c.T and sum dZ_c, or the loss terms' sum) are added by a tree reduction, and
+only those n + 1 floats travel back to the client. X is chunked along examples only (a chunk holds
 every feature of its examples), and Y alike.
 
-numpy inputs are moved to the cluster once, before any timing (`to_native`: chunked, persisted on
-the workers); dask arrays (from Zarr, for example) are used as they are and never loaded whole.
+numpy inputs are moved to the cluster once, before any timing (`to_native`: scattered to the
+workers chunk by chunk); dask arrays (from Zarr, for example) are used as they are and never
+loaded whole.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from numpy.typing import NDArray
 
 from loopvec.backends._blocked import accumulate
 from loopvec.cluster import get_client
-from loopvec.problem import make_problem
+from loopvec.problem import tiny_problem
 
 #: Bytes of X per chunk: a task's work (about 10 ms at memory speed) stays far above its
 #: scheduling overhead (about 1 ms), while every worker still gets several chunks.
@@ -37,15 +38,22 @@ def chunk_examples(n: int, m: int, itemsize: int, workers: int) -> int:
     return max(1, min(by_bytes, math.ceil(m / max(workers, 1))))
 
 
+def example_chunks(X: NDArray[Any]) -> tuple[int, ...]:
+    """The chunks of examples a numpy X (n, m) is split into on the cluster (`chunk_examples`
+    examples each, the last one shorter)."""
+    n, m = X.shape
+    workers = len(get_client().scheduler_info()["workers"])
+    size = chunk_examples(n, m, X.dtype.itemsize, workers)
+    return tuple(min(size, m - start) for start in range(0, m, size))
+
+
 def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
     """X (n, m) and Y (1, m) as dask arrays chunked alike along examples only: X's own chunks
-    of examples, or for numpy X `chunk_examples` per chunk."""
-    n, m = X.shape
+    of examples, or for numpy X `example_chunks`."""
     if isinstance(X, da.Array):
         X = X.rechunk({0: -1})
     else:
-        workers = len(get_client().scheduler_info()["workers"])
-        X = da.from_array(X, (n, chunk_examples(n, m, X.dtype.itemsize, workers)))
+        X = da.from_array(X, ((X.shape[0],), example_chunks(X)))
     Y = (Y if isinstance(Y, da.Array) else da.from_array(Y)).rechunk((1, X.chunks[1]))
     return X, Y
 
@@ -67,7 +75,8 @@ def to_native(w: Any, b: float, X: Any, Y: Any) -> tuple[Any, float, Any, Any]:
             X_chunked, Y_chunked = client.persist([X_chunked, Y_chunked])
             wait([X_chunked, Y_chunked])
     else:
-        X_chunked, Y_chunked = scattered(X), scattered(Y, like=scattered_chunks(X))
+        chunks = example_chunks(X)
+        X_chunked, Y_chunked = scattered(X, chunks), scattered(Y, chunks)
     return np.asarray(w), float(b), X_chunked, Y_chunked
 
 
@@ -104,18 +113,9 @@ def _add(arrays: list[NDArray[np.float64]]) -> NDArray[np.float64]:
     return total
 
 
-def scattered_chunks(X: NDArray[Any]) -> tuple[int, ...]:
-    """The chunks along examples that `scattered` gives X."""
-    n, m = X.shape
-    workers = len(get_client().scheduler_info()["workers"])
-    size = chunk_examples(n, m, X.dtype.itemsize, workers)
-    return tuple(min(size, m - start) for start in range(0, m, size))
-
-
-def scattered(A: NDArray[Any], like: tuple[int, ...] | None = None) -> Any:
-    """A numpy (rows, m) array as a dask array whose chunks of examples already sit on the
+def scattered(A: NDArray[Any], chunks: tuple[int, ...]) -> Any:
+    """A numpy (rows, m) array as a dask array whose `chunks` of examples already sit on the
     workers (client.scatter: the data travels once, not inside every task graph)."""
-    chunks = like or scattered_chunks(A)
     futures = scatter(A, chunks).futures
     # delayed(future): the graph holds the future itself, so the data stays on the workers
     # for as long as the array lives.
@@ -195,18 +195,9 @@ def checked(X: Any, Y: Any) -> tuple[Any, Any]:
 def warm_chunk_kernels() -> None:
     """Compile (or load from the cache) what a chunk runs, for float64 and float32, C and F."""
     for dtype in ("float64", "float32"):
-        p = make_problem(2, 3, seed=1).astype(dtype)
-        for X in (p.X, np.asfortranarray(p.X)):
-            chunk_sums(X, p.Y, p.w, p.b)
-
-
-def checked_gradient(
-    backend: Any, w: NDArray[Any], b: float, X: Any, Y: Any
-) -> tuple[NDArray[np.float64], float]:
-    """`backend`'s gradient (a Dask backend's module) of dask X and Y, their values checked in
-    the same pass over the data."""
-    dw, db = backend.gradient(w, b, *checked(X, Y))
-    return dw, db
+        for layout in ("C", "F"):
+            p = tiny_problem(dtype, layout)
+            chunk_sums(p.X, p.Y, p.w, p.b)
 
 
 def cross_entropy(w: NDArray[Any], b: float, X: Any, Y: Any) -> float:

@@ -30,7 +30,7 @@ def to_native(w: Any, b: float, X: Any, Y: Any) -> tuple[Any, float, Any, Any]:
     as `_dask.to_native` leaves them (chunked by examples, persisted where they fit)."""
     if isinstance(X, da.Array) or isinstance(Y, da.Array):
         return _dask.to_native(w, b, X, Y)
-    chunks = _dask.scattered_chunks(X)
+    chunks = _dask.example_chunks(X)
     return np.asarray(w), float(b), _dask.scatter(X, chunks), _dask.scatter(Y, chunks)
 
 
