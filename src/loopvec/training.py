@@ -98,8 +98,8 @@ def _cross_entropy_terms(w: Array, b: float, X: Array, Y: Array) -> Array:
 
 def _recorded_cost(w: Array, b: float, X: Any, Y: Any, l2_penalty: float) -> float:
     """J = mean cross-entropy + l2_penalty / (2 m) ||w||^2; numpy's pairwise sums (no BLAS), or
-    for dask arrays sums chunk by chunk on the cluster."""
-    if is_dask_array(X):
+    for data on a Dask cluster sums chunk by chunk there."""
+    if not isinstance(X, np.ndarray):
         from loopvec.backends._dask import cross_entropy as dask_cross_entropy  # noqa: PLC0415
 
         cross_entropy = dask_cross_entropy(w, b, X, Y)
@@ -120,7 +120,7 @@ class Descent:
         self.backend, self.X, self.Y = backend, X, Y
         self._kernel, self._step = get_kernel(backend), get_step(backend)
         self._native = to_native(w0, b0, X, Y)
-        if is_dask_array(self._native[2]):  # the cost is summed where the data now lives
+        if is_dask_array(X):  # the cost is summed where the data now lives
             self.X, self.Y = self._native[2], self._native[3]
 
     def run(

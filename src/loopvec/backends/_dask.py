@@ -5,9 +5,10 @@ partial sums (X_c dZ_c.T and sum dZ_c, or the loss terms' sum) are added by a tr
 only those n + 1 floats travel back to the client. X is chunked along examples only (a chunk holds
 every feature of its examples), and Y alike.
 
-numpy inputs are moved to the cluster once, before any timing (`to_native`: scattered to the
-workers chunk by chunk); dask arrays (from Zarr, for example) are used as they are and never
-loaded whole.
+Inputs are moved to the cluster once, before any timing (`to_native`): numpy arrays scattered to
+the workers chunk by chunk, dask arrays that fit persisted there; both are then held as futures,
+one per chunk (`Scattered`). Dask arrays too large for the workers' memory stay in their store
+and are read chunk by chunk at every gradient (out of core), never loaded whole.
 """
 
 from __future__ import annotations
@@ -20,42 +21,39 @@ from typing import Any
 import dask.array as da
 import numpy as np
 from dask.delayed import delayed
-from distributed import Future, wait
+from distributed import Future, futures_of, wait
 from numpy.typing import NDArray
 
 from loopvec.backends._blocked import accumulate
 from loopvec.cluster import get_client
 from loopvec.problem import tiny_problem
 
-#: Bytes of X per chunk: a task's work (about 10 ms at memory speed) stays far above its
-#: scheduling overhead (about 1 ms), while every worker still gets several chunks.
-CHUNK_BYTES = 64 * 2**20
+#: Most bytes of X in one scattered chunk. A task costs about 1 ms of scheduling, and on a small
+#: machine more, since the scheduler waits for a core that the workers' kernels hold: measured
+#: here at m = 4e6, n = 100 on 2 workers, 48 chunks of 64 MiB took 246 ms a gradient, 12 of
+#: 256 MiB 145 ms and 2 (one per worker) 110 ms, of which 90 ms was the kernels. So a numpy X is
+#: split into one chunk per worker, or more of at most this size.
+MAX_CHUNK_BYTES = 2**30
 
 
-def chunk_examples(n: int, m: int, itemsize: int, workers: int) -> int:
-    """Examples per chunk: about CHUNK_BYTES of X, and at least one chunk per worker."""
-    by_bytes = max(1, CHUNK_BYTES // (n * itemsize))
-    return max(1, min(by_bytes, math.ceil(m / max(workers, 1))))
+def example_chunks(n: int, m: int, itemsize: int, workers: int) -> tuple[int, ...]:
+    """The chunks of examples (their sizes, in order) a numpy X (n, m) is scattered in: near
+    equal, a multiple of `workers` of them, each at most MAX_CHUNK_BYTES (or one example)."""
+    per_worker = math.ceil(n * m * itemsize / (max(workers, 1) * MAX_CHUNK_BYTES))
+    count = min(m, max(workers, 1) * max(per_worker, 1))
+    return tuple(len(part) for part in np.array_split(np.empty(m, dtype=np.bool_), count))
 
 
-def example_chunks(X: NDArray[Any]) -> tuple[int, ...]:
-    """The chunks of examples a numpy X (n, m) is split into on the cluster (`chunk_examples`
-    examples each, the last one shorter)."""
-    n, m = X.shape
-    workers = len(get_client().scheduler_info()["workers"])
-    size = chunk_examples(n, m, X.dtype.itemsize, workers)
-    return tuple(min(size, m - start) for start in range(0, m, size))
+def workers_of(client: Any) -> list[str]:
+    """The addresses of the cluster's workers, sorted."""
+    return sorted(client.scheduler_info()["workers"])
 
 
 def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
-    """X (n, m) and Y (1, m) as dask arrays chunked alike along examples only: X's own chunks
-    of examples, or for numpy X `example_chunks`."""
-    if isinstance(X, da.Array):
-        X = X.rechunk({0: -1})
-    else:
-        X = da.from_array(X, ((X.shape[0],), example_chunks(X)))
-    Y = (Y if isinstance(Y, da.Array) else da.from_array(Y)).rechunk((1, X.chunks[1]))
-    return X, Y
+    """X (n, m) and Y (1, m) dask arrays chunked alike along examples only (X's own chunks of
+    examples: every feature of an example in one chunk)."""
+    X = X.rechunk({0: -1})
+    return X, Y.rechunk((1, X.chunks[1]))
 
 
 #: Share of the workers' memory that dask inputs may fill when persisted: beyond it they are
@@ -63,49 +61,81 @@ def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
 PERSIST_SHARE = 0.5
 
 
-def to_native(w: Any, b: float, X: Any, Y: Any) -> tuple[Any, float, Any, Any]:
-    """numpy X and Y scattered to the workers chunk by chunk (done before timing); dask arrays
-    rechunked by examples only and persisted on the workers where they fit in PERSIST_SHARE of
-    their memory, else left in their store (read at every gradient: out of core)."""
-    if isinstance(X, da.Array) or isinstance(Y, da.Array):
-        X_chunked, Y_chunked = by_examples(X, Y)
-        client = get_client()
-        memory = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
-        if X_chunked.nbytes + Y_chunked.nbytes <= PERSIST_SHARE * memory:
-            X_chunked, Y_chunked = client.persist([X_chunked, Y_chunked])
-            wait([X_chunked, Y_chunked])
-    else:
-        chunks = example_chunks(X)
-        X_chunked, Y_chunked = scattered(X, chunks), scattered(Y, chunks)
-    return np.asarray(w), float(b), X_chunked, Y_chunked
-
-
 @dataclass(frozen=True)
 class Scattered:
-    """A numpy (rows, m) array on the workers: one future per chunk of examples, in order."""
+    """A (rows, m) array held on the workers: one future per chunk of examples, in order."""
 
     futures: list[Future[Any]]
     shape: tuple[int, int]
+    chunks: tuple[int, ...]  #: examples per chunk
+    dtype: np.dtype[Any]
 
 
-def scatter(A: NDArray[Any], chunks: tuple[int, ...]) -> Scattered:
-    """`A`'s chunks of examples sent to the workers (client.scatter), each a future."""
+def to_native(
+    w: Any, b: float, X: Any, Y: Any, chunks: tuple[int, ...] | None = None
+) -> tuple[Any, float, Any, Any]:
+    """X and Y on the workers before any timing: numpy inputs scattered in `chunks` of examples
+    (default `example_chunks`), each chunk of X beside its chunk of Y; dask arrays chunked by
+    examples and persisted where they fit in PERSIST_SHARE of the workers' memory (their values
+    checked as they are read), else left in their store, read at every gradient (out of core)."""
+    client = get_client()
+    if isinstance(X, da.Array) or isinstance(Y, da.Array):
+        X, Y = by_examples(X, Y)
+        memory = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+        if X.nbytes + Y.nbytes <= PERSIST_SHARE * memory:
+            X, Y = persisted(X), persisted(Y)
+    else:
+        n, m = X.shape
+        workers = workers_of(client)
+        chunks = chunks or example_chunks(n, m, X.dtype.itemsize, len(workers))
+        X, Y = scatter(client, X, Y, chunks, workers)
+    return np.asarray(w), float(b), X, Y
+
+
+def scatter(
+    client: Any, X: NDArray[Any], Y: NDArray[Any], chunks: tuple[int, ...], workers: list[str]
+) -> tuple[Scattered, Scattered]:
+    """X's and Y's chunks of examples sent to the workers in turn, a chunk of X and its chunk of
+    Y to the same worker (no transfer at a gradient); one chunk copied at a time."""
     starts = np.cumsum((0, *chunks))
-    pieces = [np.ascontiguousarray(A[:, s:e]) for s, e in itertools.pairwise(starts)]
-    futures = get_client().scatter(pieces, hash=False)  # same data, other keys: no races
-    return Scattered(futures, (int(A.shape[0]), int(A.shape[1])))
+    x_futures: list[Future[Any]] = []
+    y_futures: list[Future[Any]] = []
+    for k, (start, stop) in enumerate(itertools.pairwise(starts)):
+        where = [workers[k % len(workers)]]
+        for A, futures in ((X, x_futures), (Y, y_futures)):
+            piece = np.ascontiguousarray(A[:, start:stop])
+            # hash=False: equal chunks get their own keys, so releasing one never drops another
+            futures.append(client.scatter(piece, workers=where, hash=False))
+    return (
+        Scattered(x_futures, X.shape, chunks, X.dtype),
+        Scattered(y_futures, Y.shape, chunks, Y.dtype),
+    )
+
+
+def persisted(A: Any) -> Scattered:
+    """A dask array chunked along examples only, computed onto the workers and held there as
+    one future per chunk; an error in computing a chunk (a bad value) raises here."""
+    client = get_client()
+    (A,) = client.persist([A])
+    futures = {future.key: future for future in futures_of(A)}
+    ordered = [futures[key] for key in A.__dask_keys__()[0]]
+    wait(ordered)
+    for future in ordered:
+        if future.status == "error":
+            future.result()  # raises the chunk's error
+    return Scattered(ordered, A.shape, A.chunks[1], A.dtype)
 
 
 def tree_sum(parts: list[Future[Any]], fan_in: int = 8) -> NDArray[np.float64]:
-    """The sum of the arrays that `parts` hold, added on the workers fan_in at a time."""
+    """The sum of the arrays that `parts` hold, added on the workers fan_in at a time; the last
+    fan_in or fewer come back to the client (a few floats each) and are added there."""
     client = get_client()
-    while len(parts) > 1:
+    while len(parts) > fan_in:
         parts = [
             client.submit(_add, parts[i : i + fan_in], pure=False)
             for i in range(0, len(parts), fan_in)
         ]
-    total: NDArray[np.float64] = parts[0].result()
-    return total
+    return _add(client.gather(parts))
 
 
 def _add(arrays: list[NDArray[np.float64]]) -> NDArray[np.float64]:
@@ -113,15 +143,14 @@ def _add(arrays: list[NDArray[np.float64]]) -> NDArray[np.float64]:
     return total
 
 
-def scattered(A: NDArray[Any], chunks: tuple[int, ...]) -> Any:
-    """A numpy (rows, m) array as a dask array whose `chunks` of examples already sit on the
-    workers (client.scatter: the data travels once, not inside every task graph)."""
-    futures = scatter(A, chunks).futures
-    # delayed(future): the graph holds the future itself, so the data stays on the workers
-    # for as long as the array lives.
+def as_dask_array(A: Any) -> Any:
+    """A dask array of A, which may be `Scattered` (its futures become the chunks: no copy)."""
+    if not isinstance(A, Scattered):
+        return A
+    # delayed(future): the graph holds the future, so the chunk stays on its worker
     parts = [
         da.from_delayed(delayed(future), shape=(A.shape[0], size), dtype=A.dtype)
-        for future, size in zip(futures, chunks, strict=True)
+        for future, size in zip(A.futures, A.chunks, strict=True)
     ]
     return da.concatenate(parts, axis=1)
 
@@ -157,11 +186,18 @@ def chunk_loss(
     return np.array([[float(np.sum(softplus - Y_chunk * z))]])
 
 
-def per_chunk(function: Any, X: Any, Y: Any, rows: int, **kwargs: Any) -> Any:
-    """`function(X_chunk, Y_chunk, **kwargs)` for every chunk, each an (rows, 1) array, side by
-    side as one (rows, chunks) dask array (sum it along axis 1: a tree reduction)."""
+def summed(function: Any, X: Any, Y: Any, rows: int, **kwargs: Any) -> NDArray[np.float64]:
+    """The sum over chunks of `function(X_chunk, Y_chunk, **kwargs)`, each an (rows, 1) array,
+    as (rows,): a task per chunk and a tree of sums, on chunks held on the workers
+    (`Scattered`: tasks submitted straight to their futures, no graph to build) or on dask
+    arrays (a graph, each chunk read from its store as its task runs)."""
+    if isinstance(X, Scattered):
+        parts = get_client().map(function, X.futures, Y.futures, pure=False, **kwargs)
+        return tree_sum(parts)[:, 0]
     chunks = ((rows,), (1,) * X.numblocks[1])
-    return da.map_blocks(function, X, Y, chunks=chunks, dtype=np.float64, **kwargs)
+    per_chunk = da.map_blocks(function, X, Y, chunks=chunks, dtype=np.float64, **kwargs)
+    (total,) = compute(per_chunk.sum(axis=1))
+    return np.asarray(total, dtype=np.float64)
 
 
 def _check_chunk(X_chunk: Any, Y_chunk: Any, block_info: Any = None) -> Any:
@@ -201,6 +237,6 @@ def warm_chunk_kernels() -> None:
 
 
 def cross_entropy(w: NDArray[Any], b: float, X: Any, Y: Any) -> float:
-    """Mean cross-entropy of dask X and Y, summed chunk by chunk on the cluster."""
-    (total,) = compute(per_chunk(chunk_loss, X, Y, 1, w=w, b=b).sum())
-    return float(total) / int(X.shape[1])
+    """Mean cross-entropy of X and Y on the cluster (`Scattered` or dask arrays), summed chunk
+    by chunk."""
+    return float(summed(chunk_loss, X, Y, 1, w=w, b=b)[0]) / int(X.shape[1])

@@ -14,9 +14,19 @@ import dask.array as da
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends._dask import compute, to_native, to_numpy
+from loopvec.backends import _dask
+from loopvec.backends._dask import as_dask_array, compute, to_numpy
 
 __all__ = ["gradient", "to_native", "to_numpy"]
+
+
+def to_native(
+    w: Any, b: float, X: Any, Y: Any, chunks: tuple[int, ...] | None = None
+) -> tuple[Any, float, Any, Any]:
+    """X and Y on the workers as dask_fused holds them (`_dask.to_native`), seen as dask arrays
+    whose chunks are those futures."""
+    w, b, X, Y = _dask.to_native(w, b, X, Y, chunks)
+    return w, b, as_dask_array(X), as_dask_array(Y)
 
 
 def gradient(w: NDArray[Any], b: float, X: Any, Y: Any) -> tuple[NDArray[np.float64], float]:
