@@ -65,6 +65,18 @@ def _bench(session: nox.Session, install: str) -> None:
 
 
 @nox.session
+def scale(session: nox.Session) -> None:
+    """The Dask study (`loopvec scale`): chunk size, in memory, out of core to beyond this
+    machine's memory, training against dask-ml and dask-glm; into results/scale/ (15+ minutes,
+    about 40 GB of free disk; `-- --smoke` for tiny sizes)."""
+    session.install(".[dask,peers]")
+    session.run(
+        "loopvec", "scale", *session.posargs,
+        env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
+    )  # fmt: skip
+
+
+@nox.session
 def plots(session: nox.Session) -> None:
     """Draw the figures and REPORT.md of the newest run under results/ (or of given paths)."""
     session.install(".")

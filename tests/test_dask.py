@@ -25,6 +25,12 @@ dask_array = pytest.importorskip("dask.array", reason="the [dask] extra is not i
 pytest.importorskip("distributed", reason="the [dask] extra is not installed")
 zarr_store = pytest.importorskip("loopvec.zarr_store", reason="zarr is not installed")
 
+from loopvec.backends._dask import MAX_CHUNK_BYTES, Scattered, example_chunks, to_native  # noqa: E402
+from loopvec.cli import main  # noqa: E402
+from loopvec.cluster import get_client  # noqa: E402
+from loopvec.scale import STUDIES, load  # noqa: E402
+from loopvec.scale_report import crossover, ratio  # noqa: E402
+
 DASK_BACKENDS = ["dask_fused", "dask_array"]
 
 
@@ -81,6 +87,38 @@ def test_shapes_are_checked_without_computing_and_other_backends_refuse_dask(sto
         loopvec.gradient(np.ones((3, 1)), lazy.b, lazy.X, lazy.Y, backend="dask_fused")
     with pytest.raises(TypeError, match="use a Dask backend \\(dask_fused, dask_array\\)"):
         loopvec.gradient(lazy.w, lazy.b, lazy.X, lazy.Y, backend="numba_fused")
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "workers", "expected"),
+    [
+        (7, 20_011, 2, (10_006, 10_005)),  # one near-equal chunk per worker
+        (100, 4_000_000, 2, (1_000_000,) * 4),  # 3.2 GB: two chunks of at most 1 GiB each
+        (3, 3, 4, (1, 1, 1)),  # never an empty chunk
+    ],
+)
+def test_numpy_x_is_scattered_in_a_few_equal_chunks_per_worker(
+    n: int, m: int, workers: int, expected: tuple[int, ...]
+) -> None:
+    chunks = example_chunks(n, m, 8, workers)
+    assert chunks == expected
+    assert max(chunks) * n * 8 <= max(MAX_CHUNK_BYTES, n * 8)
+
+
+def test_each_chunk_of_x_sits_beside_its_chunk_of_y_and_persisted_chunks_keep_their_order(
+    store: Path,
+) -> None:
+    whole = in_memory(zarr_store.open_problem(store))
+    _, _, X, Y = to_native(whole.w, whole.b, whole.X, whole.Y, chunks=(5000, 5000, 5000, 5011))
+    holders = get_client().who_has([*X.futures, *Y.futures])
+    for x, y in zip(X.futures, Y.futures, strict=True):
+        assert holders[x.key] == holders[y.key]
+    lazy = zarr_store.open_problem(store)
+    _, _, X, _ = to_native(lazy.w, lazy.b, lazy.X, lazy.Y)
+    assert isinstance(X, Scattered)
+    assert X.chunks == lazy.X.chunks[1]
+    firsts = [future.result()[:, 0] for future in X.futures]
+    np.testing.assert_array_equal(firsts, whole.X[:, list(np.cumsum((0, *X.chunks[:-1])))].T)
 
 
 def run_python(script: str, env: dict[str, str] | None = None, timeout: int = 300) -> str:
@@ -219,3 +257,45 @@ def test_a_worker_killed_mid_gradient_is_recomputed_never_a_wrong_number(tmp_pat
         timeout=600,
     )
     assert output.startswith(("recomputed", "error KilledWorker")), output
+
+
+def test_the_scale_study_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None:
+    """`loopvec scale --smoke`: every study measured, checked, written, drawn and reported."""
+    assert main(["scale", "--smoke", "--out", str(tmp_path)]) == 0
+    study = load(tmp_path / "scale.json")
+    assert {r["study"] for r in study.records} == set(STUDIES)
+    training = {r["backend"] for r in study.records if r["study"] == "training"}
+    assert training == {"dask_fused", "dask-ml", "dask-glm", "numba_parallel"}
+    sweep = [r for r in study.records if r["study"] == "chunk_size" and "chunks" in r]
+    assert sorted({r["chunks"] for r in sweep}) == [2, 18, 69]  # 16 KiB, 64 KiB, one per worker
+    for record in study.records:
+        assert record["low_s"] <= record["median_s"] <= record["high_s"], record
+    cold, warm = (r for r in study.records if r["study"] == "out_of_core")
+    assert (cold["cache"], cold["page_cache_share_before"]) == ("cold", 0.0)
+    assert warm["page_cache_share_before"] > 0.95  # X and Y read: all but a little metadata
+    assert not (tmp_path / "stores").exists()  # the stores are removed after the study
+    report = (tmp_path / "SCALE.md").read_text()
+    for heading in ("Chunk size", "In memory", "Out of core", "Gradient descent"):
+        assert f"## {heading}" in report
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_the_task_overhead_fit_recovers_its_line() -> None:
+    """time = 40 ms + chunks * 2 ms exactly: kernels 40 ms, 2 ms per task, and the crossover
+    at 20 chunks, i.e. X's bytes / 20."""
+    records = [
+        {"study": "chunk_size", "backend": "dask_fused", "chunks": c, "x_bytes": 2_000_000,
+         "median_s": 0.040 + 0.002 * c}
+        for c in (2, 8, 32, 128)
+    ]  # fmt: skip
+    fit = crossover(records)
+    assert fit is not None
+    assert fit.kernels_s == pytest.approx(0.040)
+    assert fit.task_s.value == pytest.approx(0.002)
+    assert fit.task_s.low == pytest.approx(0.002)  # a perfect line: no spread
+    assert fit.crossover_bytes.value == pytest.approx(100_000)
+    assert crossover(records[:2]) is None  # too few sizes to fit
+    slow = {"median_s": 4.0, "low_s": 3.0, "high_s": 5.0}
+    fast = {"median_s": 1.0, "low_s": 0.5, "high_s": 2.0}
+    assert (ratio(slow, fast).value, ratio(slow, fast).low, ratio(slow, fast).high) == (4, 1.5, 10)
+    assert np.isnan(ratio(slow, {**fast, "low_s": -0.1}).low)  # unbounded: no interval

@@ -13,6 +13,7 @@ The benchmark itself runs through pytest (`nox -s bench`), where pytest-benchmar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -54,6 +55,7 @@ from loopvec.validation import validate_positive_int, validate_rate
 DEFAULT_RESULTS = Path("results")
 #: Where report and plot write what they draw from several runs, or from the reference run.
 MERGED = DEFAULT_RESULTS / "report"
+SCALE_RESULTS = DEFAULT_RESULTS / "scale"
 
 
 def _load(paths: Sequence[Path]) -> Results:
@@ -324,6 +326,28 @@ def _percent(text: str) -> float:
     return value
 
 
+def _scale(args: argparse.Namespace) -> int:
+    from loopvec import scale, scale_report  # noqa: PLC0415 (needs the [dask] extra)
+    from loopvec.provenance import run_name  # noqa: PLC0415
+
+    out = args.out or SCALE_RESULTS / run_name(machine_record(measure_bandwidth=False), "scale")
+    if args.render:
+        study = scale.load(out / "scale.json")
+    else:
+        _check_can_write(out)
+        settings = scale.Settings.smoke() if args.smoke else scale.Settings()
+        if args.store_folder is not None or args.no_peers:
+            settings = dataclasses.replace(
+                settings, store_folder=args.store_folder, peers=not args.no_peers
+            )
+        study = scale.run(settings, out, args.study or scale.STUDIES)
+    data = dataclasses.asdict(study)
+    write_png(scale_report.figure(data), out / "scale.png")
+    write_bytes_atomic(out / "SCALE.md", scale_report.markdown(data).encode())
+    print(f"wrote {out / 'scale.json'}, {out / 'scale.png'} and {out / 'SCALE.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopvec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -404,6 +428,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_command.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "training")
     train_command.set_defaults(handler=_train)
+    scale_command = commands.add_parser(
+        "scale",
+        help="the Dask study: chunk size, in memory, out of core (to beyond this machine's "
+        "memory), training against dask-ml and dask-glm (about 15 minutes; needs [dask])",
+    )
+    scale_command.add_argument("--out", type=Path, help="default: results/scale/<machine>-scale")
+    scale_command.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    scale_command.add_argument(
+        "--study", nargs="+", choices=["chunk_size", "in_memory", "out_of_core", "training"]
+    )
+    scale_command.add_argument(
+        "--store-folder", type=Path, help="where the Zarr stores go (and stay; default: removed)"
+    )
+    scale_command.add_argument("--no-peers", action="store_true", help="skip dask-ml, dask-glm")
+    scale_command.add_argument(
+        "--render", action="store_true", help="redraw scale.png and SCALE.md from scale.json"
+    )
+    scale_command.set_defaults(handler=_scale)
     return parser
 
 

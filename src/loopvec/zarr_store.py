@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -35,16 +36,23 @@ def write_problem(
     seed: int = 0,
     chunk_examples: int | None = None,
     dtype: str = "float64",
+    compressors: Any = None,
 ) -> Path:
-    """Write a seeded (n, m) problem to a Zarr store at `path`, one chunk at a time; the path."""
+    """Write a seeded (n, m) problem to a Zarr store at `path`, one chunk at a time; the path.
+
+    Uncompressed by default: random features do not compress, so a read costs I/O alone (pass
+    zarr's `compressors`, e.g. "auto", to compress)."""
     m, n = validate_positive_int("m", m), validate_positive_int("n", n)
     itemsize = np.dtype(dtype).itemsize
     size = chunk_examples or max(1, min(m, STORE_CHUNK_BYTES // (n * itemsize)))
     rng = np.random.default_rng([seed, 0])
     true_w, true_b = rng.standard_normal((n, 1)) / math.sqrt(n), float(rng.standard_normal())
     root = zarr.open_group(str(path), mode="w")
-    X = root.create_array("X", shape=(n, m), chunks=(n, size), dtype=dtype)
-    Y = root.create_array("Y", shape=(1, m), chunks=(1, size), dtype=dtype)
+    X, Y = (
+        root.create_array(name, shape=(rows, m), chunks=(rows, size), dtype=dtype,
+                          compressors=compressors)
+        for name, rows in (("X", n), ("Y", 1))
+    )  # fmt: skip
     for k, start in enumerate(range(0, m, size)):
         chunk_rng = np.random.default_rng([seed, k + 1])
         X_chunk = chunk_rng.standard_normal((n, min(size, m - start)))

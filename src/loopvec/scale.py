@@ -1,0 +1,438 @@
+"""Where distribution pays, measured: the gradient on a Dask cluster, in memory and out of core.
+
+Three studies, each written to `scale.json` as soon as it is measured (an interrupt keeps the
+studies done):
+
+- chunk_size: one problem in memory (m = 4e6, n = 100 by default), scattered in chunks of 1 MiB
+  to one chunk per worker; time per gradient of dask_fused and dask_array against the chunk size,
+  numba_parallel on the same data as the line to beat. The task overhead's crossover is where
+  the time spent per task equals the kernels' time: with time(chunks) ~ kernels_s + chunks *
+  task_s fitted over the sweep, crossover_bytes = X bytes * task_s / kernels_s.
+- in_memory: dask_fused, dask_array and numba_parallel at several m, X's GB/s.
+- out_of_core: dask_fused streaming X from a Zarr store (uncompressed, so a read costs I/O only)
+  of each size, up to beyond this machine's memory, first with the store evicted from the page
+  cache (cold), then again at once (warm: whatever the cache kept); GB/s against the disk's
+  read bandwidth (measured on the store's own files, evicted) and the memory's. The share of the
+  store in the page cache before each timing is recorded (`fincore`).
+- training: time per iteration of gradient descent with dask_fused, with dask-ml's
+  LogisticRegression(solver="gradient_descent") and dask-glm's gradient_descent on the same
+  persisted dask array and cluster, and numba_parallel in this process on the same values; each
+  timed as (time of k2 iterations - time of k1) / (k2 - k1), so that setup cancels.
+
+Every backend is checked against numpy_vectorized on the in-memory problems before it is timed.
+Times are medians of rounds in one process with a bootstrap interval (`stats.time_estimate`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from loopvec.agreement import Reference
+from loopvec.backends import get_adapters, get_kernel
+from loopvec.machine import machine_record
+from loopvec.plots import format_seconds
+from loopvec.problem import Problem, make_problem
+from loopvec.provenance import code_identity
+from loopvec.stats import Estimate, time_estimate
+
+MiB = 2**20
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `loopvec scale` measures (the defaults: the full study, about 15 minutes here)."""
+
+    n: int = 100
+    sweep_m: int = 4_000_000
+    sweep_chunk_bytes: tuple[int, ...] = tuple(s * MiB for s in (1, 4, 16, 64, 256, 1024))
+    in_memory_m: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
+    out_of_core_m: tuple[int, ...] = (1_000_000, 10_000_000, 37_500_000)  # 0.8, 8 and 30 GB
+    train_m: int = 10_000_000
+    train_iterations: tuple[int, int] = (1, 3)
+    rounds: int = 5
+    store_folder: Path | None = None  # default: a folder beside scale.json, removed at the end
+    peers: bool = True  # dask-ml and dask-glm in the training study
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        """Tiny sizes: every study and figure in seconds (CI)."""
+        return cls(
+            n=7,
+            sweep_m=20_000,
+            sweep_chunk_bytes=(16 * 1024, 64 * 1024),
+            in_memory_m=(5_000, 20_000),
+            out_of_core_m=(20_000,),
+            train_m=20_000,
+            train_iterations=(1, 2),
+            rounds=3,
+        )
+
+
+def measure(call: Callable[[], Any], rounds: int) -> dict[str, Any]:
+    """`call` timed `rounds` times after one untimed call: samples, median and 95 % interval."""
+    call()
+    samples_s = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        samples_s.append(time.perf_counter() - start)
+    return {"samples_s": samples_s, **_estimate_fields(time_estimate([[samples_s]]))}
+
+
+def _estimate_fields(estimate: Estimate) -> dict[str, float]:
+    return {"median_s": estimate.value, "low_s": estimate.low, "high_s": estimate.high}
+
+
+def estimate_of(record: dict[str, Any]) -> Estimate:
+    return Estimate(record["median_s"], record["low_s"], record["high_s"])
+
+
+def checked_gradient(backend: str, problem: Problem, reference: Reference, **native: Any) -> Any:
+    """The backend's gradient call on the problem's data moved into it (untimed), after its
+    result is checked against the reference: a wrong backend is never timed."""
+    to_native, _ = get_adapters(backend)
+    kernel = get_kernel(backend)
+    args = to_native(problem.w, problem.b, problem.X, problem.Y, **native)
+    reference.check(backend, kernel(*args))
+    return lambda: kernel(*args)
+
+
+def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
+    """Time per gradient against the chunk size, dask_fused and dask_array, at sweep_m."""
+    from loopvec.backends._dask import example_chunks, workers_of  # noqa: PLC0415 (optional)
+    from loopvec.cluster import get_client  # noqa: PLC0415
+
+    m, n = settings.sweep_m, settings.n
+    problem = make_problem(m, n)
+    reference = Reference.of(problem)
+    x_bytes = problem.X.nbytes
+    workers = len(workers_of(get_client()))
+    per_worker = example_chunks(n, m, 8, workers)[0] * n * 8
+    for chunk_bytes in sorted({*settings.sweep_chunk_bytes, per_worker}):
+        size = max(1, min(m, chunk_bytes // (n * 8)))
+        chunks = tuple(min(size, m - start) for start in range(0, m, size))
+        for backend in ("dask_fused", "dask_array"):
+            call = checked_gradient(backend, problem, reference, chunks=chunks)
+            rounds = settings.rounds if len(chunks) < 1000 else max(3, settings.rounds // 2)
+            record: dict[str, Any] = {"study": "chunk_size", "backend": backend, "m": m, "n": n}
+            record |= {"x_bytes": x_bytes, "chunk_bytes": size * n * 8, "chunks": len(chunks)}
+            record |= measure(call, rounds)
+            progress(f"chunk size {size * n * 8 / MiB:8.2f} MiB ({len(chunks)} chunks) "
+                     f"{backend:11} {format_seconds(record['median_s'])}")  # fmt: skip
+            yield record
+            del call
+    yield _numba_parallel_record("chunk_size", problem, reference, settings.rounds, progress)
+
+
+def _numba_parallel_record(
+    study: str,
+    problem: Problem,
+    reference: Reference,
+    rounds: int,
+    progress: Callable[[str], object],
+) -> dict[str, Any]:
+    n, m = problem.X.shape
+    call = checked_gradient("numba_parallel", problem, reference)
+    record: dict[str, Any] = {"study": study, "backend": "numba_parallel", "m": m, "n": n}
+    record |= {"x_bytes": problem.X.nbytes, "threads": os.cpu_count()} | measure(call, rounds)
+    progress(f"{study} m={m:,} numba_parallel {format_seconds(record['median_s'])}")
+    return record
+
+
+def in_memory(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
+    """dask_fused, dask_array and numba_parallel at each in_memory_m, n: X's GB/s."""
+    for m in settings.in_memory_m:
+        problem = make_problem(m, settings.n)
+        reference = Reference.of(problem)
+        yield _numba_parallel_record("in_memory", problem, reference, settings.rounds, progress)
+        for backend in ("dask_fused", "dask_array"):
+            call = checked_gradient(backend, problem, reference)
+            record: dict[str, Any] = {
+                "study": "in_memory",
+                "backend": backend,
+                "m": m,
+                "n": settings.n,
+            }
+            record |= {"x_bytes": problem.X.nbytes} | measure(call, settings.rounds)
+            progress(f"in_memory m={m:,} {backend} {format_seconds(record['median_s'])}")
+            yield record
+            del call
+        del problem, reference
+
+
+def store_files(path: Path) -> list[Path]:
+    """The files of a Zarr store, largest first."""
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+
+
+def evict(path: Path) -> None:
+    """Drop a store's files from the page cache (POSIX_FADV_DONTNEED; needs no privilege)."""
+    os.sync()  # dirty pages cannot be dropped
+    for file in store_files(path):
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def page_cache_share(path: Path) -> float | None:
+    """The share of a store's bytes in the page cache (util-linux's fincore), or None where
+    fincore is missing."""
+    files = store_files(path)
+    if shutil.which("fincore") is None or not files:
+        return None
+    cached = 0
+    for start in range(0, len(files), 500):  # keep command lines short
+        batch = [str(file) for file in files[start : start + 500]]
+        done = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", *batch],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        for line in done.stdout.splitlines():  # a file's last page counts whole: cap at its size
+            resident, size = map(int, line.split())
+            cached += min(resident, size)
+    return cached / sum(file.stat().st_size for file in files)
+
+
+def disk_read_bytes_per_s(path: Path, threads: int, limit_bytes: int = 4 * 2**30) -> float:
+    """Read bandwidth of the disk under a store: up to limit_bytes of its files, evicted from
+    the page cache first, read whole by `threads` readers at once (as the workers read)."""
+    files, total = [], 0
+    for file in store_files(path):
+        if total >= limit_bytes:
+            break
+        files.append(file)
+        total += file.stat().st_size
+    evict(path)
+
+    def read(file: Path) -> int:
+        with file.open("rb", buffering=0) as handle:
+            buffer, read_bytes = bytearray(8 * MiB), 0
+            while count := handle.readinto(buffer):
+                read_bytes += count
+        return read_bytes
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        read_bytes = sum(pool.map(read, files))
+    return read_bytes / (time.perf_counter() - start)
+
+
+def out_of_core(
+    settings: Settings, folder: Path, progress: Callable[[str], object]
+) -> Iterator[dict[str, Any]]:
+    """dask_fused streaming X from a Zarr store at each out_of_core_m: cold, then warm."""
+    from loopvec import zarr_store  # noqa: PLC0415 (optional)
+    from loopvec.backends import dask_fused  # noqa: PLC0415
+    from loopvec.backends._dask import by_examples, workers_of  # noqa: PLC0415
+    from loopvec.cluster import get_client  # noqa: PLC0415
+
+    workers = len(workers_of(get_client()))
+    for m in settings.out_of_core_m:
+        path = folder / f"problem-m{m}-n{settings.n}.zarr"
+        if not (path / "zarr.json").exists():
+            progress(f"writing {m * settings.n * 8 / GB:.1f} GB to {path}")
+            zarr_store.write_problem(path, m, settings.n)
+        lazy = zarr_store.open_problem(path)
+        X, Y = by_examples(lazy.X, lazy.Y)  # streamed: never persisted
+        record: dict[str, Any] = {
+            "study": "out_of_core",
+            "backend": "dask_fused",
+            "m": m,
+            "n": settings.n,
+        }
+        record["x_bytes"] = int(X.nbytes)
+        record["store_bytes"] = sum(file.stat().st_size for file in store_files(path))
+        record["disk_read_bytes_per_s"] = disk_read_bytes_per_s(path, workers)
+        for cache in ("cold", "warm"):
+            samples_s, shares = [], []
+            for _ in range(settings.rounds if cache == "warm" else max(2, settings.rounds // 2)):
+                if cache == "cold":
+                    evict(path)
+                shares.append(page_cache_share(path))
+                start = time.perf_counter()
+                dask_fused.gradient(lazy.w, lazy.b, X, Y)
+                samples_s.append(time.perf_counter() - start)
+            estimate = time_estimate([[samples_s]])
+            cached = [s for s in shares if s is not None]
+            yield record | {
+                "cache": cache,
+                "page_cache_share_before": float(np.mean(cached)) if cached else None,
+                "samples_s": samples_s,
+                **_estimate_fields(estimate),
+            }
+            gb_per_s = record["x_bytes"] / estimate.value / GB
+            held = np.mean(cached or [math.nan])
+            progress(f"out of core m={m:,} {cache}: {gb_per_s:.2f} GB/s (page cache: {held:.0%})")
+
+
+def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
+    """Time per iteration of gradient descent: dask_fused, dask-ml, dask-glm, numba_parallel."""
+    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415 (optional)
+    from loopvec.training import train  # noqa: PLC0415
+
+    m, n = settings.train_m, settings.n
+    k1, k2 = settings.train_iterations
+    problem = make_problem(m, n)
+    # The same dask array for the three Dask engines: the values scattered once, in dask_fused's
+    # chunks (their check when persisted returns each chunk as it is: no second copy).
+    _, _, X_held, Y_held = to_native(problem.w, problem.b, problem.X, problem.Y)
+    X, Y = as_dask_array(X_held), as_dask_array(Y_held)
+    engines: dict[str, Callable[[int], Any]] = {
+        "dask_fused": lambda k: train(
+            X, Y, backend="dask_fused", iterations=k, record_every=k2, learning_rate=0.5
+        ),
+    }
+    if settings.peers:
+        engines |= _peer_engines(X.T, Y[0])
+    engines["numba_parallel"] = lambda k: train(
+        problem.X, problem.Y, backend="numba_parallel", iterations=k, record_every=k2,
+        learning_rate=0.5,
+    )  # fmt: skip
+    for engine, fit in engines.items():
+        record: dict[str, Any] = {"study": "training", "backend": engine, "m": m, "n": n}
+        record |= {"x_bytes": problem.X.nbytes, "iterations": [k1, k2]}
+        record |= per_iteration(fit, k1, k2, settings.rounds)
+        progress(f"training m={m:,} {engine:14} {format_seconds(record['median_s'])} per iteration")
+        yield record
+
+
+def _peer_engines(X: Any, y: Any) -> dict[str, Callable[[int], Any]]:
+    """dask-ml and dask-glm as their users call them: X (m, n) examples by features (the view
+    X.T of ours, no copy), y (m,)."""
+    try:
+        from dask_glm.algorithms import gradient_descent  # noqa: PLC0415
+        from dask_glm.families import Logistic  # noqa: PLC0415
+        from dask_ml.linear_model import LogisticRegression  # noqa: PLC0415
+    except ImportError as error:
+        warnings.warn(f"dask-ml / dask-glm not installed, not compared: {error}", stacklevel=2)
+        return {}
+
+    def dask_ml(k: int) -> Any:
+        model = LogisticRegression(solver="gradient_descent", tol=0, max_iter=k)
+        return model.fit(X, y)
+
+    def dask_glm(k: int) -> Any:
+        return gradient_descent(X, y, max_iter=k, tol=0, family=Logistic)
+
+    return {"dask-ml": dask_ml, "dask-glm": dask_glm}
+
+
+def per_iteration(fit: Callable[[int], Any], k1: int, k2: int, rounds: int) -> dict[str, Any]:
+    """(time of fit(k2) - time of fit(k1)) / (k2 - k1) over `rounds` pairs (after a warm-up
+    fit): median and 95 % interval of the pairs' differences (Student's t; setup cancels)."""
+    fit(k1)
+    per_iteration_s = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(rounds):
+            times = []
+            for k in (k1, k2):
+                start = time.perf_counter()
+                fit(k)
+                times.append(time.perf_counter() - start)
+            per_iteration_s.append((times[1] - times[0]) / (k2 - k1))
+    values = np.asarray(per_iteration_s)
+    half = scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return {
+        "samples_s": per_iteration_s,
+        "median_s": float(np.median(values)),
+        "low_s": float(values.mean() - half),
+        "high_s": float(values.mean() + half),
+        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+    }
+
+
+@dataclass
+class ScaleRun:
+    """What `scale.json` holds: the machine, the cluster, the code, the bandwidths, the records."""
+
+    machine: dict[str, Any]
+    workers: int
+    threads_per_worker: int
+    memory_read_bytes_per_s: float
+    code: dict[str, Any]
+    settings: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        """Written whole to a temporary file, then renamed: never a half-written scale.json."""
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=1, default=str))
+        temporary.replace(path)
+
+
+@contextmanager
+def _store_folder(settings: Settings, out: Path) -> Iterator[Path]:
+    if settings.store_folder is not None:
+        settings.store_folder.mkdir(parents=True, exist_ok=True)
+        yield settings.store_folder
+        return
+    folder = out / "stores"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+STUDIES = ("chunk_size", "in_memory", "out_of_core", "training")
+
+
+def run(
+    settings: Settings,
+    out: Path,
+    studies: Sequence[str] = STUDIES,
+    progress: Callable[[str], object] = print,
+) -> ScaleRun:
+    """Measure `studies` into out/scale.json (saved after every record)."""
+    from loopvec.backends._dask import workers_of  # noqa: PLC0415
+    from loopvec.cluster import get_client  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    client = get_client()
+    info = client.scheduler_info()["workers"]
+    machine = machine_record()
+    scale = ScaleRun(
+        machine=machine,
+        workers=len(workers_of(client)),
+        threads_per_worker=min(w["nthreads"] for w in info.values()),
+        memory_read_bytes_per_s=max(machine["read_bandwidth_bytes_per_s"].values()),
+        code={b: code_identity(b) for b in ("dask_fused", "dask_array", "numba_parallel")},
+        settings={k: v for k, v in asdict(settings).items() if k != "store_folder"},
+    )
+    with _store_folder(settings, out) as folder:
+        makers: dict[str, Callable[[], Iterator[dict[str, Any]]]] = {
+            "chunk_size": lambda: chunk_sweep(settings, progress),
+            "in_memory": lambda: in_memory(settings, progress),
+            "out_of_core": lambda: out_of_core(settings, folder, progress),
+            "training": lambda: training(settings, progress),
+        }
+        for study in studies:
+            for record in makers[study]():
+                scale.records.append(record)
+                scale.save(out / "scale.json")
+    return scale
+
+
+def load(path: Path) -> ScaleRun:
+    """A scale.json back as a ScaleRun."""
+    return ScaleRun(**json.loads(path.read_text()))
