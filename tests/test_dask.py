@@ -28,7 +28,7 @@ zarr_store = pytest.importorskip("loopvec.zarr_store", reason="zarr is not insta
 from loopvec.backends._dask import MAX_CHUNK_BYTES, Scattered, example_chunks, to_native  # noqa: E402
 from loopvec.cli import main  # noqa: E402
 from loopvec.cluster import get_client  # noqa: E402
-from loopvec.scale import STUDIES, load  # noqa: E402
+from loopvec.scale import STUDIES, attempt, load  # noqa: E402
 from loopvec.scale_report import crossover, ratio  # noqa: E402
 
 DASK_BACKENDS = ["dask_fused", "dask_array"]
@@ -299,3 +299,16 @@ def test_the_task_overhead_fit_recovers_its_line() -> None:
     fast = {"median_s": 1.0, "low_s": 0.5, "high_s": 2.0}
     assert (ratio(slow, fast).value, ratio(slow, fast).low, ratio(slow, fast).high) == (4, 1.5, 10)
     assert np.isnan(ratio(slow, {**fast, "low_s": -0.1}).low)  # unbounded: no interval
+
+
+def test_a_failed_measurement_is_recorded_with_its_reason_and_the_study_goes_on() -> None:
+    def lost_worker() -> dict[str, float]:
+        raise RuntimeError("worker lost")
+
+    record = {"study": "in_memory", "backend": "dask_array", "m": 10}
+    said: list[str] = []
+    failed = attempt(record, lost_worker, said.append)
+    assert failed == {**record, "status": "failed", "reason": "RuntimeError: worker lost"}
+    assert said == ["FAILED in_memory dask_array m=10: RuntimeError: worker lost"]
+    timed = attempt(record, lambda: {"median_s": 1.0}, said.append)
+    assert timed == {**record, "status": "timed", "median_s": 1.0}

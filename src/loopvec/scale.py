@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,35 @@ def _estimate_fields(estimate: Estimate) -> dict[str, float]:
     return {"median_s": estimate.value, "low_s": estimate.low, "high_s": estimate.high}
 
 
-def estimate_of(record: dict[str, Any]) -> Estimate:
-    return Estimate(record["median_s"], record["low_s"], record["high_s"])
+#: dask_array's graph grows with the chunks (several tasks per chunk and operation): past this
+#: many chunks its gradient takes minutes on 2 cores and the scheduler lost a worker, so the
+#: sweep records it as skipped there.
+DASK_ARRAY_MAX_CHUNKS = 1000
+
+
+def attempt(
+    record: dict[str, Any], timing: Callable[[], dict[str, Any]], progress: Callable[[str], object]
+) -> dict[str, Any]:
+    """`record` with `timing()`'s fields, or with status "failed" and why: a measurement that
+    fails (a wrong result, a lost worker) is recorded and the study goes on."""
+    try:
+        return record | {"status": "timed"} | timing()
+    except Exception as error:  # any failure is recorded, never hidden
+        reason = f"{type(error).__name__}: {error}"
+        progress(f"FAILED {record['study']} {record['backend']} m={record['m']:,}: {reason}")
+        return record | {"status": "failed", "reason": reason}
+
+
+def _report(record: dict[str, Any], progress: Callable[[str], object], what: str) -> None:
+    if record["status"] == "timed":
+        progress(f"{what}: {format_seconds(record['median_s'])}")
+
+
+def measure_backend(
+    backend: str, problem: Problem, reference: Reference, rounds: int, **native: Any
+) -> dict[str, Any]:
+    """`measure` of the backend's gradient, checked first (`checked_gradient`)."""
+    return measure(checked_gradient(backend, problem, reference, **native), rounds)
 
 
 def checked_gradient(backend: str, problem: Problem, reference: Reference, **native: Any) -> Any:
@@ -128,15 +156,19 @@ def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterat
         size = max(1, min(m, chunk_bytes // (n * 8)))
         chunks = tuple(min(size, m - start) for start in range(0, m, size))
         for backend in ("dask_fused", "dask_array"):
-            call = checked_gradient(backend, problem, reference, chunks=chunks)
-            rounds = settings.rounds if len(chunks) < 1000 else max(3, settings.rounds // 2)
             record: dict[str, Any] = {"study": "chunk_size", "backend": backend, "m": m, "n": n}
             record |= {"x_bytes": x_bytes, "chunk_bytes": size * n * 8, "chunks": len(chunks)}
-            record |= measure(call, rounds)
-            progress(f"chunk size {size * n * 8 / MiB:8.2f} MiB ({len(chunks)} chunks) "
-                     f"{backend:11} {format_seconds(record['median_s'])}")  # fmt: skip
+            if backend == "dask_array" and len(chunks) > DASK_ARRAY_MAX_CHUNKS:
+                reason = f"more than {DASK_ARRAY_MAX_CHUNKS} chunks: minutes per gradient"
+                yield record | {"status": "skipped", "reason": reason}
+                continue
+            rounds = settings.rounds if len(chunks) < 1000 else max(3, settings.rounds // 2)
+            timing = partial(measure_backend, backend, problem, reference, rounds, chunks=chunks)
+            record = attempt(record, timing, progress)
+            _report(
+                record, progress, f"{size * n * 8 / MiB:.2f} MiB chunks ({len(chunks)}) {backend}"
+            )
             yield record
-            del call
     yield _numba_parallel_record("chunk_size", problem, reference, settings.rounds, progress)
 
 
@@ -241,7 +273,6 @@ def out_of_core(
 ) -> Iterator[dict[str, Any]]:
     """dask_fused streaming X from a Zarr store at each out_of_core_m: cold, then warm."""
     from loopvec import zarr_store  # noqa: PLC0415 (optional)
-    from loopvec.backends import dask_fused  # noqa: PLC0415
     from loopvec.backends._dask import by_examples, workers_of  # noqa: PLC0415
     from loopvec.cluster import get_client  # noqa: PLC0415
 
@@ -263,25 +294,38 @@ def out_of_core(
         record["store_bytes"] = sum(file.stat().st_size for file in store_files(path))
         record["disk_read_bytes_per_s"] = disk_read_bytes_per_s(path, workers)
         for cache in ("cold", "warm"):
-            samples_s, shares = [], []
-            for _ in range(settings.rounds if cache == "warm" else max(2, settings.rounds // 2)):
-                if cache == "cold":
-                    evict(path)
-                shares.append(page_cache_share(path))
-                start = time.perf_counter()
-                dask_fused.gradient(lazy.w, lazy.b, X, Y)
-                samples_s.append(time.perf_counter() - start)
-            estimate = time_estimate([[samples_s]])
-            cached = [s for s in shares if s is not None]
-            yield record | {
-                "cache": cache,
-                "page_cache_share_before": float(np.mean(cached)) if cached else None,
-                "samples_s": samples_s,
-                **_estimate_fields(estimate),
-            }
-            gb_per_s = record["x_bytes"] / estimate.value / GB
-            held = np.mean(cached or [math.nan])
-            progress(f"out of core m={m:,} {cache}: {gb_per_s:.2f} GB/s (page cache: {held:.0%})")
+            rounds = settings.rounds if cache == "warm" else max(2, settings.rounds // 2)
+            timing = partial(_stream, lazy, X, Y, path, cache == "cold", rounds)
+            timed = attempt(record | {"cache": cache}, timing, progress)
+            if timed["status"] == "timed":
+                gb_per_s = record["x_bytes"] / timed["median_s"] / GB
+                held = timed["page_cache_share_before"]
+                held_text = "unknown" if held is None else f"{held:.0%}"
+                progress(f"out of core m={m:,} {cache}: {gb_per_s:.2f} GB/s (cached: {held_text})")
+            yield timed
+
+
+def _stream(
+    lazy: Problem, X: Any, Y: Any, path: Path, evicted: bool, rounds: int
+) -> dict[str, Any]:
+    """dask_fused's gradient streamed from the store `rounds` times, the store evicted from the
+    page cache before each if `evicted`; with the share of it cached before each."""
+    from loopvec.backends import dask_fused  # noqa: PLC0415 (optional)
+
+    samples_s, shares = [], []
+    for _ in range(rounds):
+        if evicted:
+            evict(path)
+        shares.append(page_cache_share(path))
+        start = time.perf_counter()
+        dask_fused.gradient(lazy.w, lazy.b, X, Y)
+        samples_s.append(time.perf_counter() - start)
+    cached = [share for share in shares if share is not None]
+    return {
+        "page_cache_share_before": float(np.mean(cached)) if cached else None,
+        "samples_s": samples_s,
+        **_estimate_fields(time_estimate([[samples_s]])),
+    }
 
 
 def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
@@ -310,8 +354,8 @@ def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[
     for engine, fit in engines.items():
         record: dict[str, Any] = {"study": "training", "backend": engine, "m": m, "n": n}
         record |= {"x_bytes": problem.X.nbytes, "iterations": [k1, k2]}
-        record |= per_iteration(fit, k1, k2, settings.rounds)
-        progress(f"training m={m:,} {engine:14} {format_seconds(record['median_s'])} per iteration")
+        record = attempt(record, partial(per_iteration, fit, k1, k2, settings.rounds), progress)
+        _report(record, progress, f"training m={m:,} {engine}, per iteration")
         yield record
 
 
@@ -394,6 +438,8 @@ def _store_folder(settings: Settings, out: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: Progress lines as they happen, also when stdout is a pipe (nox, CI logs).
+PRINT = partial(print, flush=True)
 STUDIES = ("chunk_size", "in_memory", "out_of_core", "training")
 
 
@@ -401,7 +447,7 @@ def run(
     settings: Settings,
     out: Path,
     studies: Sequence[str] = STUDIES,
-    progress: Callable[[str], object] = print,
+    progress: Callable[[str], object] = PRINT,
 ) -> ScaleRun:
     """Measure `studies` into out/scale.json (saved after every record)."""
     from loopvec.backends._dask import workers_of  # noqa: PLC0415

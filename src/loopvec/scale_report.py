@@ -28,10 +28,13 @@ PEERS = ("dask_fused", "dask-ml", "dask-glm", "numba_parallel")
 
 
 def of_study(records: Sequence[dict[str, Any]], study: str, **match: Any) -> list[dict[str, Any]]:
+    """The timed records of `study` whose fields equal `match`."""
     return [
         r
         for r in records
-        if r["study"] == study and all(r.get(key) == value for key, value in match.items())
+        if r["study"] == study
+        and r.get("status", "timed") == "timed"
+        and all(r.get(key) == value for key, value in match.items())
     ]
 
 
@@ -241,4 +244,11 @@ def markdown(scale: dict[str, Any], figure_name: str = "scale.png") -> str:
             versus = _ratio_text(ratio(r, ours[0])) if ours else "-"
             lines.append(_row([r["backend"], _number(estimate_of(r).scaled(1e3)), versus,
                                "; ".join(r.get("warnings", [])) or "none"]))  # fmt: skip
+    untimed = [r for r in records if r.get("status", "timed") != "timed"]
+    if untimed:
+        lines += ["", f"## Not timed ({len(untimed)})", "", _row(["study", "backend", "m", "chunks",
+                  "status", "why"]), _row(["---"] * 6)]  # fmt: skip
+        for r in untimed:
+            lines.append(_row([r["study"], r["backend"], f"{r['m']:,}", str(r.get("chunks", "-")),
+                               r["status"], r["reason"]]))  # fmt: skip
     return "\n".join(lines) + "\n"
