@@ -266,6 +266,7 @@ def test_the_scale_study_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None:
     assert {r["study"] for r in study.records} == set(STUDIES)
     training = {r["backend"] for r in study.records if r["study"] == "training"}
     assert training == {"dask_fused", "dask-ml", "dask-glm", "numba_parallel"}
+    assert all(r["spilled_bytes"] == 0 for r in study.records if r["study"] == "training")
     sweep = [r for r in study.records if r["study"] == "chunk_size" and "chunks" in r]
     assert sorted({r["chunks"] for r in sweep}) == [2, 18, 69]  # 16 KiB, 64 KiB, one per worker
     for record in study.records:
@@ -312,3 +313,19 @@ def test_a_failed_measurement_is_recorded_with_its_reason_and_the_study_goes_on(
     assert said == ["FAILED in_memory dask_array m=10: RuntimeError: worker lost"]
     timed = attempt(record, lambda: {"median_s": 1.0}, said.append)
     assert timed == {**record, "status": "timed", "median_s": 1.0}
+
+
+def test_training_checks_values_before_the_first_step_and_holds_a_persisted_input_once(
+    store: Path,
+) -> None:
+    lazy = zarr_store.open_problem(store)
+    X = dask_array.where(dask_array.arange(lazy.X.shape[1]) == 7000, np.nan, lazy.X)
+    with pytest.raises(ValueError, match=r"X must be finite; got nan at index \(0, 7000\) in the "
+                       r"chunk of examples 6000 to 8999"):  # fmt: skip
+        loopvec.train(X, lazy.Y, backend="dask_fused", iterations=2)
+    # An input already on the workers is used as it is: the same keys, not a second copy that
+    # Dask would count against the workers' memory (and spill).
+    X_held, Y_held = get_client().persist([lazy.X, lazy.Y])
+    _, _, X, Y = to_native(lazy.w, lazy.b, X_held, Y_held)
+    assert [future.key for future in X.futures] == X_held.__dask_keys__()[0]
+    assert [future.key for future in Y.futures] == Y_held.__dask_keys__()[0]

@@ -65,7 +65,11 @@ class Settings:
     in_memory_m: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     out_of_core_m: tuple[int, ...] = (1_000_000, 10_000_000, 37_500_000)  # 0.8, 8 and 30 GB
     train_m: int = 10_000_000
-    train_iterations: tuple[int, int] = (1, 3)
+    #: (k1, k2) of the difference of iteration counts: for loopvec's engines, whose iterations
+    #: are short beside the setup's noise (persisting and checking X), and for dask-ml's and
+    #: dask-glm's, whose iterations take seconds
+    train_iterations: tuple[int, int] = (5, 25)
+    peer_train_iterations: tuple[int, int] = (1, 3)
     rounds: int = 5
     store_folder: Path | None = None  # default: a folder beside scale.json, removed at the end
     peers: bool = True  # dask-ml and dask-glm in the training study
@@ -80,7 +84,8 @@ class Settings:
             in_memory_m=(5_000, 20_000),
             out_of_core_m=(20_000,),
             train_m=20_000,
-            train_iterations=(1, 2),
+            train_iterations=(1, 3),
+            peer_train_iterations=(1, 2),
             rounds=3,
         )
 
@@ -160,6 +165,7 @@ def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterat
             record |= {"x_bytes": x_bytes, "chunk_bytes": size * n * 8, "chunks": len(chunks)}
             if backend == "dask_array" and len(chunks) > DASK_ARRAY_MAX_CHUNKS:
                 reason = f"more than {DASK_ARRAY_MAX_CHUNKS} chunks: minutes per gradient"
+                progress(f"{len(chunks)} chunks: dask_array skipped ({reason})")
                 yield record | {"status": "skipped", "reason": reason}
                 continue
             rounds = settings.rounds if len(chunks) < 1000 else max(3, settings.rounds // 2)
@@ -180,10 +186,11 @@ def _numba_parallel_record(
     progress: Callable[[str], object],
 ) -> dict[str, Any]:
     n, m = problem.X.shape
-    call = checked_gradient("numba_parallel", problem, reference)
     record: dict[str, Any] = {"study": study, "backend": "numba_parallel", "m": m, "n": n}
-    record |= {"x_bytes": problem.X.nbytes, "threads": os.cpu_count()} | measure(call, rounds)
-    progress(f"{study} m={m:,} numba_parallel {format_seconds(record['median_s'])}")
+    record |= {"x_bytes": problem.X.nbytes, "threads": os.cpu_count()}
+    timing = partial(measure_backend, "numba_parallel", problem, reference, rounds)
+    record = attempt(record, timing, progress)
+    _report(record, progress, f"{study} m={m:,} numba_parallel")
     return record
 
 
@@ -194,17 +201,12 @@ def in_memory(settings: Settings, progress: Callable[[str], object]) -> Iterator
         reference = Reference.of(problem)
         yield _numba_parallel_record("in_memory", problem, reference, settings.rounds, progress)
         for backend in ("dask_fused", "dask_array"):
-            call = checked_gradient(backend, problem, reference)
-            record: dict[str, Any] = {
-                "study": "in_memory",
-                "backend": backend,
-                "m": m,
-                "n": settings.n,
-            }
-            record |= {"x_bytes": problem.X.nbytes} | measure(call, settings.rounds)
-            progress(f"in_memory m={m:,} {backend} {format_seconds(record['median_s'])}")
+            record: dict[str, Any] = {"study": "in_memory", "backend": backend, "m": m}
+            record |= {"n": settings.n, "x_bytes": problem.X.nbytes}
+            timing = partial(measure_backend, backend, problem, reference, settings.rounds)
+            record = attempt(record, timing, progress)
+            _report(record, progress, f"in_memory m={m:,} {backend}")
             yield record
-            del call
         del problem, reference
 
 
@@ -329,34 +331,49 @@ def _stream(
 
 
 def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
-    """Time per iteration of gradient descent: dask_fused, dask-ml, dask-glm, numba_parallel."""
-    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415 (optional)
+    """Time per iteration of gradient descent: dask-ml, dask-glm, dask_fused, numba_parallel."""
+    from distributed import futures_of, wait  # noqa: PLC0415 (optional)
+
+    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415
+    from loopvec.cluster import get_client  # noqa: PLC0415
     from loopvec.training import train  # noqa: PLC0415
 
     m, n = settings.train_m, settings.n
-    k1, k2 = settings.train_iterations
+    k2_most = max(settings.train_iterations[1], settings.peer_train_iterations[1])
     problem = make_problem(m, n)
-    # The same dask array for the three Dask engines: the values scattered once, in dask_fused's
-    # chunks (their check when persisted returns each chunk as it is: no second copy).
+    # One dask array for the three Dask engines: the values scattered once in dask_fused's
+    # chunks, held as the array's own keys (so no engine's setup stores them a second time).
+    client = get_client()
     _, _, X_held, Y_held = to_native(problem.w, problem.b, problem.X, problem.Y)
-    X, Y = as_dask_array(X_held), as_dask_array(Y_held)
-    engines: dict[str, Callable[[int], Any]] = {
-        "dask_fused": lambda k: train(
-            X, Y, backend="dask_fused", iterations=k, record_every=k2, learning_rate=0.5
-        ),
-    }
-    if settings.peers:
-        engines |= _peer_engines(X.T, Y[0])
+    X, Y = client.persist([as_dask_array(X_held), as_dask_array(Y_held)])
+    wait([*futures_of(X), *futures_of(Y)])
+    del X_held, Y_held
+    engines: dict[str, Callable[[int], Any]] = _peer_engines(X.T, Y[0]) if settings.peers else {}
+    engines["dask_fused"] = lambda k: train(
+        X, Y, backend="dask_fused", iterations=k, record_every=k2_most, learning_rate=0.5
+    )
     engines["numba_parallel"] = lambda k: train(
-        problem.X, problem.Y, backend="numba_parallel", iterations=k, record_every=k2,
+        problem.X, problem.Y, backend="numba_parallel", iterations=k, record_every=k2_most,
         learning_rate=0.5,
     )  # fmt: skip
     for engine, fit in engines.items():
         record: dict[str, Any] = {"study": "training", "backend": engine, "m": m, "n": n}
+        ours = engine in ("dask_fused", "numba_parallel")
+        k1, k2 = settings.train_iterations if ours else settings.peer_train_iterations
         record |= {"x_bytes": problem.X.nbytes, "iterations": [k1, k2]}
+        spilled_before = spilled_bytes(client)
         record = attempt(record, partial(per_iteration, fit, k1, k2, settings.rounds), progress)
+        record["spilled_bytes"] = spilled_bytes(client) - spilled_before
+        if record["spilled_bytes"]:
+            progress(f"{engine}: the workers spilled {record['spilled_bytes'] / GB:.1f} GB to disk")
         _report(record, progress, f"training m={m:,} {engine}, per iteration")
         yield record
+
+
+def spilled_bytes(client: Any) -> int:
+    """Bytes the workers hold spilled to disk now (their memory was fuller than Dask allows)."""
+    workers = client.scheduler_info()["workers"].values()
+    return sum(int(w["metrics"].get("spilled_bytes", {}).get("disk", 0)) for w in workers)
 
 
 def _peer_engines(X: Any, y: Any) -> dict[str, Callable[[int], Any]]:
@@ -449,7 +466,9 @@ def run(
     studies: Sequence[str] = STUDIES,
     progress: Callable[[str], object] = PRINT,
 ) -> ScaleRun:
-    """Measure `studies` into out/scale.json (saved after every record)."""
+    """Measure `studies` into out/scale.json (saved after every record). The other studies'
+    records already there are kept if they come from this machine and this code of the
+    backends, so a study can be measured again alone."""
     from loopvec.backends._dask import workers_of  # noqa: PLC0415
     from loopvec.cluster import get_client  # noqa: PLC0415
 
@@ -465,6 +484,14 @@ def run(
         code={b: code_identity(b) for b in ("dask_fused", "dask_array", "numba_parallel")},
         settings={k: v for k, v in asdict(settings).items() if k != "store_folder"},
     )
+    earlier = out / "scale.json"
+    if earlier.exists():
+        old = load(earlier)
+        same = old.machine["fingerprint"] == machine["fingerprint"] and old.code == scale.code
+        kept = [r for r in old.records if r["study"] not in studies] if same else []
+        scale.records.extend(kept)
+        replaced = f"{earlier} is from another machine or code of the backends: replaced"
+        progress(f"kept {len(kept)} records of other studies from {earlier}" if same else replaced)
     with _store_folder(settings, out) as folder:
         makers: dict[str, Callable[[], Iterator[dict[str, Any]]]] = {
             "chunk_size": lambda: chunk_sweep(settings, progress),

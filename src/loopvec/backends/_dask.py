@@ -77,13 +77,17 @@ def to_native(
     """X and Y on the workers before any timing: numpy inputs scattered in `chunks` of examples
     (default `example_chunks`), each chunk of X beside its chunk of Y; dask arrays chunked by
     examples and persisted where they fit in PERSIST_SHARE of the workers' memory (their values
-    checked as they are read), else left in their store, read at every gradient (out of core)."""
+    checked there, once), else left in their store, read and checked at every gradient (out of
+    core)."""
     client = get_client()
     if isinstance(X, da.Array) or isinstance(Y, da.Array):
         X, Y = by_examples(X, Y)
         memory = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
         if X.nbytes + Y.nbytes <= PERSIST_SHARE * memory:
             X, Y = persisted(X), persisted(Y)
+            check_held(X, Y)  # once, before timing: the held chunks are the input's own
+        else:
+            X, Y = checked(X, Y)  # in the gradient's own pass over each chunk it streams
     else:
         n, m = X.shape
         workers = workers_of(client)
@@ -103,7 +107,9 @@ def scatter(
     for k, (start, stop) in enumerate(itertools.pairwise(starts)):
         where = [workers[k % len(workers)]]
         for A, futures in ((X, x_futures), (Y, y_futures)):
-            piece = np.ascontiguousarray(A[:, start:stop])
+            piece = A[:, start:stop]  # of data.T (Fortran order), still Fortran: no reordering
+            if not (piece.flags.c_contiguous or piece.flags.f_contiguous):
+                piece = np.ascontiguousarray(piece)  # any other view: sent as one block
             # hash=False: equal chunks get their own keys, so releasing one never drops another
             futures.append(client.scatter(piece, workers=where, hash=False))
     return (
@@ -200,10 +206,9 @@ def summed(function: Any, X: Any, Y: Any, rows: int, **kwargs: Any) -> NDArray[n
     return np.asarray(total, dtype=np.float64)
 
 
-def _check_chunk(X_chunk: Any, Y_chunk: Any, block_info: Any = None) -> Any:
-    """X_chunk as it is, after checking it and Y_chunk's values: ValueError naming the chunk."""
-    start, stop = block_info[0]["array-location"][1] if block_info else (0, X_chunk.shape[1])
-    where = f"in the chunk of examples {start} to {stop - 1}"
+def _check_values(X_chunk: Any, Y_chunk: Any, start: int) -> None:
+    """ValueError naming the chunk (its examples start at `start`) at its first bad value."""
+    where = f"in the chunk of examples {start} to {start + X_chunk.shape[1] - 1}"
     if not np.all(np.isfinite(X_chunk)):
         feature, example = np.argwhere(~np.isfinite(X_chunk))[0]
         value = X_chunk[feature, example]
@@ -218,12 +223,27 @@ def _check_chunk(X_chunk: Any, Y_chunk: Any, block_info: Any = None) -> Any:
             f"Y must hold labels in [0, 1]; got {labels[example]} at example {start + example} "
             f"{where}"
         )
+
+
+def _check_chunk(X_chunk: Any, Y_chunk: Any, block_info: Any = None) -> Any:
+    """X_chunk as it is, after `_check_values` (where the chunk starts: from block_info)."""
+    _check_values(X_chunk, Y_chunk, block_info[0]["array-location"][1][0] if block_info else 0)
     return X_chunk
 
 
+def check_held(X: Scattered, Y: Scattered) -> None:
+    """`_check_values` of every chunk held on the workers, a task each: the first bad value's
+    ValueError raises here. (Checking in a persisted graph instead would store each chunk twice
+    in Dask's accounting of the workers' memory, and make them spill.)"""
+    client = get_client()
+    starts = [int(start) for start in np.cumsum((0, *X.chunks[:-1]))]
+    client.gather(client.map(_check_values, X.futures, Y.futures, starts, pure=False))
+
+
 def checked(X: Any, Y: Any) -> tuple[Any, Any]:
-    """X and Y chunked by examples, X's chunks checking their values (and Y's) as they are read:
-    the check costs no pass over the data of its own, and a bad value names its chunk."""
+    """X and Y chunked by examples, X's chunks checking their values (and Y's) as they are read
+    (streamed data): the check costs no pass over the data of its own, and a bad value names
+    its chunk."""
     X, Y = by_examples(X, Y)
     return da.map_blocks(_check_chunk, X, Y, dtype=X.dtype, chunks=X.chunks), Y
 
