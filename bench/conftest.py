@@ -163,7 +163,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="float64,float32 (each where a backend is registered for it)",
     )
     group.addoption(
-        "--layouts", type=_choices(LAYOUTS), default=["C"], help="memory order of X: C (course), F"
+        "--layouts",
+        type=_choices(LAYOUTS),
+        default=list(LAYOUTS),
+        help="memory orders of X: C (the course's), F (data.T of an (m, n) array); each backend "
+        "in those it reads in place (the registry's layouts)",
     )
     group.addoption(
         "--budget",

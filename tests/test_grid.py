@@ -34,7 +34,9 @@ def test_default_grid_spans_the_issue_sizes() -> None:
 
 
 def test_cells_run_smallest_first_and_unthreaded_backends_once() -> None:
-    cells = make_cells([1000, 1], [10], ["python_loops", "numpy_vectorized"], [2, 1], ["float64"])
+    cells = make_cells(
+        [1000, 1], [10], ["python_loops", "numpy_vectorized"], [2, 1], ["float64"], ["C"]
+    )
     assert [(c.m, c.backend, c.threads) for c in cells] == [
         (1, "python_loops", 1),
         (1, "numpy_vectorized", 1),
@@ -48,13 +50,30 @@ def test_cells_run_smallest_first_and_unthreaded_backends_once() -> None:
 
 
 def test_float32_cells_only_for_backends_registered_with_it() -> None:
-    cells = make_cells([10], [10], ["python_loops", "numba_fused"], [1])
+    cells = make_cells([10], [10], ["python_loops", "numba_fused"], [1], layouts=["C"])
     assert [(c.backend, c.dtype) for c in cells] == [
         ("python_loops", "float64"),
         ("numba_fused", "float64"),
         ("numba_fused", "float32"),
     ]
     assert cells[-1].x_bytes == 10 * 10 * 4
+
+
+def test_fortran_order_cells_only_for_backends_that_read_it_in_place() -> None:
+    """The layout is an axis of the default grid where it can change a time: a backend that
+    copies X into a layout of its own (JAX), or the loops, is timed in C order only."""
+    backends = ["python_loops", "numpy_vectorized", "numba_parallel", "jax_grad"]
+    cells = make_cells([10], [10], backends, [1], ["float64"])
+    assert [(c.backend, c.layout) for c in cells] == [
+        ("python_loops", "C"),
+        ("numpy_vectorized", "C"),
+        ("numba_parallel", "C"),
+        ("jax_grad", "C"),
+        ("numpy_vectorized", "F"),
+        ("numba_parallel", "F"),
+    ]
+    assert cells[-1].cell_id == "numba_parallel-m10-n10-t1-float64-F"
+    assert make_cells([10], [10], backends, [1], ["float64"], ["F"]) == cells[4:]
 
 
 def test_cost_model_recovers_overhead_per_example_and_per_element_costs() -> None:

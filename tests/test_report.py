@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from loopvec.plots import FIGURES, TRAINING_FIGURES, format_seconds, ratio
+from loopvec.plots import (
+    FIGURES,
+    TRAINING_FIGURES,
+    format_seconds,
+    layout_effect,
+    layout_ratios,
+    ratio,
+)
 from loopvec.report import figure_sentences, render_report, training_sentence
-from loopvec.results import load_results
+from loopvec.results import Record, load_results
 
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 RESULTS = load_results([RUN])
@@ -121,3 +128,44 @@ def test_ratios_only_within_one_run_and_one_version_of_a_kernel() -> None:
     assert ratio(one, two).low < ratio(one, two).value < ratio(one, two).high
     assert ratio(one, dataclasses.replace(two, run="another")) is None
     assert ratio(one, dataclasses.replace(two, code_fingerprint="another")) is None
+
+
+def fortran_twin(record: Record, factor: float) -> Record:
+    """The record as if timed in Fortran order, every sample `factor` times its C time."""
+    samples = tuple(tuple(tuple(s * factor for s in b) for b in p) for p in record.samples)
+    scaled = {k: getattr(record, k) * factor for k in ("median_s", "low_s", "high_s")}
+    return dataclasses.replace(record, layout="F", samples=samples, **scaled)
+
+
+def test_the_layout_table_and_figure_give_f_over_c_with_intervals_and_leave_the_rest_alone() -> (
+    None
+):
+    """F cells get their own section, figure and sentence; every other table is the C run's."""
+    largest = max((r for r in RECORDS if r.timed), key=lambda r: (r.m * r.n, r.threads))
+    small = next(r for r in RECORDS if r.cell == (largest.backend, largest.m, 1, largest.threads,
+                                                  "float64", "C"))  # fmt: skip
+    with_f = [*RECORDS, fortran_twin(largest, 1.5), fortran_twin(small, 0.5)]
+    report = render_report(with_f, MACHINE, {**FIGURE_PATHS, "layout_effect": "f.png"})
+    medians = "## Median time per gradient"
+    assert report.split(medians)[1].split("##")[0] == REPORT.split(medians)[1].split("##")[0]
+    ratios = layout_ratios(with_f, largest.threads)
+    assert set(ratios) == {(largest.backend, largest.m, n) for n in (1, largest.n)}
+    slower, faster = ratios[(largest.backend, largest.m, largest.n)], ratios[small.cell[:3]]
+    assert (slower.value, faster.value) == (pytest.approx(1.5), pytest.approx(0.5))
+    assert slower.low <= 1.5 <= slower.high
+    section = report.split("## Fortran order against C order")[1].split("## Skipped")[0]
+    assert f"`{largest.backend}` slower in F order at 1 of 2 sizes" in section
+    assert section.count("| F slower |") == 1
+    assert section.count("| F faster |") == 1
+    assert "![layout_effect](f.png)" in report
+    assert layout_ratios(RECORDS, largest.threads) == {}  # no F cells: no ratios, no section
+    assert "## Fortran order" not in REPORT
+    figure = layout_effect(with_f, MACHINE)
+    drawn = {
+        round(float(y), 6)
+        for ax in figure.axes
+        for bars in ax.containers  # an errorbar's container holds its label and data line
+        if bars.get_label() == largest.backend
+        for y in bars.lines[0].get_ydata()
+    }
+    assert drawn == {0.5, 1.5}

@@ -33,7 +33,16 @@ from loopvec.compare import Comparison, compare_runs, expected_by_chance, regres
 from loopvec.datasets import DATASETS, load
 from loopvec.grid import TRAIN_LEARNING_RATE
 from loopvec.machine import machine_record
-from loopvec.plots import FIGURES, TRAINING_FIGURES, cost_curve, format_seconds
+from loopvec.plots import (
+    FIGURES,
+    TRAINING_FIGURES,
+    cost_curve,
+    format_seconds,
+    in_course_layout,
+    layout_effect,
+    layout_ratios,
+    max_threads,
+)
 from loopvec.report import render_report
 from loopvec.results import (
     FIGURES as FIGURES_FOLDER,
@@ -128,8 +137,11 @@ def render_figures(results: Results, folder: Path) -> dict[str, Path]:
     (fingerprint,) = results.machines
     machine = results.machines[fingerprint]
     drawn: dict[str, Figure] = {}
-    if any(r.timed for r in results.records):  # nothing timed: nothing to draw
-        drawn |= {name: draw(results.records, machine) for name, draw in FIGURES.items()}
+    course = in_course_layout(results.records)
+    if any(r.timed for r in course):  # nothing timed: nothing to draw
+        drawn |= {name: draw(course, machine) for name, draw in FIGURES.items()}
+    if layout_ratios(results.records, max_threads(results.records)):
+        drawn["layout_effect"] = layout_effect(results.records, machine)
     if any(r.timed for r in results.training):
         drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
     written = {}

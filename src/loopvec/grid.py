@@ -157,11 +157,11 @@ def make_cells(
     backends: Sequence[str],
     threads: Iterable[int],
     dtypes: Iterable[str] = DTYPES,
-    layouts: Iterable[str] = ("C",),
+    layouts: Iterable[str] = LAYOUTS,
 ) -> list[Cell]:
     """Every cell of the grid, smallest problem first; unthreaded backends only at 1 thread, those
     with a pool fixed at start-up (JAX) only at the most threads, and each backend only in the
-    dtypes it is registered for.
+    dtypes and layouts it is registered for.
 
     Within a size, cells of one dtype and layout come together: they share one problem.
     """
@@ -174,7 +174,9 @@ def make_cells(
         for layout in [o for o in LAYOUTS if o in set(layouts)]
         for backend in backends
         for t in thread_counts
-        if _runs_at(backend, t, thread_counts) and dtype in BACKENDS[backend].dtypes
+        if _runs_at(backend, t, thread_counts)
+        and dtype in BACKENDS[backend].dtypes
+        and layout in BACKENDS[backend].layouts
     ]
 
 

@@ -48,14 +48,27 @@ def backends_in(records: Sequence[AnyRecord]) -> list[str]:
     return list(dict.fromkeys(r.backend for r in records))
 
 
-def at_threads(records: Sequence[Record], threads: int, dtype: str = "float64") -> Cells:
-    """(backend, m, n) -> the record in `dtype` at `threads`, or at 1 thread for single-threaded
-    backends. Figures compare float64 (the course's arithmetic) unless they say otherwise."""
+#: The memory order of X the course uses (a row per feature): every figure but `layout_effect`
+#: compares backends in it.
+COURSE_LAYOUT = "C"
+
+
+def in_course_layout(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r.layout == COURSE_LAYOUT]
+
+
+def at_threads(
+    records: Sequence[Record], threads: int, dtype: str = "float64", layout: str = COURSE_LAYOUT
+) -> Cells:
+    """(backend, m, n) -> the record in `dtype` and `layout` at `threads`, or at 1 thread for
+    single-threaded backends. Figures compare float64 (the course's arithmetic) in the course's
+    layout unless they say otherwise."""
     threaded = {r.backend for r in records if r.threads > 1}
     return {
         (r.backend, r.m, r.n): r
         for r in records
         if r.dtype == dtype
+        and r.layout == layout
         and (r.threads == threads or (r.threads == 1 and r.backend not in threaded))
     }
 
@@ -598,6 +611,52 @@ def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure
     )
     ax.legend(fontsize=8, loc="upper right")
     figure.suptitle(context(machine, records, None), fontsize=9)
+    return figure
+
+
+def layout_ratios(records: Sequence[Record], threads: int) -> dict[tuple[str, int, int], Estimate]:
+    """(backend, m, n) -> time in Fortran order / time in C order, float64 at `threads` (below 1:
+    Fortran order is faster), for every size timed in both layouts in one run."""
+    fortran, course = at_threads(records, threads, layout="F"), at_threads(records, threads)
+    return {
+        key: estimate
+        for key, record in fortran.items()
+        if (estimate := ratio(record, course.get(key))) is not None
+    }
+
+
+def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
+    """F/C time ratio against m, a panel per n, a line per backend that reads both layouts in
+    place, at the most threads; the tie band shaded."""
+    threads = max_threads(records)
+    ratios = layout_ratios(records, threads)
+    n_values = sorted({n for (_, _, n) in ratios}) or [0]
+    backends = backends_in(records)
+    figure = Figure(figsize=(4.2 * len(n_values), 4.4), layout="constrained")
+    axes = figure.subplots(1, len(n_values), squeeze=False, sharey=True)[0]
+    for ax, n in zip(axes, n_values, strict=True):
+        for backend in dict.fromkeys(b for (b, _, _) in ratios):
+            points = sorted((m, e) for (b, m, nn), e in ratios.items() if b == backend and nn == n)
+            if points:
+                values = [e.value for _, e in points]
+                below = [e.value - e.low for _, e in points]
+                above = [e.high - e.value for _, e in points]
+                color = backend_color(backend, backends)
+                ax.errorbar([m for m, _ in points], values, yerr=[below, above], marker="o",
+                            ms=4, capsize=3, color=color, label=backend)  # fmt: skip
+        ax.axhspan(1 - DEFAULT_TIE_BAND, 1 + DEFAULT_TIE_BAND, color=TIE_GREY, label="tie band")
+        ax.axhline(1, color="0.4", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="m (examples)", title=f"n = {n:,}")
+    axes[0].set_ylabel("time in F order / time in C order\n(below 1: F is faster)")
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.legend(handles.values(), handles.keys(), loc="outside right upper")
+    figure.suptitle(
+        "Memory layout: X in Fortran order (data.T of an (m, n) array) against C order, "
+        "with 95 % intervals\n" + context(machine, records, threads)
+    )
     return figure
 
 

@@ -20,7 +20,9 @@ from loopvec.plots import (
     format_ratio,
     format_seconds,
     format_speedup,
+    in_course_layout,
     is_framework,
+    layout_ratios,
     max_threads,
     middle_n,
     ours_and_theirs,
@@ -33,7 +35,7 @@ from loopvec.plots import (
     winner,
 )
 from loopvec.results import AnyRecord, Record, TrainingRecord
-from loopvec.stats import DEFAULT_TIE_BAND, verdict
+from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 
 #: Sizes the headline names, where the grid has them: overhead-bound, middle, bandwidth-bound.
 HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
@@ -396,13 +398,68 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
     return [heading, "", *_table(header, rows), ""]
 
 
+#: Sizes the layout table names, where the grid has them (the issue that made layout an axis).
+LAYOUT_SIZES = ((1000, 100), (100_000, 10), (100_000, 1000), (1_000_000, 10), (1_000_000, 100))
+
+
+def _layout_verdict(estimate: Estimate) -> str:
+    word = verdict(estimate)
+    return (
+        {"faster": "F slower", "slower": "F faster"}.get(word, "tie") if word != "same" else "tie"
+    )
+
+
+def layout_sentence(records: Sequence[Record], threads: int) -> str:
+    """Per backend: at how many sizes Fortran order is slower than C order beyond the tie band."""
+    ratios = layout_ratios(records, threads)
+    parts = []
+    for backend in dict.fromkeys(b for (b, _, _) in ratios):
+        mine = [e for (b, _, _), e in ratios.items() if b == backend]
+        slower = sum(verdict(e) == "slower" for e in mine)
+        parts.append(f"`{backend}` slower in F order at {slower} of {len(mine)} sizes")
+    return (
+        "Below 1, X in Fortran order (the transpose of the (m, n) arrays users hold) is faster "
+        f"than in C order; within the grey band, a tie ({threads} threads): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def layout_table(records: Sequence[Record], threads: int, machine: dict[str, Any]) -> list[str]:
+    """F/C time ratio with its interval per backend at LAYOUT_SIZES and the largest m of each
+    n, and the share of the measured read bandwidth in each layout."""
+    ratios = layout_ratios(records, threads)
+    fortran, course = at_threads(records, threads, layout="F"), at_threads(records, threads)
+    ceiling = machine.get("read_bandwidth_bytes_per_s", {}).get(str(threads))
+    largest = {(max(m for (_, m, nn) in ratios if nn == n), n) for (_, _, n) in ratios}
+    sizes = sorted({*(s for s in LAYOUT_SIZES if s in {(m, n) for (_, m, n) in ratios})} | largest,
+                   key=lambda size: (size[1], size[0]))  # fmt: skip
+    rows = []
+    for m, n in sizes:
+        for (backend, mm, nn), estimate in ratios.items():
+            if (mm, nn) == (m, n):
+                f, c = fortran[(backend, m, n)], course[(backend, m, n)]
+                shares = [_rate(r, ceiling) if ceiling else "" for r in (c, f)]
+                times = [_time(c), _time(f), format_estimate(estimate)]
+                rows.append(
+                    [backend, f"{m:,}", f"{n:,}", *times, _layout_verdict(estimate), *shares]
+                )
+    if not rows:
+        return []
+    heading = f"## Fortran order against C order ({threads} threads): data.T costs no copy"
+    header = ["backend", "m", "n", "C", "F", "F / C", "", "C: read bandwidth", "F: read bandwidth"]
+    return ["", heading, "", layout_sentence(records, threads), "", *_table(header, rows), ""]
+
+
 def render_report(
     records: Sequence[Record],
     machine: dict[str, Any],
     figures: dict[str, str],
     training: Sequence[TrainingRecord] = (),
 ) -> str:
-    """The whole REPORT.md for one host; `figures` maps figure name -> relative path."""
+    """The whole REPORT.md for one host; `figures` maps figure name -> relative path. Every
+    section compares cells in the course's layout (C order) but the layout's own."""
+    every_layout, records = records, in_course_layout(records)
     if not any(r.timed for r in records):
         if any(r.timed for r in training):
             return _training_report(machine, figures, training)
@@ -431,7 +488,11 @@ def render_report(
         "## Figures",
         "",
     ]
-    sentences = {**figure_sentences(records, machine), "training_time": training_sentence(training)}
+    sentences = {
+        **figure_sentences(records, machine),
+        "training_time": training_sentence(training),
+        "layout_effect": layout_sentence(every_layout, threads),
+    }
     for name, path in figures.items():
         lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
 
@@ -490,15 +551,17 @@ def render_report(
     lines += ["", "## First call in the process (JIT compile or cache load included)", ""]
     lines += _table(["backend", "dtype", "compile_s"], list(compile_rows.values()))
     lines += ["", *float32_table(records, threads)]
+    lines += layout_table(every_layout, threads, machine)
 
-    untimed = [r for r in records if not r.timed]
+    untimed = [r for r in every_layout if not r.timed]
     lines += ["", f"## Skipped or failed cells ({len(untimed)})", ""]
     lines += _table(
-        ["backend", "dtype", "threads", "m", "n", "status", "reason"],
+        ["backend", "dtype", "layout", "threads", "m", "n", "status", "reason"],
         [
             [
                 r.backend,
                 r.dtype,
+                r.layout,
                 str(r.threads),
                 f"{r.m:,}",
                 f"{r.n:,}",
@@ -508,14 +571,15 @@ def render_report(
             for r in untimed
         ],
     )
-    unstable = [r for r in records if r.timed and r.unstable]
+    unstable = [r for r in every_layout if r.timed and r.unstable]
     lines += ["", f"## Unstable cells ({len(unstable)})", ""]
     lines += _table(
-        ["backend", "dtype", "threads", "m", "n", "time", "passes", "rounds", "why"],
+        ["backend", "dtype", "layout", "threads", "m", "n", "time", "passes", "rounds", "why"],
         [
             [
                 r.backend,
                 r.dtype,
+                r.layout,
                 str(r.threads),
                 f"{r.m:,}",
                 f"{r.n:,}",

@@ -45,12 +45,22 @@ def _check_2d(name: str, array: Array, expected: str) -> None:
         )
 
 
+#: Entries checked at a time: the check's temporary (a bool each) stays small beside X.
+_CHECK_ENTRIES = 2**20
+
+
 def _check_finite(name: str, array: Array) -> None:
-    if not np.all(np.isfinite(array)):
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(
-            f"{name} must be finite; got {array[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
-        )
+    """ValueError at the first entry that is not finite, checking slices along the last axis
+    so that no temporary of the array's size is made."""
+    if array.ndim == 0:
+        array = array.reshape(1)
+    step = max(1, _CHECK_ENTRIES * array.shape[-1] // max(array.size, 1))
+    for start in range(0, array.shape[-1], step):
+        part = array[..., start : start + step]
+        if not np.all(np.isfinite(part)):
+            bad = np.argwhere(~np.isfinite(part))[0]
+            index = (*(int(i) for i in bad[:-1]), start + int(bad[-1]))
+            raise ValueError(f"{name} must be finite; got {part[tuple(bad)]} at index {index}")
 
 
 def validate_bias(b: Any) -> float:

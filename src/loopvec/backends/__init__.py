@@ -61,6 +61,10 @@ class Backend:
     summary: str  #: one line for tables and --help
     extra_bytes_per_element: int = 0  #: memory beyond X per entry of X (for the grid's memory rule)
     dtypes: tuple[str, ...] = ("float64",)  #: the dtypes the grid times it in
+    #: the memory orders of X the grid times it in: both where it reads a strided X in place
+    #: (Fortran order is `data.T` of the (m, n) arrays users hold); others copy X into a layout
+    #: of their own before timing, so the order could not change their time
+    layouts: tuple[str, ...] = ("C",)
     #: compiles again for each new shape of its inputs (JAX's jit), not only per dtype and layout
     compiles_per_shape: bool = False
 
@@ -179,6 +183,7 @@ BACKENDS: dict[str, Backend] = {
         threading="blas",
         summary="no Python loop: two matrix products (BLAS) and a sigmoid; the reference",
         dtypes=("float64", "float32"),
+        layouts=("C", "F"),
     ),
     "numba_loops": Backend(
         module="numba_loops",
@@ -194,6 +199,7 @@ BACKENDS: dict[str, Backend] = {
         threading="none",
         summary="one pass over X in cache-sized blocks, SIMD loops and a vectorized exp (numba)",
         dtypes=("float64", "float32"),
+        layouts=("C", "F"),
     ),
     "numba_parallel": Backend(
         module="numba_parallel",
@@ -202,6 +208,7 @@ BACKENDS: dict[str, Backend] = {
         threading="numba",
         summary="numba_fused split over threads, one partial dw per thread",
         dtypes=("float64", "float32"),
+        layouts=("C", "F"),
     ),
     "torch_autograd": Backend(
         module="torch_autograd",
@@ -209,6 +216,7 @@ BACKENDS: dict[str, Backend] = {
         requires=("torch",),
         threading="torch",
         summary="PyTorch, idiomatic: binary_cross_entropy_with_logits and backward()",
+        layouts=("C", "F"),
     ),
     "torch_formula": Backend(
         module="torch_formula",
@@ -216,6 +224,7 @@ BACKENDS: dict[str, Backend] = {
         requires=("torch",),
         threading="torch",
         summary="PyTorch operations for the lesson's vectorized formula, no autograd",
+        layouts=("C", "F"),
     ),
     "jax_grad": Backend(
         module="jax_grad",
