@@ -332,35 +332,42 @@ def _stream(
 
 def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
     """Time per iteration of gradient descent: dask-ml, dask-glm, dask_fused, numba_parallel."""
-    from distributed import futures_of, wait  # noqa: PLC0415 (optional)
-
-    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415
+    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415 (optional)
     from loopvec.cluster import get_client  # noqa: PLC0415
     from loopvec.training import train  # noqa: PLC0415
 
     m, n = settings.train_m, settings.n
     k2_most = max(settings.train_iterations[1], settings.peer_train_iterations[1])
-    problem = make_problem(m, n)
     # One dask array for the three Dask engines: the values scattered once in dask_fused's
-    # chunks, held as the array's own keys (so no engine's setup stores them a second time).
-    client = get_client()
+    # chunks, which are the array's own chunks (no engine's setup stores them a second time).
+    # The client keeps no copy meanwhile; numba_parallel makes the same values again, last.
+    problem = make_problem(m, n)
     _, _, X_held, Y_held = to_native(problem.w, problem.b, problem.X, problem.Y)
-    X, Y = client.persist([as_dask_array(X_held), as_dask_array(Y_held)])
-    wait([*futures_of(X), *futures_of(Y)])
-    del X_held, Y_held
+    x_bytes = problem.X.nbytes
+    del problem
+    X, Y = as_dask_array(X_held), as_dask_array(Y_held)
     engines: dict[str, Callable[[int], Any]] = _peer_engines(X.T, Y[0]) if settings.peers else {}
     engines["dask_fused"] = lambda k: train(
         X, Y, backend="dask_fused", iterations=k, record_every=k2_most, learning_rate=0.5
     )
-    engines["numba_parallel"] = lambda k: train(
-        problem.X, problem.Y, backend="numba_parallel", iterations=k, record_every=k2_most,
-        learning_rate=0.5,
-    )  # fmt: skip
-    for engine, fit in engines.items():
+
+    def numba_parallel(k: int) -> Any:
+        return train(*arrays[0], backend="numba_parallel", iterations=k, record_every=k2_most,
+                     learning_rate=0.5)  # fmt: skip
+
+    engines["numba_parallel"] = numba_parallel
+    arrays: list[tuple[Any, Any]] = []
+    client = get_client()
+    for engine in list(engines):
+        fit = engines.pop(engine)  # the Dask engines' closures, and the data they hold, go
         record: dict[str, Any] = {"study": "training", "backend": engine, "m": m, "n": n}
         ours = engine in ("dask_fused", "numba_parallel")
         k1, k2 = settings.train_iterations if ours else settings.peer_train_iterations
-        record |= {"x_bytes": problem.X.nbytes, "iterations": [k1, k2]}
+        record |= {"x_bytes": x_bytes, "iterations": [k1, k2]}
+        if engine == "numba_parallel":
+            del X, Y, X_held, Y_held  # the workers' copy goes before the client's is made
+            again = make_problem(m, n)
+            arrays.append((again.X, again.Y))
         spilled_before = spilled_bytes(client)
         record = attempt(record, partial(per_iteration, fit, k1, k2, settings.rounds), progress)
         record["spilled_bytes"] = spilled_bytes(client) - spilled_before

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask.delayed import delayed
 from distributed import Future, futures_of, wait
 from numpy.typing import NDArray
 
@@ -100,18 +100,19 @@ def scatter(
     client: Any, X: NDArray[Any], Y: NDArray[Any], chunks: tuple[int, ...], workers: list[str]
 ) -> tuple[Scattered, Scattered]:
     """X's and Y's chunks of examples sent to the workers in turn, a chunk of X and its chunk of
-    Y to the same worker (no transfer at a gradient); one chunk copied at a time."""
+    Y to the same worker (no transfer at a gradient); one chunk copied at a time. Each chunk's
+    key is a dask array's key, (name, 0, k), so that `as_dask_array` needs no task of its own."""
     starts = np.cumsum((0, *chunks))
     x_futures: list[Future[Any]] = []
     y_futures: list[Future[Any]] = []
+    names = [f"loopvec-{label}-{uuid.uuid4().hex}" for label in ("X", "Y")]  # unique: no races
     for k, (start, stop) in enumerate(itertools.pairwise(starts)):
         where = [workers[k % len(workers)]]
-        for A, futures in ((X, x_futures), (Y, y_futures)):
+        for A, name, futures in ((X, names[0], x_futures), (Y, names[1], y_futures)):
             piece = A[:, start:stop]  # of data.T (Fortran order), still Fortran: no reordering
             if not (piece.flags.c_contiguous or piece.flags.f_contiguous):
                 piece = np.ascontiguousarray(piece)  # any other view: sent as one block
-            # hash=False: equal chunks get their own keys, so releasing one never drops another
-            futures.append(client.scatter(piece, workers=where, hash=False))
+            futures.append(client.scatter({(name, 0, k): piece}, workers=where)[(name, 0, k)])
     return (
         Scattered(x_futures, X.shape, chunks, X.dtype),
         Scattered(y_futures, Y.shape, chunks, Y.dtype),
@@ -150,15 +151,13 @@ def _add(arrays: list[NDArray[np.float64]]) -> NDArray[np.float64]:
 
 
 def as_dask_array(A: Any) -> Any:
-    """A dask array of A, which may be `Scattered` (its futures become the chunks: no copy)."""
+    """A dask array of A, which may be `Scattered`: an array already persisted, its chunks the
+    held futures themselves (no task, no copy)."""
     if not isinstance(A, Scattered):
         return A
-    # delayed(future): the graph holds the future, so the chunk stays on its worker
-    parts = [
-        da.from_delayed(delayed(future), shape=(A.shape[0], size), dtype=A.dtype)
-        for future, size in zip(A.futures, A.chunks, strict=True)
-    ]
-    return da.concatenate(parts, axis=1)
+    name = A.futures[0].key[0]  # type: ignore[index]  # keys (name, 0, k): a dask array's
+    graph = {future.key: future for future in A.futures}
+    return da.Array(graph, name, ((A.shape[0],), A.chunks), dtype=A.dtype)
 
 
 def to_numpy(result: tuple[NDArray[np.floating], float]) -> tuple[NDArray[np.floating], float]:
