@@ -67,7 +67,7 @@ def _bench(session: nox.Session, install: str) -> None:
 @nox.session
 def scale(session: nox.Session) -> None:
     """The Dask study (`loopvec scale`): chunk size, in memory, out of core to beyond this
-    machine's memory, training against dask-ml and dask-glm; into results/scale/ (15+ minutes,
+    machine's memory, training against dask-ml and dask-glm; into results/scale/ (25 minutes,
     about 40 GB of free disk; `-- --smoke` for tiny sizes)."""
     session.install(".[dask,peers]")
     session.run(

@@ -57,7 +57,7 @@ GB = 1e9
 
 @dataclass(frozen=True)
 class Settings:
-    """What `loopvec scale` measures (the defaults: the full study, about 15 minutes here)."""
+    """What `loopvec scale` measures (the defaults: the full study, about 25 minutes here)."""
 
     n: int = 100
     sweep_m: int = 4_000_000
@@ -90,9 +90,16 @@ class Settings:
         )
 
 
+#: Untimed calls before the rounds. On a cluster one was not enough: right after X was
+#: scattered, the next two gradients at m = 1e7 took 2 s, then 240 ms.
+WARMUP_CALLS = 3
+
+
 def measure(call: Callable[[], Any], rounds: int) -> dict[str, Any]:
-    """`call` timed `rounds` times after one untimed call: samples, median and 95 % interval."""
-    call()
+    """`call` timed `rounds` times after WARMUP_CALLS untimed calls: samples, median and 95 %
+    interval."""
+    for _ in range(WARMUP_CALLS):
+        call()
     samples_s = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -371,7 +378,7 @@ def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[
         spilled_before = spilled_bytes(client)
         record = attempt(record, partial(per_iteration, fit, k1, k2, settings.rounds), progress)
         record["spilled_bytes"] = spilled_bytes(client) - spilled_before
-        if record["spilled_bytes"]:
+        if record["spilled_bytes"] > 0:
             progress(f"{engine}: the workers spilled {record['spilled_bytes'] / GB:.1f} GB to disk")
         _report(record, progress, f"training m={m:,} {engine}, per iteration")
         yield record
