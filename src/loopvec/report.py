@@ -403,10 +403,8 @@ LAYOUT_SIZES = ((1000, 100), (100_000, 10), (100_000, 1000), (1_000_000, 10), (1
 
 
 def _layout_verdict(estimate: Estimate) -> str:
-    word = verdict(estimate)
-    return (
-        {"faster": "F slower", "slower": "F faster"}.get(word, "tie") if word != "same" else "tie"
-    )
+    """The verdict on an F/C time ratio, in words about F: above 1, F is slower."""
+    return {"slower": "F slower", "faster": "F faster", "same": "tie"}[verdict(estimate)]
 
 
 def layout_sentence(records: Sequence[Record], threads: int) -> str:
