@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 GRADIENT = BENCH / "test_gradient.py"  # the grid alone, for the tests that count its cells
 FIXTURE_RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 FAST = [
+    "--layouts=C",  # the tests that count cells count C-order ones; the smoke test adds F
     "--no-bandwidth",
     "--benchmark-max-time=0.02",
     "--passes=2",
@@ -199,7 +200,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     reference = tmp_path / "reference"  # a committed-looking reference run of the same host
     shutil.copytree(FIXTURE_RUN, reference)
     before = tree_bytes(reference)
-    result = run_bench(tmp_path, "--grid", "smoke")
+    result = run_bench(tmp_path, "--grid", "smoke", "--layouts", "C,F")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resumed: " not in result.stdout
     (run,) = [p for p in tmp_path.iterdir() if p != reference]
@@ -255,9 +256,11 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {r["machine_fingerprint"] for r in records} == {machine["fingerprint"]}
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(tmp_path)]) == 0  # the newest run, never the reference
-    for name in [*FIGURES, *TRAINING_FIGURES]:
+    for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect"]:
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    assert {r["backend"] for r in gradient if r["layout"] == "F"} >= {"numpy_vectorized"}
     text = (run / "REPORT.md").read_text()
+    assert "## Fortran order against C order" in text
     assert f"Run `{run.name}`, code of commit" in text
     assert "## Headline" in text
     assert "## Training: 20 iterations of gradient descent" in text
