@@ -45,7 +45,9 @@ def example_chunks(n: int, m: int, itemsize: int, workers: int) -> tuple[int, ..
 
 
 def workers_of(client: Any) -> list[str]:
-    """The addresses of the cluster's workers, sorted."""
+    """The addresses of the cluster's workers, sorted, once there is one (a worker that died is
+    being restarted by its nanny, or a new cluster's workers are still joining)."""
+    client.wait_for_workers(1, timeout=120)
     return sorted(client.scheduler_info()["workers"])
 
 
