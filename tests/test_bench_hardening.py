@@ -140,12 +140,14 @@ def test_ctrl_c_while_a_problem_is_built_exits_as_an_interrupt(tmp_path: Path) -
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
     ) as run:
         assert run.stdout is not None
-        for line in run.stdout:  # the m = 1 cell is done: the next builds its 480 MB problem
-            if "numpy_vectorized-m1-n20" in line and " timed" in line:
-                break
+        # The m = 1 cell's file is written: the next cell builds its 480 MB problem. (Its file,
+        # not its line of output, which can reach a busy test process seconds late.)
+        deadline = time.monotonic() + 120
+        while not cell_files(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(0.3)
         os.killpg(run.pid, signal.SIGINT)
-        output = line + run.stdout.read()
+        output = run.stdout.read()
         assert run.wait(timeout=120) == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
     assert "Benchmark fixture was not used" not in output
