@@ -132,13 +132,21 @@ def test_a_damaged_cell_is_named_set_aside_and_timed_again(tmp_path: Path) -> No
 def test_ctrl_c_while_a_problem_is_built_exits_as_an_interrupt(tmp_path: Path) -> None:
     options = ["--m", "1,3000000", "--n", "20", "--threads", "1", "--dtypes", "float64"]
     options += ["--passes", "1", "--backends", "numpy_vectorized"]
-    with subprocess.Popen(
-        bench_command(tmp_path, *options, suite=GRADIENT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
-    ) as run:
+    # A shell without job control starts background commands with SIGINT ignored, a child inherits
+    # that, and Python then installs no KeyboardInterrupt handler. A handler, unlike an ignore, is
+    # reset to the default at exec: the child gets a terminal's Ctrl-C however this test was run.
+    handler_before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run = subprocess.Popen(
+            bench_command(tmp_path, *options, suite=GRADIENT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+        )
+    finally:
+        signal.signal(signal.SIGINT, handler_before)
+    with run:
         assert run.stdout is not None
         # The m = 1 cell's file is written: the next cell builds its 480 MB problem. (Its file,
         # not its line of output, which can reach a busy test process seconds late.)
