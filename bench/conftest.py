@@ -51,6 +51,7 @@ import numba
 import numpy as np
 import psutil
 import pytest
+from timing import wait_until_quiet
 
 import loopvec
 from loopvec.agreement import REFERENCE, Reference
@@ -72,6 +73,7 @@ from loopvec.grid import (
     make_cells,
     make_training_cells,
     pass_order,
+    rest_before_s,
     training_cell_s,
     training_order,
     training_rounds,
@@ -228,6 +230,8 @@ class BenchRun:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     notes: list[str] = field(default_factory=list)  # said at the start and in the summary
     started_s: float = field(default_factory=time.perf_counter)
+    last_block: tuple[str, int] | None = None  # (backend, threads) of the block timed last
+    settled_s: float = 0.0  # waited for other backends' thread pools to sleep, untimed
     _medians: dict[tuple[str, int], float] = field(default_factory=dict)
     _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
     _generated: tuple[tuple[int, int, str], Problem] | None = None
@@ -289,6 +293,13 @@ class BenchRun:
             pytest.skip(f"{cell.cell_id}: {before}")
         if reason:
             self.skip(cell, reason, **fields)
+
+    def settle(self, cell: Cell | TrainingCell) -> None:
+        """Wait if the block before ran another backend on several threads: its thread pools
+        may still spin on the cores `cell` is about to use (`rest_before_s`)."""
+        before, self.last_block = self.last_block, (cell.backend, cell.threads)
+        if max_s := rest_before_s(before, cell.backend):
+            self.settled_s += wait_until_quiet(max_s)
 
     def timed_before(self, cell: Cell | TrainingCell) -> bool:
         """Whether this pass of `cell` is already in the folder, for this machine and code."""
@@ -796,6 +807,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"loopvec: backend {name} was not timed: {reason}", yellow=True)
     for note in run.notes:
         terminalreporter.write_line(f"loopvec: {note}", yellow=True)
+    if run.settled_s:
+        terminalreporter.write_line(
+            f"loopvec: {run.settled_s:.1f} s waited, untimed, for the thread pools of one backend"
+            " to sleep before another's block"
+        )
     terminalreporter.write_line(f"loopvec: cell files in {run.folder}")
 
 

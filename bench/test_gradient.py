@@ -60,6 +60,7 @@ def start(cell: Cell, run: BenchRun) -> None:
     to_native, to_numpy = get_adapters(cell.backend)
     args = to_native(problem.w, problem.b, problem.X, problem.Y)  # into the framework: untimed
     signature = (cell.backend, cell.dtype, cell.layout)
+    run.settle(cell)  # the warm-up call below plans the rounds
     with thread_limit(cell.threads):
         if signature not in run.compile_s:  # the kernel's first call in this process
             tiny = tiny_problem(cell.dtype, cell.layout)  # the cell's first call: the call alone
@@ -114,6 +115,7 @@ def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # 
         args = get_adapters(cell.backend)[0](problem.w, problem.b, problem.X, problem.Y)
     else:
         args = timing.args
+    run.settle(cell)
     with thread_limit(cell.threads):
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
         benchmark.extra_info.update(

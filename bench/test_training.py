@@ -44,6 +44,7 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
         "record_every": cell.record_every,
     }
     signature = (cell.backend, "float64", "C")
+    run.settle(cell)
     with thread_limit(cell.threads):
         try:
             descent = Descent(cell.backend, problem.w, problem.b, problem.X, problem.Y)

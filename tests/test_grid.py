@@ -10,6 +10,7 @@ from loopvec.grid import (
     DEFAULT_TRAIN_BUDGET_S,
     GRIDS,
     MAX_ROUNDS,
+    SETTLE_S,
     Cell,
     CostModel,
     RoundPlan,
@@ -20,6 +21,7 @@ from loopvec.grid import (
     memory_needed_bytes,
     memory_skip_reason,
     pass_order,
+    rest_before_s,
     round_plan,
     training_cell_s,
     training_order,
@@ -173,6 +175,14 @@ def test_a_pass_times_each_group_side_by_side_in_interleaved_blocks() -> None:
         or pass_order(cells, pass_number=4, blocks=3, seed=0) != second
     )
     assert len(orders) > 1 or pass_order(cells, 1, 3, seed=1)[:9] != group  # shuffled
+
+
+def test_a_block_rests_after_another_backends_threads_only() -> None:
+    # the spinning thread pools of a multi-threaded block would take the next block's cores
+    assert rest_before_s(("numpy_vectorized", 2), "numba_parallel") == SETTLE_S > 0
+    assert rest_before_s(("numpy_vectorized", 1), "numba_parallel") == 0  # no pool ran
+    assert rest_before_s(("numba_parallel", 2), "numba_parallel") == 0  # its own pool: warm
+    assert rest_before_s(None, "numba_parallel") == 0  # the first block of the pass
 
 
 def test_training_passes_after_the_first_come_in_a_seeded_random_order() -> None:

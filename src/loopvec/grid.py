@@ -14,7 +14,9 @@ reason; so is a cell whose arrays would not fit in the free memory. Nothing is d
 A run is several passes, each a separate process over the whole grid (`pass_order`). Within a pass
 the backends of one problem and thread count (a group) are timed side by side: block 0 of each, in
 a shuffled order, then block 1, and so on, so that slow drift of the machine hits them alike. A
-block is one pytest-benchmark measurement of a few rounds (`round_plan`).
+block is one pytest-benchmark measurement of a few rounds (`round_plan`). A block that follows
+another backend's block on several threads waits until the thread pools of the one before fall
+asleep (`SETTLE_S`), or they take the cores of the one timed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ MIN_ROUND_S = 20e-6
 MAX_ROUNDS = 25
 #: Calls at least this slow get no warm-up round before each block: caches cannot matter.
 NO_WARMUP_FROM_S = 0.01
+#: The longest rest before a block that follows another backend's block on several threads,
+#: untimed: thread pools spin after a call before they sleep, on the cores the next block uses
+#: (the bench rests until they are quiet). Measured here at 2 threads: OpenBLAS's spin for 100 ms
+#: after a numpy gradient, OpenMP's (numba_parallel) for 10 ms; a 20 ms numba_parallel call at
+#: (1e6, 100) took 31 to 57 ms 60 ms after a numpy gradient, 21 ms 300 ms after; a 0.4 ms call
+#: took 59 ms right after.
+SETTLE_S = 1.0
 #: Share of the free memory a cell may plan to use; the rest is for the system and the report.
 MEMORY_HEADROOM = 0.8
 #: Bytes a cell needs beyond its arrays and the backend's own extra: temporaries, interpreter.
@@ -268,6 +277,14 @@ def round_plan(call_s: float, pass_s: float, blocks: int) -> RoundPlan:
     rounds = min(MAX_ROUNDS, max(1, math.floor(pass_s / blocks / round_s)))
     timed_blocks = min(blocks, max(1, math.floor(pass_s / round_s)))
     return RoundPlan(iterations, rounds, 0 if call_s >= NO_WARMUP_FROM_S else 1, timed_blocks)
+
+
+def rest_before_s(before: tuple[str, int] | None, backend: str) -> float:
+    """The longest rest before a block of `backend` after a block of (backend, threads)
+    `before`: SETTLE_S if that was another backend on several threads, else none."""
+    if before is None or before[1] <= 1 or before[0] == backend:
+        return 0.0
+    return SETTLE_S
 
 
 def pass_order(
