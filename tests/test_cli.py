@@ -103,6 +103,16 @@ def test_train_reports_accuracy_cost_time_and_writes_the_cost_curve(tmp_path: Pa
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_train_runs_the_compiled_loop(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "training"
+    command = ["train", "--backend", "numba_fused", "--iterations", "300", "--out", str(out)]
+    assert main([*command, "--loop", "compiled"]) == 0
+    assert "300 iterations, compiled loop" in capsys.readouterr().out
+    summary = json.loads((out / "breast_cancer-numba_fused-compiled.json").read_text())
+    assert (summary["loop"], summary["iterations"]) == ("compiled", 300)
+    assert 0.95 < summary["accuracy"] <= 1
+
+
 def test_train_with_a_too_large_learning_rate_explains_itself(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     command = ["train", "--learning-rate", "1e306", "--iterations", "200", "--out", str(tmp_path)]
     assert main(command) == 2

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopvec
 from loopvec.agreement import DisagreementError, check_training
-from loopvec.backends import get_backend
+from loopvec.backends import BACKENDS, get_backend
 from loopvec.datasets import Dataset, breast_cancer
 from loopvec.training import TrainingInterrupted, TrainResult, accuracy
 
@@ -37,6 +37,65 @@ def test_every_backend_learns_the_same_model_on_breast_cancer(backend: str) -> N
     check_training(backend, got, reference_run(iterations))  # w, b, costs to rtol 1e-9
     assert got.iterations == iterations
     assert got.backend == backend
+
+
+def test_every_compiled_loop_learns_the_same_model_on_breast_cancer(compiled_backend: str) -> None:
+    got = loopvec.train(
+        data().X, data().Y, backend=compiled_backend, learning_rate=0.5, iterations=1000,
+        loop="compiled",
+    )  # fmt: skip
+    check_training(compiled_backend, got, reference_run())  # w, b, costs to rtol 1e-9
+    assert (got.iterations, got.backend) == (1000, compiled_backend)
+
+
+def test_a_compiled_loop_stops_at_the_end_of_its_steps_on_ctrl_c() -> None:
+    problem = loopvec.make_problem(40, 4, seed=2)
+    calls = []
+
+    def interrupt_at_two(steps: int) -> None:
+        calls.append(steps)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    options = {"backend": "numba_fused", "iterations": 1000, "record_every": 30}
+    with pytest.raises(TrainingInterrupted) as caught:
+        loopvec.train(problem.X, problem.Y, **options, loop="compiled", progress=interrupt_at_two)
+    partial = caught.value.result
+    assert calls == [30, 30]  # progress after each call of the compiled loop, its steps done
+    assert partial.iterations == 60
+    assert len(partial.costs) == 2  # at steps 0 and 30
+    python = loopvec.train(
+        problem.X, problem.Y, backend="numba_fused", iterations=60, record_every=30
+    )
+    np.testing.assert_allclose(partial.w, python.w, rtol=1e-12)
+    np.testing.assert_allclose(partial.costs, python.costs, rtol=1e-12)
+
+
+def test_a_compiled_loop_catches_divergence_at_the_next_recorded_cost() -> None:
+    with pytest.raises(loopvec.TrainingDiverged, match="not finite at iteration 100 "):
+        loopvec.train(
+            data().X, data().Y, backend="numba_fused", learning_rate=1e306, iterations=500,
+            loop="compiled",
+        )  # fmt: skip
+
+
+def test_a_backend_without_a_compiled_loop_names_those_with_one() -> None:
+    problem = loopvec.make_problem(10, 4, seed=0)
+    having = [name for name, spec in BACKENDS.items() if spec.compiled_loop]
+    assert {"numba_fused", "jax_grad", "torch_formula"} <= set(having)
+    with pytest.raises(ValueError, match="'numpy_vectorized' has no compiled training loop") as e:
+        loopvec.train(problem.X, problem.Y, loop="compiled")
+    assert ", ".join(having) in str(e.value)
+    with pytest.raises(ValueError, match="loop must be one of 'python', 'compiled'; got 'jit'"):
+        loopvec.train(problem.X, problem.Y, backend="numba_fused", loop="jit")
+
+
+def test_torch_compile_without_a_compiler_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch_support = pytest.importorskip("loopvec.backends._torch")
+    monkeypatch.setattr(torch_support.shutil, "which", lambda _: None)
+    problem = loopvec.make_problem(10, 4, seed=0)
+    with pytest.raises(RuntimeError, match=r"torch\.compile needs a C\+\+ compiler for CPU code"):
+        loopvec.train(problem.X, problem.Y, backend="torch_formula", loop="compiled")
 
 
 def test_the_training_check_catches_a_different_model() -> None:

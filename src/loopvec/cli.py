@@ -5,7 +5,7 @@
     loopvec report results/reference --update-reference   # re-make the reference's report
     loopvec compare RUN_A RUN_B --fail-above 10
     loopvec info                    # this machine's record (what a run saves as machine.json)
-    loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000
+    loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000 --loop compiled
 
 The benchmark itself runs through pytest (`nox -s bench`), where pytest-benchmark does the timing.
 """
@@ -28,7 +28,7 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from loopvec.backends import BACKENDS, available_backends, backend_names
+from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names
 from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
 from loopvec.grid import TRAIN_LEARNING_RATE
@@ -42,6 +42,8 @@ from loopvec.plots import (
     layout_effect,
     layout_ratios,
     max_threads,
+    outer_loop,
+    outer_loop_series,
 )
 from loopvec.report import render_report
 from loopvec.results import (
@@ -144,6 +146,8 @@ def render_figures(results: Results, folder: Path) -> dict[str, Path]:
         drawn["layout_effect"] = layout_effect(results.records, machine)
     if any(r.timed for r in results.training):
         drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
+    if outer_loop_series(results.training):
+        drawn["outer_loop"] = outer_loop(results.training, machine)
     written = {}
     for name, figure in drawn.items():
         written[name] = folder / f"{name}.png"
@@ -254,12 +258,12 @@ def _train(args: argparse.Namespace) -> int:
     data = load(args.dataset)
     print(
         f"{data.name}: {data.m:,} examples x {data.n} features; backend {args.backend}, "
-        f"learning_rate {args.learning_rate:g}, {args.iterations:,} iterations"
+        f"learning_rate {args.learning_rate:g}, {args.iterations:,} iterations, {args.loop} loop"
     )
     # One warm-up step (JIT compile or cache load, first use of every pool), timed apart; its
     # rate only has to be harmless.
     start = time.perf_counter()
-    train(data.X, data.Y, backend=args.backend, learning_rate=1e-9, iterations=1)
+    train(data.X, data.Y, backend=args.backend, learning_rate=1e-9, iterations=1, loop=args.loop)
     warmup_s = time.perf_counter() - start
     with tqdm(total=args.iterations, unit="it", desc="training", file=sys.stderr) as bar:
         start = time.perf_counter()
@@ -273,6 +277,7 @@ def _train(args: argparse.Namespace) -> int:
                 record_every=args.record_every,
                 l2_penalty=args.l2_penalty,
                 progress=bar.update,
+                loop=args.loop,
             )
             interrupted = False
         except TrainingInterrupted as interrupt:
@@ -283,6 +288,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = {
         "dataset": data.name,
         "backend": args.backend,
+        "loop": args.loop,
         "learning_rate": args.learning_rate,
         "l2_penalty": args.l2_penalty,
         "iterations": result.iterations,
@@ -296,9 +302,10 @@ def _train(args: argparse.Namespace) -> int:
         "w": result.w[:, 0].tolist(),
         "b": result.b,
     }
-    stem = args.out / f"{data.name}-{args.backend}"
+    loop = "" if args.loop == "python" else f"-{args.loop}"
+    stem = args.out / f"{data.name}-{args.backend}{loop}"
     title = (
-        f"{data.name}, {args.backend}: learning rate {args.learning_rate:g}, "
+        f"{data.name}, {args.backend} ({args.loop} loop): learning rate {args.learning_rate:g}, "
         f"{result.iterations:,} iterations{stopped}\naccuracy {right:.2%}, "
         f"final cost {result.final_cost:.4g}, {format_seconds(train_s)}"
     )
@@ -433,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.add_argument("--dataset", choices=list(DATASETS), default="breast_cancer")
     train_command.add_argument("--backend", choices=backend_names(), default="numpy_vectorized")
     train_command.add_argument("--iterations", type=int, default=2000, help="the course's 2000")
+    train_command.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="python",
+        help="python: a Python for loop over the steps; compiled: the backend's compiled loop",
+    )
     train_command.add_argument("--learning-rate", type=float, default=TRAIN_LEARNING_RATE)
     train_command.add_argument("--record-every", type=int, default=100, help="cost every N steps")
     train_command.add_argument(

@@ -5,6 +5,11 @@
         w = w - learning_rate * (dw + l2_penalty / m * w)  # the penalty term only if asked for
         b = b - learning_rate * db
 
+loop="python" runs this for loop in Python, a step per iteration as each framework's users write
+it (JAX: one jitted step; torch_autograd: an SGD optimizer). loop="compiled" runs the steps
+between two recorded costs in one call of the backend's compiled code (numba: one jitted loop;
+JAX: lax.fori_loop under jit; torch: torch.compile), so the interpreter is left out of the loop.
+
 Shapes: X (n, m) features x examples, Y (1, m) in [0, 1], w (n, 1), b a scalar. The cost
 
     J = mean cross-entropy + l2_penalty / (2 m) * ||w||^2
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends import get_adapters, get_kernel, get_step
+from loopvec.backends import get_adapters, get_loop
 from loopvec.backends._jit import jit
 from loopvec.sigmoid import sigmoid
 from loopvec.validation import (
@@ -118,7 +123,6 @@ class Descent:
     def __init__(self, backend: str, w0: Array, b0: float, X: Array, Y: Array) -> None:
         to_native, self._to_numpy = get_adapters(backend)
         self.backend, self.X, self.Y = backend, X, Y
-        self._kernel, self._step = get_kernel(backend), get_step(backend)
         self._native = to_native(w0, b0, X, Y)
         if is_dask_array(X):  # the cost is summed where the data now lives
             self.X, self.Y = self._native[2], self._native[3]
@@ -131,14 +135,19 @@ class Descent:
         record_every: int = 100,
         l2_penalty: float = 0.0,
         progress: Callable[[int], object] | None = None,
+        loop: str = "python",
     ) -> TrainResult:
-        """`iterations` steps from (w0, b0); `progress(1)` after each, if given.
+        """`iterations` steps from (w0, b0) in the `loop` asked for; `progress(k)` after every
+        k steps done, if given (k = 1 in the Python loop).
 
         Raises TrainingDiverged at the first recorded cost that is not finite, and
-        TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C.
+        TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C: a
+        compiled loop stops at the end of the steps it is running, up to record_every of them.
         """
-        w, b, X, Y = self._native
         weight_decay = l2_penalty / self.X.shape[1]
+        w, b, X, Y = self._native
+        advance, w, b = get_loop(self.backend, loop)(w, b, X, Y, learning_rate, weight_decay)
+        steps_per_call = 1 if loop == "python" else record_every
         costs: list[float] = []
         done = 0
 
@@ -167,14 +176,14 @@ class Descent:
         # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
             try:
-                for i in range(iterations):
-                    if i % record_every == 0:
+                while done < iterations:
+                    if done % record_every == 0:
                         costs.append(cost(w, b)[2])
-                    dw, db = self._kernel(w, b, X, Y)
+                    steps = min(steps_per_call, iterations - done)
                     # One assignment, so Ctrl-C never separates the weights from their count.
-                    w, b, done = (*self._step(w, b, dw, db, learning_rate, weight_decay), i + 1)
+                    w, b, done = (*advance(w, b, steps), done + steps)
                     if progress is not None:
-                        progress(1)
+                        progress(steps)
             except KeyboardInterrupt:
                 raise TrainingInterrupted(result(w, b)) from None
             return result(w, b)
@@ -208,15 +217,18 @@ def train(
     b0: Any = 0.0,
     l2_penalty: float = 0.0,
     progress: Callable[[int], object] | None = None,
+    loop: str = "python",
 ) -> TrainResult:
     """Logistic regression by gradient descent on X (n, m), Y (1, m), with any backend.
 
+    loop is "python" (a Python for loop over the steps) or "compiled" (the backend's compiled
+    loop: numba, JAX and torch backends have one; others raise a ValueError naming them).
     Starts from w0 (zeros of shape (n, 1) by default) and b0; the defaults of learning_rate and
     iterations are the course's. l2_penalty is the course's lambda: it adds
     lambda / (2 m) ||w||^2 to the cost. Inputs are validated once, here, not at every iteration.
     Raises TrainingDiverged (a ValueError) if the cost stops being finite: never NaN weights.
     """
-    get_kernel(backend)  # an unknown or unavailable backend fails before any work
+    get_loop(backend, loop)  # an unknown loop, backend or package fails before any work
     if is_dask_array(X) or is_dask_array(Y):
         n = X.shape[0]
         X, Y = _lazy_inputs(backend, X, Y)
@@ -232,6 +244,7 @@ def train(
         record_every=validate_positive_int("record_every", record_every),
         l2_penalty=validate_rate("l2_penalty", l2_penalty, allow_zero=True),
         progress=progress,
+        loop=loop,
     )
 
 

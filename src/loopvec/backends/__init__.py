@@ -39,6 +39,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from loopvec.backends._loop import Advance, Loop
+
 Kernel = Callable[
     [NDArray[np.float64], float, NDArray[np.float64], NDArray[np.float64]],
     tuple[NDArray[np.float64], float],
@@ -67,6 +69,8 @@ class Backend:
     layouts: tuple[str, ...] = ("C",)
     #: compiles again for each new shape of its inputs (JAX's jit), not only per dtype and layout
     compiles_per_shape: bool = False
+    #: how its `compiled_loop` runs the whole training loop in compiled code; "" if it has none
+    compiled_loop: str = ""
 
 
 def backend_names() -> list[str]:
@@ -160,6 +164,40 @@ def get_step(name: str) -> Callable[..., tuple[Any, Any]]:
     return step
 
 
+#: The training loops: "python" (a Python for loop around the backend's step, the default) and
+#: "compiled" (the whole loop in the backend's compiled code, where it has one).
+LOOPS = ("python", "compiled")
+
+
+def get_loop(name: str, loop: str = "python") -> Loop:
+    """Backend `name`'s training `loop` (see `Loop`); ValueError for an unknown loop or a
+    compiled loop the backend does not have, naming the backends that have one."""
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(map(repr, LOOPS))}; got {loop!r}")
+    spec = get_backend(name)
+    if loop == "compiled" and not spec.compiled_loop:
+        having = ", ".join(n for n, s in BACKENDS.items() if s.compiled_loop)
+        raise ValueError(
+            f"backend {name!r} has no compiled training loop (loop='compiled'); these do: {having}"
+        )
+    kernel, step, module = get_kernel(name), get_step(name), _module(name)
+    if hasattr(module, f"{loop}_loop"):
+        return getattr(module, f"{loop}_loop")  # type: ignore[no-any-return]
+
+    def python_loop(
+        w: Any, b: Any, X: Any, Y: Any, learning_rate: float, weight_decay: float
+    ) -> tuple[Advance, Any, Any]:
+        def advance(w: Any, b: Any, steps: int) -> tuple[Any, Any]:
+            for _ in range(steps):
+                dw, db = kernel(w, b, X, Y)
+                w, b = step(w, b, dw, db, learning_rate, weight_decay)
+            return w, b
+
+        return advance, w, b
+
+    return python_loop
+
+
 BACKENDS: dict[str, Backend] = {
     "python_loops": Backend(
         module="python_loops",
@@ -191,6 +229,7 @@ BACKENDS: dict[str, Backend] = {
         requires=("numba",),
         threading="none",
         summary="the same double loop as python_loops, compiled by numba @njit",
+        compiled_loop="numba: every step in one jitted function",
     ),
     "numba_fused": Backend(
         module="numba_fused",
@@ -200,6 +239,7 @@ BACKENDS: dict[str, Backend] = {
         summary="one pass over X in cache-sized blocks, SIMD loops and a vectorized exp (numba)",
         dtypes=("float64", "float32"),
         layouts=("C", "F"),
+        compiled_loop="numba: every step in one jitted function",
     ),
     "numba_parallel": Backend(
         module="numba_parallel",
@@ -209,6 +249,7 @@ BACKENDS: dict[str, Backend] = {
         summary="numba_fused split over threads, one partial dw per thread",
         dtypes=("float64", "float32"),
         layouts=("C", "F"),
+        compiled_loop="numba: every step in one jitted function",
     ),
     "torch_autograd": Backend(
         module="torch_autograd",
@@ -217,6 +258,7 @@ BACKENDS: dict[str, Backend] = {
         threading="torch",
         summary="PyTorch, idiomatic: binary_cross_entropy_with_logits and backward()",
         layouts=("C", "F"),
+        compiled_loop="torch.compile of the forward pass and of the optimizer's step",
     ),
     "torch_formula": Backend(
         module="torch_formula",
@@ -225,6 +267,7 @@ BACKENDS: dict[str, Backend] = {
         threading="torch",
         summary="PyTorch operations for the lesson's vectorized formula, no autograd",
         layouts=("C", "F"),
+        compiled_loop="torch.compile of the step",
     ),
     "jax_grad": Backend(
         module="jax_grad",
@@ -234,6 +277,7 @@ BACKENDS: dict[str, Backend] = {
         summary="JAX, idiomatic: jax.jit(jax.grad(loss)) in float64",
         extra_bytes_per_element=8,  # the inputs are copied onto the JAX device
         compiles_per_shape=True,
+        compiled_loop="jax.jit of a lax.fori_loop over the steps",
     ),
     "jax_formula": Backend(
         module="jax_formula",
@@ -243,6 +287,7 @@ BACKENDS: dict[str, Backend] = {
         summary="the lesson's vectorized formula under jax.jit in float64",
         extra_bytes_per_element=8,
         compiles_per_shape=True,
+        compiled_loop="jax.jit of a lax.fori_loop over the steps",
     ),
     "dask_fused": Backend(
         module="dask_fused",

@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast, overload
 
 import numba
 
+from loopvec.backends._loop import Advance, Loop
 from loopvec.sources import json_digest, source_digests
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,3 +83,36 @@ def jit(
         return cast(F, compiled)
 
     return compile_ if function is None else compile_(function)
+
+
+def compiled_descent(gradient: Any, extra_args: Callable[[], tuple[Any, ...]] = tuple) -> Loop:
+    """The whole gradient-descent loop around the jitted `gradient(w, b, X, Y, *extra_args())`
+    in one compiled function: a numba backend's `compiled_loop` (see `Loop`).
+
+        for _ in range(steps):
+            dw, db = gradient(w, b, X, Y)
+            w = w - learning_rate (dw + weight_decay w);  b = b - learning_rate db
+    """
+
+    def descend(w, b, X, Y, learning_rate, weight_decay, steps, extra):  # type: ignore[no-untyped-def]
+        for _ in range(steps):
+            dw, db = gradient(w, b, X, Y, *extra)
+            w = w - learning_rate * (dw + weight_decay * w)
+            b = b - learning_rate * db
+        return w, b
+
+    # Cached in the gradient's own folder, named by the sources it runs: numba copies the kernel
+    # into the loop's code, so an edit of the kernel must compile the loop afresh too.
+    descend.__module__ = gradient.py_func.__module__
+    compiled = jit(descend)
+
+    def compiled_loop(
+        w: Any, b: Any, X: Any, Y: Any, learning_rate: float, weight_decay: float
+    ) -> tuple[Advance, Any, Any]:
+        def advance(w: Any, b: Any, steps: int) -> tuple[Any, Any]:
+            args = (learning_rate, weight_decay, steps, extra_args())
+            return compiled(w, float(b), X, Y, *args)  # type: ignore[no-any-return,no-untyped-call]
+
+        return advance, w, b
+
+    return compiled_loop

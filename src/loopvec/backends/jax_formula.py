@@ -10,9 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from loopvec.backends._jax import ready, to_native, to_numpy
+from loopvec.backends._jax import loops_of, ready, to_native, to_numpy
 
-__all__ = ["gradient", "to_native", "to_numpy"]
+__all__ = ["compiled_loop", "gradient", "python_loop", "to_native", "to_numpy"]
 
 
 @jax.jit
@@ -25,3 +25,6 @@ def _gradient(w: Any, b: Any, X: Any, Y: Any) -> tuple[Any, Any]:
 def gradient(w: Any, b: Any, X: Any, Y: Any) -> tuple[Any, Any]:
     """dw (n, 1) and db (0-d array), computed and waited for; X (n, m), Y (1, m), w (n, 1)."""
     return ready(_gradient(w, b, X, Y))
+
+
+python_loop, compiled_loop = loops_of(_gradient)

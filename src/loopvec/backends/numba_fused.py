@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from loopvec.backends._blocked import Floats, accumulate, finish
-from loopvec.backends._jit import jit
+from loopvec.backends._jit import compiled_descent, jit
 
 
 @jit
@@ -20,3 +20,6 @@ def gradient(w: Floats, b: float, X: Floats, Y: Floats) -> tuple[NDArray[np.floa
     dw = np.zeros(n)
     db = accumulate(w, b, X, Y, 0, m, dw)
     return finish(dw, db, m)
+
+
+compiled_loop = compiled_descent(gradient)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends._jit import jit
+from loopvec.backends._jit import compiled_descent, jit
 from loopvec.sigmoid import sigmoid_scalar
 
 _sigmoid = jit(sigmoid_scalar)
@@ -34,3 +34,6 @@ def gradient(
             dw[j, 0] += X[j, i] * dz
         db += dz
     return dw / m, db / m
+
+
+compiled_loop = compiled_descent(gradient)

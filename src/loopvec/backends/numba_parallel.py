@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from loopvec.backends import numba_fused
 from loopvec.backends._blocked import Floats, accumulate, finish
-from loopvec.backends._jit import jit
+from loopvec.backends._jit import compiled_descent, jit
 
 #: Work below which one thread is faster than waking the pool (a few microseconds): entries of X
 #: plus about 16 per example for the sigmoid, in units of one multiply-add.
@@ -51,3 +51,8 @@ def threaded_gradient(
 def gradient(w: Floats, b: float, X: Floats, Y: Floats) -> tuple[NDArray[np.float64], float]:
     """dw (n, 1) float64 and db of the mean cross-entropy; X (n, m), Y (1, m), w (n, 1)."""
     return threaded_gradient(w, b, X, Y, numba.get_num_threads(), _MIN_WORK_PER_THREAD)
+
+
+compiled_loop = compiled_descent(
+    threaded_gradient, lambda: (numba.get_num_threads(), _MIN_WORK_PER_THREAD)
+)

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from loopvec.backends import descent_step
+from loopvec.backends._loop import Advance
+from loopvec.backends._torch import compiled
+
 
 def to_native(
     w: NDArray[Any], b: float, X: NDArray[Any], Y: NDArray[Any]
@@ -34,3 +38,35 @@ def gradient(
     m = X.shape[1]
     dZ = torch.sigmoid(w.T @ X + b) - Y
     return X @ dZ.T / m, dZ.sum() / m
+
+
+def _step(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    learning_rate: float,
+    weight_decay: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dw, db = gradient(w, b, X, Y)  # type: ignore[arg-type]
+    return descent_step(w, b, dw, db, learning_rate, weight_decay)
+
+
+def compiled_loop(
+    w: torch.Tensor,
+    b: float,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    learning_rate: float,
+    weight_decay: float,
+) -> tuple[Advance, torch.Tensor, torch.Tensor]:
+    """The step (gradient and update) under torch.compile, called once per step. b is a 0-d
+    tensor here: a Python float that changes at every step would be compiled again."""
+    step = compiled(_step)
+
+    def advance(w: torch.Tensor, b: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for _ in range(steps):
+            w, b = step(w, b, X, Y, learning_rate, weight_decay)
+        return w, b
+
+    return advance, w, torch.tensor(b, dtype=w.dtype)
