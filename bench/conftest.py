@@ -56,7 +56,7 @@ from timing import wait_until_quiet
 import loopvec
 from loopvec.agreement import REFERENCE, Reference
 from loopvec.backends import BACKENDS, get_kernel
-from loopvec.datasets import SIZES, load
+from loopvec.datasets import load
 from loopvec.grid import (
     DEFAULT_BLOCKS,
     DEFAULT_BUDGET_S,
@@ -700,8 +700,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
     if "training_cell" in metafunc.fixturenames:
         training = GRIDS[config.getoption("--grid")].training
-        sizes = {**SIZES, "synthetic": (training.synthetic_m, training.synthetic_n)}
-        cells = make_training_cells(sizes, training.iterations, available, _threads(config))
+        cells = make_training_cells(training.problems(), available, _threads(config))
         metafunc.parametrize("training_cell", cells, ids=[c.cell_id for c in cells])
 
 

@@ -42,6 +42,7 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
         "learning_rate": cell.learning_rate,
         "iterations": cell.iterations,
         "record_every": cell.record_every,
+        "loop": cell.loop,
     }
     signature = (cell.backend, "float64", "C")
     run.settle(cell)
@@ -53,6 +54,9 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             args = to_native(problem.w, problem.b, problem.X, problem.Y)
             _, first_call_s = time_one_call(kernel, args)  # compiles, or loads the numba cache
             _, call_s = time_one_call(kernel, args)
+            # One step of the loop, in every pass (a process): it compiles what the loop adds to
+            # the kernel (JAX's jitted step or fori_loop, numba's loop, torch.compile), untimed.
+            _, loop_compile_s = time_one_call(lambda: descent.run(**{**settings, "iterations": 1}))
         except Exception as error:  # crashed: recorded, never timed, fails the run
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
@@ -91,5 +95,6 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             descent.run, kwargs=settings, rounds=training_rounds(run_s, run.pass_time_s)
         )
     entry = run.pass_entry(cell, compile_s=run.compile_s[signature], first_call_s=first_call_s)
+    entry["first_step_s"] = loop_compile_s  # the loop's own compilation, with one step
     entry["blocks"] = [list(benchmark.stats.stats.data)]
     run.write_pass(cell, entry, predicted_s=predicted_s, **learned)

@@ -38,12 +38,16 @@ FAST = [
 
 
 def run_bench(
-    results: Path, *options: str, suite: Path = BENCH, env: dict[str, str] | None = None
+    results: Path,
+    *options: str,
+    suite: Path = BENCH,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run the bench suite to the end in a child process, output captured."""
     command = bench_command(results, *options, suite=suite)
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=300, check=False, env=env
+        command, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
     )
 
 
@@ -200,7 +204,8 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     reference = tmp_path / "reference"  # a committed-looking reference run of the same host
     shutil.copytree(FIXTURE_RUN, reference)
     before = tree_bytes(reference)
-    result = run_bench(tmp_path, "--grid", "smoke", "--layouts", "C,F")
+    # Every backend, torch.compile's first compilations on a fresh machine included (a minute)
+    result = run_bench(tmp_path, "--grid", "smoke", "--layouts", "C,F", timeout_s=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resumed: " not in result.stdout
     (run,) = [p for p in tmp_path.iterdir() if p != reference]
@@ -215,6 +220,10 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {r["backend"] for r in gradient} >= core
     assert {(r["backend"], r["dataset"]) for r in training} >= {
         (b, d) for b in core for d in ("breast_cancer", "synthetic")
+    }
+    assert {(r["backend"], r["m"]) for r in training if r["loop"] == "compiled"} >= {
+        ("numba_loops", 100),
+        ("numba_loops", 1000),  # the outer loop's sizes
     }
     assert all(
         r["status"] == "timed" and [p["pass"] for p in r["passes"]] == [1, 2] for r in records
@@ -256,7 +265,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {r["machine_fingerprint"] for r in records} == {machine["fingerprint"]}
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(tmp_path)]) == 0  # the newest run, never the reference
-    for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect"]:
+    for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect", "outer_loop"]:
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
     assert {r["backend"] for r in gradient if r["layout"] == "F"} >= {"numpy_vectorized"}
     text = (run / "REPORT.md").read_text()
@@ -264,6 +273,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert f"Run `{run.name}`, code of commit" in text
     assert "## Headline" in text
     assert "## Training: 20 iterations of gradient descent" in text
+    assert "## The outer loop: Python against compiled" in text
     assert main(["plot", str(tmp_path)]) == 0
     assert main(["report", str(reference)]) == 0  # drawn elsewhere: results/report/
     assert (tmp_path / "results" / "report" / "REPORT.md").exists()

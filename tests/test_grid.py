@@ -186,7 +186,9 @@ def test_a_block_rests_after_another_backends_threads_only() -> None:
 
 
 def test_training_passes_after_the_first_come_in_a_seeded_random_order() -> None:
-    cells = make_training_cells({"synthetic": (100, 10)}, 20, ["python_loops", "numba_loops"], [1])
+    cells = make_training_cells(
+        [("synthetic", 100, 10, 20)], ["python_loops", "numpy_vectorized"], [1]
+    )
     assert training_order(cells, 1, seed=0) == [0, 1]
     assert sorted(training_order(cells, 2, seed=0)) == [0, 1]
     assert training_order(cells, 2, seed=0) == training_order(cells, 2, seed=0)
@@ -194,22 +196,33 @@ def test_training_passes_after_the_first_come_in_a_seeded_random_order() -> None
 
 def test_the_default_training_benchmark_is_the_issues() -> None:
     training = GRIDS["default"].training
-    assert (training.iterations, training.synthetic_m, training.synthetic_n) == (1000, 10_000, 100)
+    assert training.problems() == [
+        ("breast_cancer", 569, 30, 1000),
+        ("synthetic", 10_000, 100, 1000),
+        ("synthetic", 1_000, 100, 1000),  # the outer loop's sizes: m = 1e3 to 1e6 at n = 100
+        ("synthetic", 100_000, 100, 100),
+        ("synthetic", 1_000_000, 100, 10),
+    ]
     assert GRIDS["smoke"].training.iterations < 100  # CI runs it on every push
 
 
-def test_training_cells_per_dataset_with_the_grids_thread_rule() -> None:
-    sizes = {"breast_cancer": (569, 30), "synthetic": (10_000, 100)}
-    cells = make_training_cells(sizes, 1000, ["python_loops", "numba_parallel", "jax_grad"], [1, 2])
-    assert [(c.dataset, c.backend, c.threads) for c in cells[:4]] == [
-        ("breast_cancer", "python_loops", 1),
-        ("breast_cancer", "numba_parallel", 1),
-        ("breast_cancer", "numba_parallel", 2),
-        ("breast_cancer", "jax_grad", 2),
+def test_training_cells_per_problem_and_loop_with_the_grids_thread_rule() -> None:
+    problems = [("breast_cancer", 569, 30, 1000), ("synthetic", 10_000, 100, 1000)]
+    cells = make_training_cells(problems, ["python_loops", "numba_parallel", "jax_grad"], [1, 2])
+    assert [(c.dataset, c.backend, c.loop, c.threads) for c in cells[:7]] == [
+        ("breast_cancer", "python_loops", "python", 1),
+        ("breast_cancer", "numba_parallel", "python", 1),
+        ("breast_cancer", "numba_parallel", "python", 2),
+        ("breast_cancer", "numba_parallel", "compiled", 1),  # python_loops has no compiled loop
+        ("breast_cancer", "numba_parallel", "compiled", 2),
+        ("breast_cancer", "jax_grad", "python", 2),
+        ("breast_cancer", "jax_grad", "compiled", 2),
     ]
-    assert len(cells) == 8
-    assert cells[4].cell_id == "train-synthetic-m10000-n100-python_loops-t1"
-    assert cells[4].params()["kind"] == "training"
+    assert len(cells) == 14
+    assert cells[7].cell_id == "train-synthetic-m10000-n100-python_loops-t1"
+    assert cells[10].cell_id == "train-synthetic-m10000-n100-numba_parallel-t1-compiled"
+    assert cells[10].params()["kind"] == "training"
+    assert cells[10].params()["loop"] == "compiled"
 
 
 def test_training_rounds_fill_a_pass_with_at_least_one() -> None:

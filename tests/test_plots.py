@@ -20,6 +20,9 @@ from loopvec.plots import (
     format_estimate,
     format_ratio,
     format_seconds,
+    loop_costs,
+    loop_crossover_m,
+    outer_loop,
     ratio,
     runtime_vs_m,
     speedup_heatmaps,
@@ -27,7 +30,7 @@ from loopvec.plots import (
     training_time,
     training_view,
 )
-from loopvec.results import Record, load_results
+from loopvec.results import Record, TrainingRecord, load_results
 
 mpl.use("Agg")
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
@@ -233,3 +236,46 @@ def test_training_panels_are_one_per_problem_and_a_failed_run_says_so() -> None:
     assert last.get_title() == "synthetic: m = 100, n = 10, 40 iterations"
     (label,) = [t for t in last.texts if t.get_text() == "failed"]
     assert label.get_position()[0] == 0.01  # at the panel's left edge, in axes units
+
+
+def loop_records(m: int, python_step_s: float, compiled_step_s: float) -> list[TrainingRecord]:
+    """numba_loops on the synthetic problem at m, in both loops, three passes of 20 steps; the
+    passes wobble alike (one process each)."""
+    base = next(
+        r for r in RESULTS.training if (r.dataset, r.backend) == ("synthetic", "numba_loops")
+    )
+    records = []
+    for loop, step_s in (("python", python_step_s), ("compiled", compiled_step_s)):
+        run_s = step_s * base.iterations
+        samples = tuple(((run_s * wobble,) * 3,) for wobble in (1.0, 1.01, 0.99))
+        records.append(
+            dataclasses.replace(
+                base,
+                m=m,
+                loop=loop,
+                samples=samples,
+                passes=(1, 2, 3),
+                median_s=run_s,
+                low_s=run_s * 0.99,
+                high_s=run_s * 1.01,
+            )
+        )
+    return records
+
+
+def test_the_outer_loop_cost_is_the_step_time_difference_and_its_crossover_is_interpolated() -> (
+    None
+):
+    overhead_s = 10e-6  # compiled steps of 1 us at m = 100 and 100 us at m = 10,000
+    records = [*loop_records(100, 11e-6, 1e-6), *loop_records(10_000, 110e-6, 100e-6)]
+    small, large = loop_costs(records)
+    assert (small.python.m, large.python.m) == (100, 10_000)
+    assert small.overhead_s.value == pytest.approx(overhead_s)
+    assert small.overhead_s.low < overhead_s < small.overhead_s.high  # the passes' spread
+    assert small.speedup.value == pytest.approx(11)
+    assert loop_crossover_m([small, large]) == pytest.approx(1000)  # 10 us: log-halfway
+    assert loop_crossover_m([large]) is None  # not crossed within the sizes measured
+    (ax,) = outer_loop(records, MACHINE).axes
+    assert ax.get_title() == "numba_loops: loop 10 us a step"
+    assert ax.lines[-1].get_xdata()[0] == pytest.approx(1000)  # the crossover's vertical line
+    assert "loop > half a step\nbelow m = 1,000" in texts(ax)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from test_plots import loop_records
 
 from loopvec.plots import (
     FIGURES,
@@ -15,7 +16,12 @@ from loopvec.plots import (
     layout_ratios,
     ratio,
 )
-from loopvec.report import figure_sentences, render_report, training_sentence
+from loopvec.report import (
+    figure_sentences,
+    outer_loop_sentence,
+    render_report,
+    training_sentence,
+)
 from loopvec.results import Record, load_results
 
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
@@ -73,7 +79,7 @@ def test_training_section_has_a_row_per_training_cell() -> None:
         if line.startswith("| breast") or line.startswith("| synthetic")
     ]
     assert len(rows) == len(RESULTS.training) == 10
-    assert "| breast_cancer (569 x 30) | python_loops | 1 | skip (~" in section
+    assert "| breast_cancer (569 x 30) | python_loops | python | 1 | skip (~" in section
     # against a skipped python_loops the speedup is from its predicted time, marked ~
     numba = next(r for r in rows if "breast_cancer" in r and "numba_loops" in r)
     assert "| ~" in numba
@@ -81,6 +87,21 @@ def test_training_section_has_a_row_per_training_cell() -> None:
     sentence = training_sentence(RESULTS.training)
     assert "on synthetic (20 iterations, m = 100, n = 10) a run takes" in sentence
     assert "matched numpy_vectorized's to rtol 1e-09 before it was timed" in sentence
+
+
+def test_the_outer_loop_section_gives_each_step_its_cost_and_crossover() -> None:
+    loops = [*loop_records(100, 11e-6, 1e-6), *loop_records(10_000, 110e-6, 100e-6)]
+    report = render_report(RECORDS, MACHINE, FIGURE_PATHS, [*RESULTS.training, *loops])
+    section = report.split("## The outer loop: Python against compiled")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| synthetic")]
+    assert rows[0].startswith("| synthetic (100 x 10) | numba_loops | 1 | 11 us [")
+    assert "| 11x [" in rows[0]
+    assert "| 10 us [" in rows[0]  # the Python loop's cost per step, with its interval
+    assert len(rows) == 2
+    assert "| numba_loops | compiled | 1 |" in report  # the training table has both loops
+    sentence = outer_loop_sentence(loops)
+    assert "`numba_loops` 10 us [" in sentence
+    assert "more than half of a step below m ≈ 1,000" in sentence
 
 
 def test_a_report_of_one_run_names_it_and_its_code() -> None:

@@ -14,6 +14,7 @@ from scipy import stats as scipy_stats
 from loopvec.stats import (
     Estimate,
     between_runs,
+    difference_estimate,
     instability,
     ratio_estimate,
     seed_of,
@@ -193,3 +194,11 @@ def test_one_pass_whose_rounds_vary_makes_the_cell_unstable() -> None:
     reasons = instability(samples)
     assert len(reasons) == 1
     assert reasons[0].startswith("rounds vary: CV")
+
+
+def test_a_difference_of_times_is_the_mean_over_passes_with_a_t_interval() -> None:
+    a, b = [[[3.0, 3.0]], [[5.0]]], [[[1.0]], [[2.0]]]  # per pass: 3 - 1, 5 - 2
+    margin = 12.706204736 * (0.5**0.5) / 2**0.5  # t(1 dof) x std / sqrt(2)
+    got = difference_estimate(a, b)
+    assert (got.value, got.low, got.high) == pytest.approx((2.5, 2.5 - margin, 2.5 + margin))
+    assert difference_estimate(a[:1], b[:1]) == Estimate(2.0, -math.inf, math.inf)  # one pass

@@ -35,6 +35,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from loopvec.backends import BACKENDS
+from loopvec.datasets import SIZES as DATASET_SIZES
 from loopvec.validation import DTYPES
 
 #: Cells predicted to take longer than this per call are skipped (`--budget SECONDS`).
@@ -71,11 +72,23 @@ TRAIN_LEARNING_RATE = 0.5
 @dataclass(frozen=True)
 class Training:
     """A grid's training benchmark: `iterations` steps of gradient descent per backend on the
-    breast-cancer data and on make_problem(synthetic_m, synthetic_n, seed=0)."""
+    breast-cancer data and on make_problem(synthetic_m, synthetic_n, seed=0), and on the
+    synthetic problem at more sizes (`loop_sizes`, (m, iterations): fewer steps where a step is
+    long) for the cost of the outer Python loop against m. Each backend runs in its Python loop
+    and, where it has one, in its compiled loop."""
 
     iterations: int = 1000
     synthetic_m: int = 10_000
     synthetic_n: int = 100
+    loop_sizes: tuple[tuple[int, int], ...] = ((1_000, 1000), (100_000, 100), (1_000_000, 10))
+
+    def problems(self) -> list[tuple[str, int, int, int]]:
+        """(dataset, m, n, iterations) of every training problem; "synthetic" is make_problem."""
+        return [
+            *((name, m, n, self.iterations) for name, (m, n) in DATASET_SIZES.items()),
+            ("synthetic", self.synthetic_m, self.synthetic_n, self.iterations),
+            *(("synthetic", m, self.synthetic_n, steps) for m, steps in self.loop_sizes),
+        ]
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ GRIDS: dict[str, Grid] = {
         (1, 10),
         "every backend on tiny sizes, seconds: for CI",
         0.05,
-        Training(20, 100, 10),
+        Training(20, 100, 10, loop_sizes=((1000, 20),)),
         passes=2,
     ),
     "quick": Grid(
@@ -109,7 +122,7 @@ GRIDS: dict[str, Grid] = {
         (10, 100),
         "a first look, a minute",
         0.1,
-        Training(100, 1000, 100),
+        Training(100, 1000, 100, loop_sizes=((100_000, 10),)),
         passes=3,
     ),
     "default": Grid(
@@ -212,6 +225,7 @@ class TrainingCell:
     threads: int
     learning_rate: float = TRAIN_LEARNING_RATE
     record_every: int = 100  #: the cost is recorded (and checked) every this many steps
+    loop: str = "python"  #: the training loop: "python", or "compiled" (`loopvec.train`)
 
     def params(self) -> dict[str, int | str | float]:
         """The cell's parameters as plain values; kind tells it from a gradient cell."""
@@ -219,21 +233,23 @@ class TrainingCell:
 
     @property
     def cell_id(self) -> str:
-        return f"train-{self.dataset}-m{self.m}-n{self.n}-{self.backend}-t{self.threads}"
+        loop = "" if self.loop == "python" else f"-{self.loop}"
+        return f"train-{self.dataset}-m{self.m}-n{self.n}-{self.backend}-t{self.threads}{loop}"
 
 
 def make_training_cells(
-    datasets: dict[str, tuple[int, int]],
-    iterations: int,
+    problems: Iterable[tuple[str, int, int, int]],
     backends: Sequence[str],
     threads: Iterable[int],
 ) -> list[TrainingCell]:
-    """Every training cell: each dataset (name -> (m, n)), backend and thread count it runs at."""
+    """Every training cell: each problem (dataset, m, n, iterations), backend, loop it has
+    (the Python loop, and the compiled loop where it has one) and thread count it runs at."""
     thread_counts = sorted(set(threads))
     return [
-        TrainingCell(backend, name, m, n, iterations, t)
-        for name, (m, n) in datasets.items()
+        TrainingCell(backend, name, m, n, iterations, t, loop=loop)
+        for name, m, n, iterations in problems
         for backend in backends
+        for loop in ("python", "compiled")[: 2 if BACKENDS[backend].compiled_loop else 1]
         for t in thread_counts
         if _runs_at(backend, t, thread_counts)
     ]

@@ -26,7 +26,14 @@ from matplotlib.patches import Patch, Rectangle
 from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
 from loopvec.results import AnyRecord, Record, TrainingRecord, shared_passes
-from loopvec.stats import DEFAULT_TIE_BAND, Estimate, ratio_estimate, seed_of, verdict
+from loopvec.stats import (
+    DEFAULT_TIE_BAND,
+    Estimate,
+    difference_estimate,
+    ratio_estimate,
+    seed_of,
+    verdict,
+)
 from loopvec.training import TrainResult
 
 # The backends keep their colour in every figure: tab10 in registry order, the rest after.
@@ -735,14 +742,15 @@ TrainingProblem = tuple[str, int, int, int]
 TrainingCells = dict[tuple[TrainingProblem, str], TrainingRecord]
 
 
-def training_view(records: Sequence[TrainingRecord]) -> TrainingCells:
-    """(problem, backend) -> its record at the most threads (or 1 for single-threaded ones)."""
+def training_view(records: Sequence[TrainingRecord], loop: str = "python") -> TrainingCells:
+    """(problem, backend) -> its record in `loop` at the most threads (or 1 for single-threaded
+    ones)."""
     most = max((r.threads for r in records), default=1)
     threaded = {r.backend for r in records if r.threads > 1}
     return {
         (r.problem, r.backend): r
         for r in records
-        if r.threads == most or (r.threads == 1 and r.backend not in threaded)
+        if r.loop == loop and (r.threads == most or (r.threads == 1 and r.backend not in threaded))
     }
 
 
@@ -770,9 +778,15 @@ def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) ->
     problems = list(dict.fromkeys(r.problem for r in records))
     backends = backends_in(records)
     most = max((r.threads for r in records), default=1)
-    figure = Figure(figsize=(6.2 * len(problems), 0.42 * len(backends) + 1.8), layout="constrained")
-    axes = figure.subplots(1, len(problems), squeeze=False, sharey=True)[0]
-    for ax, problem in zip(axes, problems, strict=True):
+    columns = min(3, len(problems))
+    rows = math.ceil(len(problems) / columns)
+    height = rows * (0.42 * len(backends) + 1.2) + 0.6
+    figure = Figure(figsize=(6.2 * columns, height), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    axes = grid.ravel()
+    for ax in axes[len(problems) :]:
+        ax.set_visible(False)
+    for ax, problem in zip(axes, problems, strict=False):
         mine = [view.get((problem, b)) for b in backends]
         times = [_training_seconds(r) for r in mine]
         shown = [t for t in times if t]
@@ -807,7 +821,7 @@ def training_time(records: Sequence[TrainingRecord], machine: dict[str, Any]) ->
         ax.grid(True, axis="x", which="major", alpha=0.3)
     axes[0].invert_yaxis()  # registry order from the top (the axes share y: invert once)
     figure.suptitle(
-        "Whole training runs, with the speedup over python_loops\n"
+        "Whole training runs in the Python loop, with the speedup over python_loops\n"
         + context(machine, records, most)
     )
     return figure
@@ -834,6 +848,140 @@ def cost_curve(result: TrainResult, title: str) -> Figure:
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     return figure
+
+
+@dataclass(frozen=True)
+class LoopCost:
+    """One problem and backend trained in both loops, in one run: the time of a step in each,
+    the Python loop's cost per step (its time minus the compiled loop's) and their ratio."""
+
+    python: TrainingRecord
+    compiled: TrainingRecord
+    python_step_s: Estimate
+    compiled_step_s: Estimate
+    overhead_s: Estimate  #: per step; the interval may reach below 0 where it is lost in noise
+    speedup: Estimate  #: Python loop's time / compiled loop's
+
+    @property
+    def problem(self) -> TrainingProblem:
+        return self.python.problem
+
+
+def loop_costs(records: Sequence[TrainingRecord]) -> list[LoopCost]:
+    """Every (problem, backend) timed in both loops in one run, at the most threads it ran at."""
+    compiled = training_view(records, "compiled")
+    costs = []
+    for key, python in training_view(records).items():
+        other = compiled.get(key)
+        speedup = ratio(python, other)
+        if other is None or speedup is None or python.median_s is None:
+            continue
+        a, b, _ = shared_passes(python, other)
+        steps = python.iterations
+        costs.append(
+            LoopCost(
+                python=python,
+                compiled=other,
+                python_step_s=_time_of(python).scaled(1 / steps),
+                compiled_step_s=_time_of(other).scaled(1 / steps),
+                overhead_s=difference_estimate(a, b).scaled(1 / steps),
+                speedup=speedup,
+            )
+        )
+    return costs
+
+
+def _time_of(record: AnyRecord) -> Estimate:
+    return Estimate(record.median_s or 0.0, record.low_s or 0.0, record.high_s or 0.0)
+
+
+def loop_crossover_m(costs: Sequence[LoopCost]) -> float | None:
+    """The m below which the Python loop takes more than half of a step: where the compiled
+    step's time reaches the loop's cost per step (measured at the smallest m, where it is
+    resolved best), interpolated on log-log scale between the sizes measured; `costs` are one
+    backend's on problems of one n. None if it is not crossed within the sizes measured (the
+    caller says which side), or the loop's cost is not above zero."""
+    points = sorted((c.python.m, c.compiled_step_s.value) for c in costs)
+    overhead_s = min(costs, key=lambda c: c.python.m).overhead_s.value if costs else 0.0
+    if overhead_s <= 0:
+        return None
+    for (m0, t0), (m1, t1) in itertools.pairwise(points):
+        if t0 < overhead_s <= t1:
+            share = math.log(overhead_s / t0) / math.log(t1 / t0)
+            return float(math.exp(math.log(m0) + share * math.log(m1 / m0)))
+    return None
+
+
+def outer_loop_series(records: Sequence[TrainingRecord]) -> dict[str, list[LoopCost]]:
+    """backend -> its LoopCosts on the synthetic problems of the most common n, by m: the
+    sizes of the outer-loop figure."""
+    costs = [c for c in loop_costs(records) if c.python.dataset == "synthetic"]
+    if not costs:
+        return {}
+    n = max((c.python.n for c in costs), key=[c.python.n for c in costs].count)
+    series: dict[str, list[LoopCost]] = {}
+    for cost in sorted(costs, key=lambda c: c.python.m):
+        if cost.python.n == n:
+            series.setdefault(cost.python.backend, []).append(cost)
+    return series
+
+
+def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Figure:
+    """A panel per backend with a compiled loop: seconds per step against m, in the Python loop
+    and in the compiled loop (95 % intervals), the Python loop's cost per step, and the m below
+    which it takes more than half of a step."""
+    series = outer_loop_series(records)
+    if not series:
+        raise ValueError("no backend was timed in both loops: nothing to draw")
+    backends = list(series)
+    columns = min(4, len(backends))
+    rows = math.ceil(len(backends) / columns)
+    figure = Figure(figsize=(4.2 * columns, 3.3 * rows + 1.0), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
+    for ax in axes[len(backends) :]:
+        ax.set_visible(False)
+    for ax, backend in zip(axes, backends, strict=False):
+        costs = series[backend]
+        m = [c.python.m for c in costs]
+        for label, style, steps in (
+            ("Python loop", "o-", [c.python_step_s for c in costs]),
+            ("compiled loop", "s--", [c.compiled_step_s for c in costs]),
+        ):
+            values = [e.value for e in steps]
+            error = [[v - e.low for v, e in zip(values, steps, strict=True)],
+                     [e.high - v for v, e in zip(values, steps, strict=True)]]  # fmt: skip
+            ax.errorbar(m, values, yerr=error, fmt=style, ms=4, capsize=2, label=label)
+        overhead = costs[0].overhead_s
+        if overhead.value > 0:
+            ax.axhline(overhead.value, color="grey", lw=1, ls=":", label="Python loop's cost")
+        crossover = loop_crossover_m(costs)
+        if crossover is not None:
+            ax.axvline(crossover, color="grey", lw=1)
+            ax.annotate(
+                f"loop > half a step\nbelow m = {crossover:,.0f}",
+                (crossover, 0.97), xycoords=("data", "axes fraction"),
+                ha="right", va="top", fontsize=7, xytext=(-3, 0), textcoords="offset points",
+            )  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{backend}: loop {format_signed_seconds(overhead.value)} a step", fontsize=9)
+        ax.set_xlabel("m (examples)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("seconds per step (median)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    n = next(iter(series.values()))[0].python.n
+    figure.suptitle(
+        f"The outer loop: a gradient-descent step, Python loop against compiled (n = {n})\n"
+        + context(machine, records, max((r.threads for r in records), default=1))
+    )
+    return figure
+
+
+def format_signed_seconds(seconds: float) -> str:
+    """format_seconds with a minus sign where the time is negative (a difference)."""
+    return ("-" if seconds < 0 else "") + format_seconds(abs(seconds))
 
 
 #: Figures of the training benchmark, drawn when a run has training cells.

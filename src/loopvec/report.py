@@ -19,13 +19,17 @@ from loopvec.plots import (
     format_estimate,
     format_ratio,
     format_seconds,
+    format_signed_seconds,
     format_speedup,
     in_course_layout,
     is_framework,
     layout_ratios,
+    loop_costs,
+    loop_crossover_m,
     max_threads,
     middle_n,
     ours_and_theirs,
+    outer_loop_series,
     predicted_ratio,
     ratio,
     run_date,
@@ -319,18 +323,87 @@ def training_sentence(training: Sequence[TrainingRecord]) -> str:
     )
 
 
+def _step_time(estimate: Estimate) -> str:
+    """'12.3 us [11.9, 12.8]': seconds per step with its 95 % interval."""
+    low, high = format_signed_seconds(estimate.low), format_signed_seconds(estimate.high)
+    return f"{format_signed_seconds(estimate.value)} [{low}, {high}]"
+
+
+def outer_loop_sentence(training: Sequence[TrainingRecord]) -> str:
+    """What the outer-loop figure shows: per backend, the Python loop's cost per step and the m
+    below which it is more than half of a step."""
+    parts = []
+    for backend, costs in outer_loop_series(training).items():
+        crossover = loop_crossover_m(costs)
+        smallest, largest = costs[0].python.m, costs[-1].python.m
+        if crossover is not None:
+            where = f"more than half of a step below m ≈ {crossover:,.0f}"
+        elif costs[0].overhead_s.value <= 0:
+            where = "no cost measurable"
+        elif costs[0].compiled_step_s.value >= costs[0].overhead_s.value:
+            where = f"less than half of a step from m = {smallest:,} on"
+        else:
+            where = f"more than half of a step up to m = {largest:,}"
+        parts.append(f"`{backend}` {_step_time(costs[0].overhead_s)} ({where})")
+    if not parts:
+        return "No backend was timed in both loops."
+    return (
+        "The Python loop's cost per step (its step's time minus the compiled loop's, at the "
+        "smallest m, with its 95 % interval): " + "; ".join(parts) + "."
+    )
+
+
+def outer_loop_table(training: Sequence[TrainingRecord]) -> list[str]:
+    """Every problem and backend timed in both loops: a step in each, their ratio, the cost."""
+    costs = loop_costs(training)
+    if not costs:
+        return []
+    rows = [
+        [
+            f"{c.python.dataset} ({c.python.m:,} x {c.python.n:,})",
+            c.python.backend,
+            str(c.python.threads),
+            _step_time(c.python_step_s),
+            _step_time(c.compiled_step_s),
+            format_speedup(c.speedup),
+            _step_time(c.overhead_s),
+        ]
+        for c in sorted(costs, key=lambda c: (c.python.dataset, c.python.m))
+    ]
+    header = [
+        "dataset (m x n)",
+        "backend",
+        "threads",
+        "Python loop, per step",
+        "compiled loop, per step",
+        "Python / compiled",
+        "the Python loop's cost per step",
+    ]
+    return [
+        "## The outer loop: Python against compiled",
+        "",
+        "The same steps in a Python for loop (each framework's idiom: JAX jits the step, torch "
+        "steps an SGD optimizer) and in the backend's compiled loop (numba: one jitted loop; JAX: "
+        "lax.fori_loop under jit; torch: torch.compile), timed whole and divided by the steps. "
+        "The cost of the Python loop is the difference, per pass, with its 95 % interval.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def training_table(
     training: Sequence[TrainingRecord], tags: dict[str, str] | None = None
 ) -> list[str]:
     """Every training cell: time per run and per iteration, speedup, what it learned."""
     if not training:
         return []
-    loops = {r.problem: r for r in training if r.backend == LOOPS}
+    loops = {r.problem: r for r in training if r.backend == LOOPS and r.loop == "python"}
     iterations = sorted({r.iterations for r in training})
     rows = [
         [
             f"{r.dataset} ({r.m:,} x {r.n:,})",
             r.backend,
+            r.loop,
             str(r.threads),
             _time(r, tags),
             format_seconds(r.median_s / r.iterations) if r.timed and r.median_s else "",
@@ -344,6 +417,7 @@ def training_table(
     header = [
         "dataset (m x n)",
         "backend",
+        "loop",
         "threads",
         "time per run",
         "per iteration",
@@ -488,7 +562,7 @@ def render_report(
     ]
     sentences = {
         **figure_sentences(records, machine),
-        "training_time": training_sentence(training),
+        **training_sentences(training),
         "layout_effect": layout_sentence(every_layout, threads),
     }
     for name, path in figures.items():
@@ -521,6 +595,7 @@ def render_report(
     )
 
     lines += ["", *training_table(training, tags)] if training else []
+    lines += ["", *outer_loop_table(training)] if loop_costs(training) else []
     lines += ["", "## Cost model: t = overhead + per example x m + per element x m x n", ""]
     model_rows = [
         [
@@ -618,7 +693,8 @@ def _nothing_timed_report(
 
 def _cell_name(record: AnyRecord) -> str:
     if isinstance(record, TrainingRecord):
-        return f"train {record.dataset} {record.backend} t={record.threads}"
+        loop = "" if record.loop == "python" else f" {record.loop} loop"
+        return f"train {record.dataset} {record.backend} t={record.threads}{loop}"
     return f"{record.backend} m={record.m} n={record.n} t={record.threads} {record.dtype}"
 
 
@@ -635,9 +711,20 @@ def _training_report(
         *provenance(training),
         "",
     ]
+    sentences = training_sentences(training)
     for name, path in figures.items():
-        lines += [f"![{name}]({path})", "", training_sentence(training), ""]
-    return "\n".join([*lines, *training_table(training), "", *_machine_section(machine)]) + "\n"
+        lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
+    lines += [*training_table(training), ""]
+    lines += [*outer_loop_table(training), ""] if loop_costs(training) else []
+    return "\n".join([*lines, *_machine_section(machine)]) + "\n"
+
+
+def training_sentences(training: Sequence[TrainingRecord]) -> dict[str, str]:
+    """What to read in each figure of the training benchmark."""
+    return {
+        "training_time": training_sentence(training),
+        "outer_loop": outer_loop_sentence(training),
+    }
 
 
 def _machine_section(machine: dict[str, Any]) -> list[str]:

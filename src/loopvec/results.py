@@ -128,6 +128,7 @@ class TrainingRecord(Provenance):
     host: str
     status: str  #: timed | skipped | failed
     record_every: int = 100
+    loop: str = "python"  #: the training loop: "python" or "compiled"
     reason: str | None = None
     compile_s: float | None = None  #: the first gradient call in the process
     predicted_s: float | None = None  #: iterations x one warm gradient call
@@ -142,8 +143,8 @@ class TrainingRecord(Provenance):
 
     @property
     def cell(self) -> tuple[Any, ...]:
-        """What was measured, whatever the host: the problem, then backend and threads."""
-        return (*self.problem, self.backend, self.threads)
+        """What was measured, whatever the host: the problem, then backend, threads and loop."""
+        return (*self.problem, self.backend, self.threads, self.loop)
 
     @property
     def timed(self) -> bool:

@@ -160,6 +160,21 @@ def ratio_estimate(a: Samples, b: Samples, *, paired: bool, seed: int = 0) -> Es
     return _estimate([], list(single), seed)
 
 
+def difference_estimate(a: Samples, b: Samples) -> Estimate:
+    """time(a) - time(b) in seconds: per pass (pass k of each ran in one process) the difference
+    of the medians, then their mean with Student's t interval, on linear scale (a difference may
+    be zero or negative). With one pass the spread is unknown: the interval is (-inf, inf)."""
+    passes = min(len(a), len(b))
+    if passes == 0:
+        raise ValueError("difference_estimate needs at least one pass of each")
+    each = np.array([np.median(_rounds(a[k])) - np.median(_rounds(b[k])) for k in range(passes)])
+    mean = float(each.mean())
+    if passes < 2:
+        return Estimate(mean, -math.inf, math.inf)
+    margin = _t(passes - 1) * float(each.std(ddof=1)) / math.sqrt(passes)
+    return Estimate(mean, mean - margin, mean + margin)
+
+
 def between_runs(a: Samples, b: Samples) -> Estimate:
     """time(b) / time(a) for one cell in two runs (two sets of processes): Welch's t over the
     passes' log medians of each run (`difference_between_runs`)."""
