@@ -199,7 +199,9 @@ def test_the_default_training_benchmark_is_the_issues() -> None:
     assert training.problems() == [
         ("breast_cancer", 569, 30, 1000),
         ("synthetic", 10_000, 100, 1000),
-        ("synthetic", 1_000, 100, 1000),  # the outer loop's sizes: m = 1e3 to 1e6 at n = 100
+        ("synthetic", 10, 100, 1000),  # the outer loop's sizes: m = 10 to 1e6 at n = 100
+        ("synthetic", 100, 100, 1000),
+        ("synthetic", 1_000, 100, 1000),
         ("synthetic", 100_000, 100, 100),
         ("synthetic", 1_000_000, 100, 10),
     ]

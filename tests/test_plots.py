@@ -20,6 +20,7 @@ from loopvec.plots import (
     format_estimate,
     format_ratio,
     format_seconds,
+    loop_cost_words,
     loop_costs,
     loop_crossover_m,
     outer_loop,
@@ -31,6 +32,7 @@ from loopvec.plots import (
     training_view,
 )
 from loopvec.results import Record, TrainingRecord, load_results
+from loopvec.stats import Estimate
 
 mpl.use("Agg")
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
@@ -276,6 +278,9 @@ def test_the_outer_loop_cost_is_the_step_time_difference_and_its_crossover_is_in
     assert loop_crossover_m([small, large]) == pytest.approx(1000)  # 10 us: log-halfway
     assert loop_crossover_m([large]) is None  # not crossed within the sizes measured
     (ax,) = outer_loop(records, MACHINE).axes
-    assert ax.get_title() == "numba_loops: loop 10 us a step"
+    assert ax.get_title() == "numba_loops: the Python loop costs 10 us a step"
     assert ax.lines[-1].get_xdata()[0] == pytest.approx(1000)  # the crossover's vertical line
     assert "loop > half a step\nbelow m = 1,000" in texts(ax)
+    slower = Estimate(-5e-6, -8e-6, -2e-6)  # torch.compile's guards cost more than the loop
+    assert loop_cost_words(slower) == "the compiled loop is 5 us slower a step"
+    assert loop_cost_words(Estimate(1e-6, -1e-6, 3e-6)).endswith("about 0 (1 us) a step")

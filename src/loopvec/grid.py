@@ -80,7 +80,13 @@ class Training:
     iterations: int = 1000
     synthetic_m: int = 10_000
     synthetic_n: int = 100
-    loop_sizes: tuple[tuple[int, int], ...] = ((1_000, 1000), (100_000, 100), (1_000_000, 10))
+    loop_sizes: tuple[tuple[int, int], ...] = (
+        (10, 1000),
+        (100, 1000),
+        (1_000, 1000),
+        (100_000, 100),
+        (1_000_000, 10),
+    )
 
     def problems(self) -> list[tuple[str, int, int, int]]:
         """(dataset, m, n, iterations) of every training problem; "synthetic" is make_problem."""

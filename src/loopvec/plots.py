@@ -964,7 +964,7 @@ def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Fi
             )  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{backend}: loop {format_signed_seconds(overhead.value)} a step", fontsize=9)
+        ax.set_title(f"{backend}: {loop_cost_words(overhead)}", fontsize=9)
         ax.set_xlabel("m (examples)")
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("seconds per step (median)")
@@ -977,6 +977,16 @@ def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Fi
         + context(machine, records, max((r.threads for r in records), default=1))
     )
     return figure
+
+
+def loop_cost_words(overhead_s: Estimate) -> str:
+    """'the Python loop costs 2.7 us a step', or that the compiled loop is slower (its interval
+    wholly below zero), or '... about 0 ...' where the interval holds zero."""
+    if overhead_s.high < 0:
+        return f"the compiled loop is {format_seconds(-overhead_s.value)} slower a step"
+    if overhead_s.low <= 0:
+        return f"the Python loop costs about 0 ({format_signed_seconds(overhead_s.value)}) a step"
+    return f"the Python loop costs {format_seconds(overhead_s.value)} a step"
 
 
 def format_signed_seconds(seconds: float) -> str:

@@ -336,10 +336,10 @@ def outer_loop_sentence(training: Sequence[TrainingRecord]) -> str:
     for backend, costs in outer_loop_series(training).items():
         crossover = loop_crossover_m(costs)
         smallest, largest = costs[0].python.m, costs[-1].python.m
-        if crossover is not None:
+        if costs[0].overhead_s.low <= 0:
+            where = "no cost to remove" if costs[0].overhead_s.high >= 0 else "slower compiled"
+        elif crossover is not None:
             where = f"more than half of a step below m ≈ {crossover:,.0f}"
-        elif costs[0].overhead_s.value <= 0:
-            where = "no cost measurable"
         elif costs[0].compiled_step_s.value >= costs[0].overhead_s.value:
             where = f"less than half of a step from m = {smallest:,} on"
         else:
