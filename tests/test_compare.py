@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from loopvec.cli import main
 from loopvec.compare import compare_runs, expected_by_chance, regressions
-from loopvec.results import AnyRecord, load_results
+from loopvec.results import AnyRecord, TrainingRecord, load_results
 
 RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 RAW = sorted((RUN / "raw").iterdir())[0]
@@ -199,3 +199,10 @@ def test_cli_compare_reads_raw_json_and_refuses_what_is_not_a_run(
     assert "numba_loops m=1 n=1 t=1" in capsys.readouterr().out
     assert main(["compare", str(RUN), str(tmp_path)]) == 2  # not a run: a clear error
     assert "neither a run folder" in capsys.readouterr().err
+
+
+def test_a_training_cell_names_its_loop_where_it_is_the_compiled_one() -> None:
+    python = next(r for r in RECORDS if isinstance(r, TrainingRecord) and r.timed)
+    compiled = dataclasses.replace(python, loop="compiled")
+    comparisons = compare_runs([python, compiled], [python, compiled])
+    assert [c.cell.endswith(" compiled loop") for c in comparisons] == [False, True]

@@ -42,7 +42,11 @@ class Comparison:
         """What was compared, in words."""
         r = self.a
         if isinstance(r, TrainingRecord):
-            return f"train {r.dataset} {r.backend} m={r.m} n={r.n} t={r.threads} i={r.iterations}"
+            loop = "" if r.loop == "python" else f" {r.loop} loop"
+            return (
+                f"train {r.dataset} {r.backend} m={r.m} n={r.n} t={r.threads} i={r.iterations}"
+                + loop
+            )
         return f"{r.backend} m={r.m} n={r.n} t={r.threads} {r.dtype}"
 
     @property
