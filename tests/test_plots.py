@@ -278,9 +278,9 @@ def test_the_outer_loop_cost_is_the_step_time_difference_and_its_crossover_is_in
     assert loop_crossover_m([small, large]) == pytest.approx(1000)  # 10 us: log-halfway
     assert loop_crossover_m([large]) is None  # not crossed within the sizes measured
     (ax,) = outer_loop(records, MACHINE).axes
-    assert ax.get_title() == "numba_loops: the Python loop costs 10 us a step"
+    assert ax.get_title() == "numba_loops: Python loop costs 10 us a step"
     assert ax.lines[-1].get_xdata()[0] == pytest.approx(1000)  # the crossover's vertical line
     assert "loop > half a step\nbelow m = 1,000" in texts(ax)
     slower = Estimate(-5e-6, -8e-6, -2e-6)  # torch.compile's guards cost more than the loop
-    assert loop_cost_words(slower) == "the compiled loop is 5 us slower a step"
+    assert loop_cost_words(slower) == "compiled loop 5 us slower a step"
     assert loop_cost_words(Estimate(1e-6, -1e-6, 3e-6)).endswith("about 0 (1 us) a step")

@@ -960,7 +960,7 @@ def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Fi
             ax.annotate(
                 f"loop > half a step\nbelow m = {crossover:,.0f}",
                 (crossover, 0.97), xycoords=("data", "axes fraction"),
-                ha="right", va="top", fontsize=7, xytext=(-3, 0), textcoords="offset points",
+                ha="left", va="top", fontsize=7, xytext=(3, 0), textcoords="offset points",
             )  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -980,13 +980,13 @@ def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Fi
 
 
 def loop_cost_words(overhead_s: Estimate) -> str:
-    """'the Python loop costs 2.7 us a step', or that the compiled loop is slower (its interval
+    """'Python loop costs 2.7 us a step', or that the compiled loop is slower (the interval
     wholly below zero), or '... about 0 ...' where the interval holds zero."""
     if overhead_s.high < 0:
-        return f"the compiled loop is {format_seconds(-overhead_s.value)} slower a step"
+        return f"compiled loop {format_seconds(-overhead_s.value)} slower a step"
     if overhead_s.low <= 0:
-        return f"the Python loop costs about 0 ({format_signed_seconds(overhead_s.value)}) a step"
-    return f"the Python loop costs {format_seconds(overhead_s.value)} a step"
+        return f"Python loop costs about 0 ({format_signed_seconds(overhead_s.value)}) a step"
+    return f"Python loop costs {format_seconds(overhead_s.value)} a step"
 
 
 def format_signed_seconds(seconds: float) -> str:
