@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -44,11 +45,19 @@ def example_chunks(n: int, m: int, itemsize: int, workers: int) -> tuple[int, ..
     return tuple(len(part) for part in np.array_split(np.empty(m, dtype=np.bool_), count))
 
 
-def workers_of(client: Any) -> list[str]:
+def workers_of(client: Any, timeout_s: float = 120) -> list[str]:
     """The addresses of the cluster's workers, sorted, once there is one (a worker that died is
-    being restarted by its nanny, or a new cluster's workers are still joining)."""
-    client.wait_for_workers(1, timeout=120)
-    return sorted(client.scheduler_info()["workers"])
+    being restarted by its nanny, or a new cluster's workers are still joining). Asked of the
+    scheduler each time (`nthreads`): the client's cached `scheduler_info` could still list none
+    after `wait_for_workers` returned (CI: a ZeroDivisionError when scattering)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        client.wait_for_workers(1, timeout=timeout_s)
+        if workers := sorted(client.nthreads()):
+            return workers
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no Dask worker joined the cluster within {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
