@@ -75,10 +75,14 @@ def test_runtime_has_a_panel_per_n_and_a_line_plus_model_per_backend() -> None:
     assert [ax.get_title() for ax in panels] == ["n = 1 features", "n = 10 features"]
     for ax in panels:
         assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
-        labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert len(labels) == 4
-        assert all(" us + " in label or " ns x m" in label for label in labels)  # the model
+        assert ax.get_legend() is None  # no legend over the data
         assert len([line for line in ax.lines if line.get_linestyle() == "--"]) == 4
+    (legend,) = figure.legends  # one for the figure, each backend once, with its model
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert [label.split(":")[0] for label in labels] == [
+        "python_loops", "partly_vectorized", "numpy_vectorized", "numba_loops"
+    ]  # fmt: skip
+    assert all(" us + " in label or " ns x m" in label for label in labels)
     assert "median time per gradient (s)" in panels[0].get_ylabel()
     # The points are the cells' times, read from the records (not from the figure's code).
     timed = sorted(
@@ -129,9 +133,17 @@ def test_crossover_figure_names_a_winner_in_every_cell() -> None:
     winners_ax, crossing_ax = figure.axes[:2]
     assert len(winners_ax.texts) == len(SIZES)
     assert all(t.split("\n")[0] in {"numba_loops", "numpy_vectorized"} for t in texts(winners_ax))
-    assert crossing_ax.get_xscale() == "log"
-    legend = [t.get_text() for t in crossing_ax.get_legend().get_texts()]
-    assert legend == ["python_loops", "partly_vectorized", "numba_loops"]
+    # The crossings read as words, a row per backend and a column per n, no caption needed.
+    rows = [t.get_text() for t in crossing_ax.get_yticklabels()]
+    assert rows == ["python_loops", "partly_vectorized", "numba_loops"]
+    assert [t.get_text() for t in crossing_ax.get_xticklabels()] == ["n = 1", "n = 10"]
+    cells = at_threads(RECORDS, 2)
+    words = texts(crossing_ax)
+    assert len(words) == 3 * 2
+    for k, (backend, n) in enumerate((b, n) for b in rows for n in (1, 10)):
+        kind, from_m = crossover_m(cells, "numpy_vectorized", backend, n)
+        expected = f"from m ≈ {from_m:,.0f}" if from_m else {"always": "every m", "never": "no m"}[kind]
+        assert words[k] == expected
 
 
 def test_bandwidth_draws_the_measured_ceiling_per_thread_count() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
@@ -21,7 +21,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Rectangle
 
 from loopvec.backends import BACKENDS
 from loopvec.grid import CostModel, fit_cost_model
@@ -36,8 +36,11 @@ from loopvec.stats import (
 )
 from loopvec.training import TrainResult
 
-# The backends keep their colour in every figure: tab10 in registry order, the rest after.
-_PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)]
+# The backends keep their colour in every figure: tab10 in registry order, then the dark tones of
+# tab20b (a colour used twice would make two backends one line).
+_PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)] + [
+    mpl.colormaps["tab20b"](k) for k in range(0, 20, 4)
+]
 #: A tie is neither blue nor red.
 TIE_GREY = "0.85"
 GB = 1e9
@@ -364,7 +367,8 @@ def runtime_vs_m(
     backends = backends_in(records)
     columns = min(len(n_values), 2)
     rows = math.ceil(len(n_values) / columns)
-    figure = Figure(figsize=(6.0 * columns, 4.0 * rows + 0.8), layout="constrained")
+    legend_in = 0.16 * math.ceil(len(backends) / 2) + 0.3
+    figure = Figure(figsize=(6.0 * columns, 4.0 * rows + 0.8 + legend_in), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
     m_line = np.geomspace(min(m_values), max(m_values), 50)
     for ax, n in zip(axes.ravel(), n_values, strict=False):
@@ -405,14 +409,24 @@ def runtime_vs_m(
         ax.set_xlabel("m (examples)")
         ax.set_ylabel("median time per gradient (s)")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
     for ax in axes.ravel()[len(n_values) :]:
         ax.set_visible(False)
+    # One legend for all panels, below them: a backend's line and model are the same in each.
+    figure.legend(*_shared_handles(axes.ravel()), loc="outside lower center", ncols=2, fontsize=8)
     figure.suptitle(
         "Time per gradient against m; dashed: fitted cost model, x: skipped (predicted)\n"
         + context(machine, records, threads)
     )
     return figure
+
+
+def _shared_handles(axes: Iterable[Any]) -> tuple[list[Any], list[str]]:
+    """The legend entries of several panels, each label once: for one legend per figure."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    return list(handles.values()), list(handles.keys())
 
 
 def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float | None]:
@@ -474,6 +488,35 @@ def _draw_winners(
     )
 
 
+#: How a crossing reads, and its cell's shade: where `reference` wins, partly, or not at all.
+_CROSSING_WORDS = {"always": "every m", "never": "no m", "unknown": "not timed"}
+_CROSSING_SHADES = {"always": "#9ecae1", "from": "#deebf7", "never": "#fdd0a2", "unknown": "white"}
+
+
+def _draw_crossings(
+    ax: Any, cells: Cells, reference: str, others: list[str], n_values: list[int]
+) -> None:
+    """A table in words: per backend (row) and n (column), from which m `reference` is faster."""
+    shades = []
+    for i, backend in enumerate(others):
+        row = []
+        for j, n in enumerate(n_values):
+            kind, from_m = crossover_m(cells, reference, backend, n)
+            words = f"from m ≈ {from_m:,.0f}" if from_m is not None else _CROSSING_WORDS[kind]
+            ax.text(j, i, words, ha="center", va="center", fontsize=7)
+            row.append(mpl.colors.to_rgb(_CROSSING_SHADES[kind]))
+        shades.append(row)
+    ax.imshow(np.array(shades).reshape(len(others), len(n_values), 3), aspect="auto")
+    ax.set_xticks(range(len(n_values)), [f"n = {n:,}" for n in n_values])
+    ax.set_yticks(range(len(others)), others)
+    ax.tick_params(length=0)
+    ax.set_title(
+        f"From which m {reference} is faster than each backend\n"
+        "(interpolated) blue: at every m, pale: from that m on, orange: at no m",
+        fontsize=10,
+    )
+
+
 def crossover(
     records: Sequence[Record],
     machine: dict[str, Any],
@@ -482,53 +525,20 @@ def crossover(
     threads: int | None = None,
 ) -> Figure:
     """Left: the fastest backend in every (m, n) cell, with its margin over the runner-up.
-    Right: for each n, from which m on `reference` beats each other backend (where
-    vectorization starts to pay, where the JIT stops winning)."""
+    Right: a table in words, for each backend and n, from which m on `reference` beats it
+    (where vectorization starts to pay, where the JIT stops winning)."""
     threads = threads or max_threads(records)
     cells = at_threads(records, threads)
     m_values, n_values = _sizes(records)
     backends = backends_in(records)
-    figure = Figure(figsize=(13, 1.2 * len(n_values) + 2.6), layout="constrained")
+    height = max(1.2 * len(n_values), 0.32 * len(backends)) + 2.6  # a row per other backend
+    figure = Figure(figsize=(13, height), layout="constrained")
     winners_ax, crossing_ax = figure.subplots(1, 2, width_ratios=[1.25, 1])
 
     _draw_winners(winners_ax, cells, m_values, n_values, backends)
 
     others = [b for b in backends if b != reference]
-    low, high = min(m_values), max(m_values)
-    for k, backend in enumerate(others):
-        color = backend_color(backend, backends)
-        offset = (k - (len(others) - 1) / 2) * 0.12
-        for i, n in enumerate(n_values):
-            kind, from_m = crossover_m(cells, reference, backend, n)
-            y = i + offset
-            if kind == "from" and from_m is not None:
-                crossing_ax.plot([from_m], [y], "o", color=color, ms=7)
-                crossing_ax.annotate(
-                    f"{from_m:,.0f}",
-                    (from_m, y),
-                    textcoords="offset points",
-                    xytext=(6, -3),
-                    fontsize=7,
-                )
-            elif kind == "always":
-                crossing_ax.plot([low], [y], "<", color=color, ms=8)
-            elif kind == "never":
-                crossing_ax.plot([high], [y], ">", color=color, ms=8)
-    crossing_ax.set_xscale("log")
-    crossing_ax.set_xlim(low / 2, high * 2)
-    crossing_ax.set_yticks(range(len(n_values)), [str(n) for n in n_values])
-    crossing_ax.set_ylim(-0.6, len(n_values) - 0.4)
-    crossing_ax.set_xlabel("m (examples) from which it wins")
-    crossing_ax.set_ylabel("n (features)")
-    crossing_ax.set_title(f"{reference} is faster than ... from m =\n(<: at every m, >: at no m)")
-    crossing_ax.grid(True, axis="x", alpha=0.3)
-    for boundary in np.arange(len(n_values) - 1) + 0.5:
-        crossing_ax.axhline(boundary, color="0.8", lw=0.8)
-    crossing_ax.legend(
-        handles=[Patch(color=backend_color(b, backends), label=b) for b in others],
-        fontsize=7,
-        loc="best",
-    )
+    _draw_crossings(crossing_ax, cells, reference, others, n_values)
     figure.suptitle(f"Where each approach wins\n{context(machine, records, threads)}")
     return figure
 
@@ -580,7 +590,7 @@ def effective_bandwidth(
         ax.set_ylabel("effective bandwidth (GB/s): bytes of X / time")
         ax.set_title(f"{threads} thread{'s' if threads > 1 else ''}, n = {n}")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+    figure.legend(*_shared_handles(axes), loc="outside right upper", fontsize=7)
     figure.suptitle(
         "How close each backend gets to the memory-bandwidth limit (reading X once per gradient)\n"
         + context(machine, records, None)
@@ -655,11 +665,7 @@ def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
         ax.axhline(1, color="0.4", lw=1)
         ax.set(xscale="log", yscale="log", xlabel="m (examples)", title=f"n = {n:,}")
     axes[0].set_ylabel("time in F order / time in C order\n(below 1: F is faster)")
-    handles: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    figure.legend(handles.values(), handles.keys(), loc="outside right upper")
+    figure.legend(*_shared_handles(axes), loc="outside right upper")
     figure.suptitle(
         "Memory layout: X in Fortran order (data.T of an (m, n) array) against C order, "
         "with 95 % intervals\n" + context(machine, records, threads)
