@@ -238,6 +238,14 @@ MUTANTS = [
         "return 0",
         COMPARE,
     ),
+    # The interactive report
+    Mutant(
+        "report.html shows b over a",
+        "interactive.py",
+        "speedup = ratio(theirs, mine)",
+        "speedup = ratio(mine, theirs)",
+        ("tests/test_interactive.py",),
+    ),
     # Training, the grid, the agreement check
     Mutant(
         "the L2 term of the recorded cost twice too large",

@@ -198,6 +198,21 @@ def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
     assert records[1]["status"] == "timed"
 
 
+def assert_reports_of(run: Path) -> None:
+    """REPORT.md of `run` has every section; report.html names the run and has every view (in
+    a browser: test_browser.py)."""
+    text = (run / "REPORT.md").read_text()
+    assert "## Fortran order against C order" in text
+    assert f"Run `{run.name}`, code of commit" in text
+    assert "## Headline" in text
+    assert "## Training: 20 iterations of gradient descent" in text
+    assert "## The outer loop: Python against compiled" in text
+    page = (run / "report.html").read_text()
+    assert run.name in page
+    for view in ("speedup", "time", "training", "cells"):
+        assert f'data-view="{view}"' in page
+
+
 def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -268,12 +283,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect", "outer_loop"]:
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
     assert {r["backend"] for r in gradient if r["layout"] == "F"} >= {"numpy_vectorized"}
-    text = (run / "REPORT.md").read_text()
-    assert "## Fortran order against C order" in text
-    assert f"Run `{run.name}`, code of commit" in text
-    assert "## Headline" in text
-    assert "## Training: 20 iterations of gradient descent" in text
-    assert "## The outer loop: Python against compiled" in text
+    assert_reports_of(run)
     assert main(["plot", str(tmp_path)]) == 0
     assert main(["report", str(reference)]) == 0  # drawn elsewhere: results/report/
     assert (tmp_path / "results" / "report" / "REPORT.md").exists()

@@ -142,7 +142,9 @@ def test_crossover_figure_names_a_winner_in_every_cell() -> None:
     assert len(words) == 3 * 2
     for k, (backend, n) in enumerate((b, n) for b in rows for n in (1, 10)):
         kind, from_m = crossover_m(cells, "numpy_vectorized", backend, n)
-        expected = f"from m ≈ {from_m:,.0f}" if from_m else {"always": "every m", "never": "no m"}[kind]
+        expected = (
+            f"from m ≈ {from_m:,.0f}" if from_m else {"always": "every m", "never": "no m"}[kind]
+        )
         assert words[k] == expected
 
 
@@ -296,3 +298,9 @@ def test_the_outer_loop_cost_is_the_step_time_difference_and_its_crossover_is_in
     slower = Estimate(-5e-6, -8e-6, -2e-6)  # torch.compile's guards cost more than the loop
     assert loop_cost_words(slower) == "compiled loop 5 us slower a step"
     assert loop_cost_words(Estimate(1e-6, -1e-6, 3e-6)).endswith("about 0 (1 us) a step")
+
+
+def test_crossover_figure_of_one_backend_says_there_is_nothing_to_cross() -> None:
+    alone = [r for r in RECORDS if r.backend == "numpy_vectorized"]
+    crossing_ax = crossover(alone, MACHINE).axes[1]
+    assert texts(crossing_ax) == ["no backend but numpy_vectorized to compare it with"]

@@ -1,7 +1,8 @@
 """`loopvec plot | report | compare | info | train`: the file-writing edge around the pure modules.
 
     loopvec plot                    # figures of the newest run under results/, into that run
-    loopvec report                  # its REPORT.md, with the figures it embeds
+    loopvec report                  # its REPORT.md, with the figures it embeds, and report.html
+    loopvec report RUN_A RUN_B --html   # one page: two runs side by side, B/A per cell
     loopvec report results/reference --update-reference   # re-make the reference's report
     loopvec compare RUN_A RUN_B --fail-above 10
     loopvec info                    # this machine's record (what a run saves as machine.json)
@@ -32,6 +33,7 @@ from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names
 from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
 from loopvec.grid import TRAIN_LEARNING_RATE
+from loopvec.interactive import MAX_PAGE_BYTES, render_comparison_page, render_page
 from loopvec.machine import machine_record
 from loopvec.plots import (
     FIGURES,
@@ -50,6 +52,7 @@ from loopvec.results import (
     FIGURES as FIGURES_FOLDER,
 )
 from loopvec.results import (
+    PAGE_FILE,
     REPORT_FILE,
     Results,
     ResultsWriteError,
@@ -165,17 +168,60 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.html:
+        return _page(args)
     out = args.out or _output_folder(args) / REPORT_FILE
     figures_folder = args.figures or out.parent / FIGURES_FOLDER
-    _check_writable(args, out, figures_folder)
+    page = out.parent / PAGE_FILE
+    _check_writable(args, out, figures_folder, page)
     results = _results_for_one_machine(args.paths, args.machine)
     figures = render_figures(results, figures_folder)
     relative = {name: os.path.relpath(path, out.parent) for name, path in figures.items()}
     (machine,) = results.machines.values()
     text = render_report(results.records, machine, relative, results.training)
     write_bytes_atomic(out, text.encode("utf-8"))
-    print(f"wrote {out} and {len(figures)} figures in {figures_folder}")
+    _write_page(page, render_page(results.records, machine, results.training))
+    print(f"wrote {out}, {page} and {len(figures)} figures in {figures_folder}")
     return 0
+
+
+def _write_page(path: Path, page: str) -> None:
+    data = page.encode("utf-8")
+    if len(data) > MAX_PAGE_BYTES:
+        raise ValueError(
+            f"{path}: the page would be {len(data) / 1e6:.1f} MB, above the limit of "
+            f"{MAX_PAGE_BYTES / 1e6:.0f} MB a page mailed or committed may have"
+        )
+    write_bytes_atomic(path, data)
+
+
+def _page(args: argparse.Namespace) -> int:
+    """--html: report.html alone; of two runs (or machines), the two side by side."""
+    if len(args.paths) != 2:
+        results = _results_for_one_machine(args.paths, args.machine)
+        (machine,) = results.machines.values()
+        page = render_page(results.records, machine, results.training)
+    else:
+        a, b = _load([args.paths[0]]), _load([args.paths[1]])
+        comparisons = compare_runs(
+            [*a.records, *a.training], [*b.records, *b.training], relative_to=args.relative_to
+        )
+        if not comparisons:
+            raise ValueError(f"no cell was timed in both {args.paths[0]} and {args.paths[1]}")
+        page = render_comparison_page(
+            _describe(args.paths[0], a), _describe(args.paths[1], b), comparisons, args.relative_to
+        )
+    out = args.out or _output_folder(args) / PAGE_FILE
+    _check_writable(args, out)
+    _write_page(out, page)
+    print(f"wrote {out}")
+    return 0
+
+
+def _describe(path: Path, results: Results) -> str:
+    """'results/a: run vm-...; AMD EPYC (host vm)': a side of a comparison."""
+    machines = (f"{m.get('cpu', '?')} (host {m.get('host')})" for m in results.machines.values())
+    return f"{path}: run {', '.join(results.runs)}; {', '.join(machines)}"
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -222,10 +268,9 @@ def _print_comparisons(
         return
     print(f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':7} code")
     for c in comparisons:
-        interval = f"{c.ratio:.3f} [{c.change.low:.3f}, {c.change.high:.3f}]"
         print(
             f"{c.cell:58} {format_seconds(c.a.median_s or 0):>9} "
-            f"{format_seconds(c.b.median_s or 0):>9} {interval:>24}  {c.verdict:7} "
+            f"{format_seconds(c.b.median_s or 0):>9} {c.interval:>24}  {c.verdict:7} "
             f"{'changed' if c.code_changed else 'same'}"
         )
     counts = Counter(c.verdict for c in comparisons)
@@ -398,12 +443,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.set_defaults(handler=_plot)
 
-    report = commands.add_parser("report", help="write REPORT.md and its figures")
+    report = commands.add_parser("report", help="write REPORT.md, its figures and report.html")
     with_inputs(report)
     report.add_argument(
         "--out", type=Path, help="default: the run's REPORT.md (several runs: results/report/)"
     )
     report.add_argument("--figures", type=Path, help="default: figures/ beside the report")
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="write report.html only; given two runs, a page of both side by side with B/A",
+    )
+    report.add_argument(
+        "--relative-to",
+        choices=backend_names(),
+        metavar="BACKEND",
+        help="with --html and two runs: compare speedups against BACKEND (across machines)",
+    )
     report.set_defaults(handler=_report)
 
     compare = commands.add_parser("compare", help="B/A per cell of two runs, with intervals")

@@ -54,6 +54,11 @@ class Comparison:
         return self.change.value
 
     @property
+    def interval(self) -> str:
+        """'1.012 [0.981, 1.044]': B/A with its 95 % interval."""
+        return f"{self.ratio:.3f} [{self.change.low:.3f}, {self.change.high:.3f}]"
+
+    @property
     def code_changed(self) -> bool:
         """Whether B timed other code than A (its backend's code fingerprint differs)."""
         return self.a.code_fingerprint != self.b.code_fingerprint

@@ -352,7 +352,7 @@ class CostModel:
     per_example_s: float
     per_element_s: float
 
-    def predict_s(self, m: int, n: int) -> float:
+    def predict_s(self, m: float, n: float) -> float:
         return self.overhead_s + self.per_example_s * m + self.per_element_s * m * n
 
     def describe(self) -> str:

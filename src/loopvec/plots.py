@@ -497,6 +497,10 @@ def _draw_crossings(
     ax: Any, cells: Cells, reference: str, others: list[str], n_values: list[int]
 ) -> None:
     """A table in words: per backend (row) and n (column), from which m `reference` is faster."""
+    if not others:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no backend but {reference} to compare it with", ha="center")
+        return
     shades = []
     for i, backend in enumerate(others):
         row = []

@@ -35,6 +35,8 @@ from loopvec.stats import Estimate, instability, seed_of, time_estimate
 RAW = "raw"
 FIGURES = "figures"
 REPORT_FILE = "REPORT.md"
+#: The interactive report, beside REPORT.md.
+PAGE_FILE = "report.html"
 MACHINE_FILE = "machine.json"
 #: Where the bench moves cell files it cannot read, under the run folder (kept for inspection).
 DAMAGED = "damaged"
