@@ -163,14 +163,14 @@ def test_bandwidth_draws_the_measured_ceiling_per_thread_count() -> None:
 def test_thread_scaling_has_a_bar_per_threaded_backend() -> None:
     figure = thread_scaling(RECORDS, MACHINE)
     ax = figure.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["numpy_vectorized"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["numpy_vectorized"]
     (bar,) = ax.patches
     by = {
         (r.threads): r.median_s
         for r in RECORDS
         if r.backend == "numpy_vectorized" and (r.m, r.n) == (10_000, 10)
     }
-    assert bar.get_height() == pytest.approx(by[1] / by[2])
+    assert bar.get_width() == pytest.approx(by[1] / by[2])
     assert "single-threaded: python_loops, partly_vectorized, numba_loops" in ax.get_title()
 
 

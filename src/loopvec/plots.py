@@ -603,34 +603,34 @@ def effective_bandwidth(
 
 
 def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
-    """Speedup, 1 thread to all cores, per threaded backend at its largest size timed at both."""
+    """Speedup, 1 thread to all cores, per threaded backend at its largest size timed at both:
+    a horizontal bar each, its value and size written to the right of the ideal."""
     most = max_threads(records)
-    threaded = [
-        b for b in backends_in(records) if any(r.backend == b and r.threads > 1 for r in records)
-    ]
     speedups = thread_speedups(records)
-    figure = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = figure.subplots()
     backends = backends_in(records)
-    for k, backend in enumerate(threaded):
-        if backend not in speedups:
-            continue
+    shown = [b for b in backends if b in speedups]
+    figure = Figure(figsize=(8, 2.4 + 0.55 * len(shown)), layout="constrained")
+    ax = figure.subplots()
+    for k, backend in enumerate(shown):
         speedup, m, n = speedups[backend]
         error = [[speedup.value - speedup.low], [speedup.high - speedup.value]]
-        ax.bar(k, speedup.value, yerr=error, capsize=4, color=backend_color(backend, backends))
-        label = f"{format_estimate(speedup)}\nat m={m:,}, n={n:,}"
-        ax.text(k, speedup.value / 2, label, ha="center", va="center", fontsize=7, color="white")
-    ax.axhline(most, color="black", ls="--", lw=1, label=f"ideal: {most}x")
-    ax.axhline(1, color="0.5", lw=1)
-    ax.set_xticks(range(len(threaded)), threaded)
-    ax.set_ylim(0, most * 1.35)
-    ax.set_ylabel(f"speedup, 1 -> {most} threads (95 % interval)")
-    single = [b for b in backends if b not in threaded]
-    ax.set_title(
-        f"Threads: speedup at the largest size timed at both\nsingle-threaded: {', '.join(single)}",
-        fontsize=9,
-    )
-    ax.legend(fontsize=8, loc="upper right")
+        color = backend_color(backend, backends)
+        ax.barh(k, speedup.value, xerr=error, capsize=4, color=color, height=0.6)
+        label = f"{format_estimate(speedup)} at m = {m:,}, n = {n:,}"
+        ax.text(most * 1.05, k, label, va="center", fontsize=8)  # right of the ideal line
+    ax.axvline(most, color="black", ls="--", lw=1, label=f"ideal: {most}x")
+    ax.axvline(1, color="0.5", lw=1)
+    ax.set_yticks(range(len(shown)), shown)
+    ax.set_ylim(len(shown) - 0.5, -0.5)  # the first backend on top
+    ax.set_xlim(0, most * 2.1)  # room for the labels
+    ax.set_xlabel(f"speedup, 1 -> {most} threads (95 % interval)")
+    single = [b for b in backends if all(r.threads == 1 for r in records if r.backend == b)]
+    only_many = [b for b in backends if b not in shown and b not in single]
+    lines = ["Threads: speedup at the largest size timed at both"]
+    lines += [f"single-threaded: {', '.join(single)}"] if single else []
+    lines += [f"not timed on 1 thread: {', '.join(only_many)}"] if only_many else []
+    ax.set_title("\n".join(lines), fontsize=9)
+    figure.legend(loc="outside lower center", fontsize=8)
     figure.suptitle(context(machine, records, None), fontsize=9)
     return figure
 
