@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -135,6 +136,10 @@ def test_two_runs_are_compared_with_the_rules_of_compare() -> None:
     page = render_comparison_page("A", "B", comparisons, None)
     assert f"{len(rows)} cells compared" in page
     assert page_data(page)["comparisons"] == present(rows)
+    assert "different machine states" not in page
+    other = [replace(r, machine_fingerprint="other") for r in RECORDS]
+    page = render_comparison_page("A", "B", compare_runs(RECORDS, other), None)
+    assert "<strong>A and B are different machine states</strong>" in page
 
 
 def test_the_page_is_one_file_with_the_data_of_every_view(page: str) -> None:

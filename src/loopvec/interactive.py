@@ -699,6 +699,13 @@ def render_comparison_page(
         f"{DEFAULT_TIE_BAND:.0%} tie band or its interval); were nothing changed, at most "
         f"{expected_by_chance(len(comparisons)):.1f} would be called a change by chance.",
     ]  # fmt: skip
+    if not relative_to and any(
+        c.a.machine_fingerprint != c.b.machine_fingerprint for c in comparisons
+    ):
+        lines.append(
+            "**A and B are different machine states**: B/A compares the machines, not only "
+            "the code (`--relative-to BACKEND` compares their speedups instead)."
+        )
     rows = comparison_rows(comparisons)
     views = []
     gradient = [c.a for c in comparisons if isinstance(c.a, Record)]
