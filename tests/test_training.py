@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
 from functools import cache
+from typing import Any
 
 import exact
 import numpy as np
@@ -229,6 +232,32 @@ def test_ctrl_c_keeps_what_was_learned() -> None:
     full = loopvec.train(problem.X, problem.Y, iterations=5)
     np.testing.assert_array_equal(partial.w, full.w)
     assert partial.b == full.b
+
+
+def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that updates w in place (as torch's optimizers do) is never cut in half: the
+    weights and their count stay together."""
+    problem = loopvec.make_problem(40, 4, seed=2)
+    steps = []
+
+    def in_place(w: Any, b: Any, X: Any, Y: Any, rate: float, decay: float) -> Any:
+        def advance(w: Any, b: Any, count: int) -> tuple[Any, Any]:
+            w -= 1.0  # half the step ...
+            steps.append(count)
+            if len(steps) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            w -= 1.0  # ... and the other half
+            return w, b
+
+        return advance, w.copy(), b
+
+    monkeypatch.setattr("loopvec.training.get_loop", lambda backend, loop: in_place)
+    with pytest.raises(TrainingInterrupted) as caught:
+        loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
+    partial = caught.value.result
+    assert partial.iterations == 3
+    np.testing.assert_allclose(partial.w, problem.w - 6.0, rtol=1e-15)  # 3 whole steps
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,12 @@ in its arrays for the whole run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -72,6 +76,36 @@ class TrainingDiverged(ValueError):
     The cost is computed stably, so a learning rate that is merely too large (the cost grows or
     oscillates) stays finite; this is raised when the steps overflow float64, checked every
     record_every iterations and at the end."""
+
+
+@dataclass
+class _CtrlC:
+    pressed: bool = False
+
+
+@contextmanager
+def _ctrl_c_between_steps() -> Iterator[_CtrlC]:
+    """Ctrl-C takes effect between two steps, never inside one: a step may update the weights
+    in place (torch's optimizers do), and its count must go with them. A second Ctrl-C stops at
+    once. Where Python's own handler is not installed (another thread, SIGINT ignored or taken
+    by the caller), nothing changes."""
+    ctrl_c = _CtrlC()
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield ctrl_c
+        return
+
+    def defer(signum: int, frame: FrameType | None) -> None:
+        if ctrl_c.pressed:
+            raise KeyboardInterrupt
+        ctrl_c.pressed = True
+
+    signal.signal(signal.SIGINT, defer)
+    try:
+        yield ctrl_c
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -141,8 +175,9 @@ class Descent:
         k steps done, if given (k = 1 in the Python loop).
 
         Raises TrainingDiverged at the first recorded cost that is not finite, and
-        TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C: a
-        compiled loop stops at the end of the steps it is running, up to record_every of them.
+        TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C, which
+        takes effect at the end of the step running (a compiled loop's: of its up to
+        record_every steps); a second Ctrl-C stops at once.
         """
         weight_decay = l2_penalty / self.X.shape[1]
         w, b, X, Y = self._native
@@ -174,16 +209,17 @@ class Descent:
             )
 
         # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), _ctrl_c_between_steps() as ctrl_c:
             try:
                 while done < iterations:
                     if done % record_every == 0:
                         costs.append(cost(w, b)[2])
                     steps = min(steps_per_call, iterations - done)
-                    # One assignment, so Ctrl-C never separates the weights from their count.
                     w, b, done = (*advance(w, b, steps), done + steps)
                     if progress is not None:
                         progress(steps)
+                    if ctrl_c.pressed:
+                        raise KeyboardInterrupt
             except KeyboardInterrupt:
                 raise TrainingInterrupted(result(w, b)) from None
             return result(w, b)
