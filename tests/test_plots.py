@@ -304,3 +304,8 @@ def test_crossover_figure_of_one_backend_says_there_is_nothing_to_cross() -> Non
     alone = [r for r in RECORDS if r.backend == "numpy_vectorized"]
     crossing_ax = crossover(alone, MACHINE).axes[1]
     assert texts(crossing_ax) == ["no backend but numpy_vectorized to compare it with"]
+
+
+def test_thread_scaling_of_a_run_on_one_thread_draws_no_bar() -> None:
+    figure = thread_scaling([r for r in RECORDS if r.threads == 1], MACHINE)
+    assert len(figure.axes[0].patches) == 0  # and no singular-axis warning (warnings fail)

@@ -252,12 +252,18 @@ def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPa
         return advance, w.copy(), b
 
     monkeypatch.setattr("loopvec.training.get_loop", lambda backend, loop: in_place)
-    with pytest.raises(TrainingInterrupted) as caught:
-        loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
+    # A shell without job control starts background commands with SIGINT ignored (CI's may):
+    # give this process Python's own handler, as a terminal's would have.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted) as caught:
+            loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     partial = caught.value.result
     assert partial.iterations == 3
     np.testing.assert_allclose(partial.w, problem.w - 6.0, rtol=1e-15)  # 3 whole steps
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 @pytest.mark.parametrize(

@@ -621,7 +621,8 @@ def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure
     ax.axvline(most, color="black", ls="--", lw=1, label=f"ideal: {most}x")
     ax.axvline(1, color="0.5", lw=1)
     ax.set_yticks(range(len(shown)), shown)
-    ax.set_ylim(len(shown) - 0.5, -0.5)  # the first backend on top
+    if shown:
+        ax.set_ylim(len(shown) - 0.5, -0.5)  # the first backend on top
     ax.set_xlim(0, most * 2.1)  # room for the labels
     ax.set_xlabel(f"speedup, 1 -> {most} threads (95 % interval)")
     single = [b for b in backends if all(r.threads == 1 for r in records if r.backend == b)]
