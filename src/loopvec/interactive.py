@@ -509,8 +509,8 @@ def _controls(records: Sequence[Record]) -> dict[str, Control]:
     }  # fmt: skip
 
 
-def gradient_views(records: Sequence[Record], data: dict[str, list[Row]]) -> list[View]:
-    """The views of one run's gradient cells; `data` holds its ceilings."""
+def gradient_views(records: Sequence[Record], ceilings: Sequence[Row]) -> list[View]:
+    """The views of one run's gradient cells (`ceilings`: the machine's `ceiling_rows`)."""
     if not any(r.timed for r in records):
         return []
     backends = backends_in(records)
@@ -518,7 +518,7 @@ def gradient_views(records: Sequence[Record], data: dict[str, list[Row]]) -> lis
     same = (pick["threads"], pick["dtype"], pick["layout"])
     a = _choice("a", "backend a", backends, ["numba_fused", *backends])
     b = _choice("b", "over b", backends, ["numpy_vectorized", *backends[1:]])
-    ceilings = ", ".join(row["label"] for row in data["ceilings"]) or "not measured"
+    bandwidths = ", ".join(row["label"] for row in ceilings) or "not measured"
     at_n = (pick["n"], *same)
     return [
         View("speedup", "Speedup of a over b", "How many times faster a is than b in each cell "
@@ -531,7 +531,7 @@ def gradient_views(records: Sequence[Record], data: dict[str, list[Row]]) -> lis
              "panel per n; dashed: each backend's fitted cost model. Click the legend to show "
              "one backend.", time_chart(same), same),
         View("bandwidth", "Bandwidth", "Bytes of X read per second against bytes of X; dashed: "
-             f"the measured read bandwidth ({ceilings} threads).", bandwidth_chart(at_n), at_n),
+             f"the measured read bandwidth ({bandwidths} threads).", bandwidth_chart(at_n), at_n),
         View("threads", "Threads", "Speedup from 1 thread to all cores per threaded backend and "
              "size, with its 95 % interval; dashed: the ideal.",
              threads_chart((pick["n"], *same[1:])), (pick["n"], *same[1:])),
@@ -677,7 +677,7 @@ def render_page(
         "training": training_rows(training),
     }
     views = [
-        *gradient_views(records, data),
+        *gradient_views(records, data["ceilings"]),
         *training_views(data["training"]),
         View("cells", "Every cell", "Every cell of the run with its status and, for a skipped "
              "or failed cell, why. Click a column's head to sort."),

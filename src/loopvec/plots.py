@@ -510,7 +510,7 @@ def _draw_crossings(
             ax.text(j, i, words, ha="center", va="center", fontsize=7)
             row.append(mpl.colors.to_rgb(_CROSSING_SHADES[kind]))
         shades.append(row)
-    ax.imshow(np.array(shades).reshape(len(others), len(n_values), 3), aspect="auto")
+    ax.imshow(np.array(shades), aspect="auto")  # (backends, n values, RGB)
     ax.set_xticks(range(len(n_values)), [f"n = {n:,}" for n in n_values])
     ax.set_yticks(range(len(others)), others)
     ax.tick_params(length=0)

@@ -36,10 +36,7 @@ function embed(section) {
     }
     const target = section.querySelector(".chart");
     embedded[name] = vegaEmbed(target, spec, { renderer: "svg", actions: false })
-      .then((result) => {
-        target.dataset.rendered = "true";
-        return result.view;
-      });
+      .then((result) => result.view);
   }
   return embedded[name];
 }
