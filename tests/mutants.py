@@ -255,6 +255,13 @@ MUTANTS = [
         ("tests/test_training.py",),
     ),
     Mutant(
+        "the numba compiled loop's weight decay with the wrong sign",
+        "backends/_jit.py",
+        "w = w - learning_rate * (dw + weight_decay * w)",
+        "w = w - learning_rate * (dw - weight_decay * w)",
+        ("tests/test_training.py",),
+    ),
+    Mutant(
         "the memory rule ignores its 80 % headroom",
         "grid.py",
         "if needed <= MEMORY_HEADROOM * available_bytes:",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loopvec import cli
 from loopvec.cli import main
 from loopvec.plots import FIGURES
 
@@ -276,3 +277,61 @@ def test_a_bad_cli_option_is_one_line_naming_it_and_writes_nothing(
     assert message in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_machine_record_is_named_with_its_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / RUN.name
+    shutil.copytree(RUN, run)
+    (run / "machine.json").write_text("{garbage")
+    for argv in (["report", str(run), "--html"], ["report", str(run)], ["plot", str(run)]):
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{run / 'machine.json'} cannot be read as a machine record (JSONDecodeError" in err
+        assert "remove it to read the run's cells without one" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_results_folder_whose_run_lost_its_machine_record_names_that_run(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "results" / RUN.name
+    shutil.copytree(RUN, run)
+    (run / "machine.json").unlink()
+    assert main(["report", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'results'} holds no run with a machine.json; cells without one are in "
+        f"{run}: name such a folder" in err
+    )
+    assert main(["report", str(run), "--machine", "vm"]) == 0  # as it says
+
+
+def test_compare_json_of_runs_with_no_cell_in_common_says_why(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "other"
+    shutil.copytree(RUN, other)
+    for path in other.glob("numba_loops-*.json"):
+        path.unlink()
+    only_numba = tmp_path / "only_numba"
+    shutil.copytree(RUN, only_numba)
+    for path in only_numba.glob("*.json"):
+        if path.name != "machine.json" and not path.name.startswith("numba_loops-"):
+            path.unlink()
+    assert main(["compare", str(other), str(only_numba), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == []  # stdout stays the JSON alone
+    assert f"loopvec compare: no cell was timed in both runs: {other} has " in captured.err
+    assert f"{only_numba} has 6 timed cells (numba_loops)" in captured.err
+
+
+def test_ctrl_c_where_training_cannot_defer_it_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second Ctrl-C while the results are written: nothing half-written, one line, 130."""
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_png", interrupted)
+    assert main(["train", "--iterations", "3", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.rstrip().endswith("loopvec train: interrupted")
+    assert list(tmp_path.iterdir()) == []

@@ -7,10 +7,14 @@ cover what only Dask has: dask arrays in, values checked by chunk, clusters, out
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -146,7 +150,7 @@ def test_a_separately_started_scheduler_and_worker(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while not file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        address = __import__("json").loads(file.read_text())["address"]
+        address = json.loads(file.read_text())["address"]
         worker = subprocess.Popen(
             [*dask, "worker", "--nthreads", "1", *common],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -329,3 +333,289 @@ def test_training_checks_values_before_the_first_step_and_holds_a_persisted_inpu
     _, _, X, Y = to_native(lazy.w, lazy.b, X_held, Y_held)
     assert [future.key for future in X.futures] == X_held.__dask_keys__()[0]
     assert [future.key for future in Y.futures] == Y_held.__dask_keys__()[0]
+
+
+def test_float32_on_dask_refuses_values_that_overflow_it_as_numpy_does(store: Path) -> None:
+    lazy = zarr_store.open_problem(store)
+    big_w = np.full_like(lazy.w, 1e39)  # finite in float64, infinite in float32
+    with pytest.raises(ValueError, match="w does not fit in float32: its largest magnitude 1e"):
+        loopvec.gradient(big_w, lazy.b, lazy.X, lazy.Y, backend="dask_fused", dtype="float32")
+    X = dask_array.where(dask_array.arange(lazy.X.shape[1]) == 7000, -1e39, lazy.X)
+    for backend in DASK_BACKENDS:
+        with pytest.raises(ValueError, match=r"X does not fit in float32: -1e\+39 at index "
+                           r"\(0, 7000\) in the chunk of examples 6000 to 8999 overflows; use "
+                           r"dtype='float64'"):  # fmt: skip
+            loopvec.gradient(lazy.w, lazy.b, X, lazy.Y, backend=backend, dtype="float32")
+    X = dask_array.where(dask_array.arange(lazy.X.shape[1]) == 7000, np.inf, lazy.X)
+    with pytest.raises(ValueError, match=r"X must be finite; got inf at index \(0, 7000\)"):
+        loopvec.gradient(lazy.w, lazy.b, X, lazy.Y, backend="dask_fused", dtype="float32")
+    got = loopvec.gradient(lazy.w, lazy.b, lazy.X, lazy.Y, backend="dask_fused", dtype="float32")
+    assert got[0].dtype == np.float32  # values that fit are still computed
+
+
+def test_training_on_dask_checks_shapes_before_reading_them(store: Path) -> None:
+    lazy = zarr_store.open_problem(store)
+    scalar = dask_array.from_array(np.float64(1.0))
+    with pytest.raises(ValueError, match=r"X must be a 2-D array of shape \(n, m\) with known "
+                       r"chunk sizes; got a dask array of shape \(\)"):  # fmt: skip
+        loopvec.train(scalar, lazy.Y, backend="dask_fused", iterations=2)
+    with pytest.raises(ValueError, match="X must be a rectangular array of real numbers"):
+        loopvec.train([[1.0, 2.0], [3.0]], lazy.Y, backend="dask_fused", iterations=2)
+    with pytest.raises(ValueError, match=r"Y must have shape \(1, 3\) to match X"):
+        loopvec.train([[1.0, 2.0, 3.0]], lazy.Y, backend="dask_fused", iterations=2)
+    X, Y = [[1.0, -2.0, 0.5]], dask_array.from_array(np.array([[1.0, 0.0, 1.0]]))
+    got = loopvec.train(X, Y, backend="dask_fused", iterations=5, record_every=2)
+    check_training("dask_fused", got, loopvec.train(X, np.asarray(Y), iterations=5, record_every=2))
+
+
+def test_training_sends_its_data_again_after_a_worker_died_and_learns_the_same_model() -> None:
+    output = run_python(
+        """
+        import os, signal
+        from distributed import Client, LocalCluster
+        import loopvec
+        from loopvec.agreement import check_training
+
+        if __name__ == "__main__":
+            client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
+                                         dashboard_address=":0"))
+            p = loopvec.make_problem(100_000, 20, seed=1)
+            steps = []
+            def kill_a_worker_at_step_5(k):
+                steps.append(k)
+                if len(steps) == 5:  # every worker holds a chunk of the scattered X
+                    os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
+            settings = dict(iterations=30, record_every=10, learning_rate=0.5, l2_penalty=1.0)
+            got = loopvec.train(p.X, p.Y, backend="dask_fused", progress=kill_a_worker_at_step_5,
+                                **settings)
+            check_training("dask_fused", got, loopvec.train(p.X, p.Y, **settings))
+            print("learned", got.iterations, len(got.costs))
+        """
+    )
+    assert output.split()[-3:] == ["learned", "30", "3"], output
+
+
+def test_training_whose_data_is_lost_again_and_again_stops_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import CancelledError  # noqa: PLC0415
+
+    from loopvec.backends import dask_fused  # noqa: PLC0415
+    from loopvec.training import MAX_RESENDS, DataLost  # noqa: PLC0415
+
+    sent = []
+    to_native = dask_fused.to_native
+
+    def counted(*args: object) -> object:
+        sent.append(1)
+        return to_native(*args)
+
+    def lost(*args: object) -> None:
+        raise CancelledError("('loopvec-X-0', 0, 0) already forgotten")
+
+    monkeypatch.setattr(dask_fused, "to_native", counted)
+    monkeypatch.setattr(dask_fused, "gradient", lost)
+    p = loopvec.make_problem(50, 3)
+    with pytest.raises(DataLost, match=r"training with dask_fused stopped at iteration 0: the "
+                       r"data it holds on the Dask workers was lost with a worker, again after it "
+                       r"was sent 3 more times \(CancelledError: \('loopvec-X-0', 0, 0\) already "
+                       r"forgotten\)\. Check the workers' logs"):  # fmt: skip
+        loopvec.train(p.X, p.Y, backend="dask_fused", iterations=3)
+    assert len(sent) == 1 + MAX_RESENDS
+
+
+def test_a_wait_for_a_scheduler_or_a_worker_says_what_it_waits_for_and_gives_up(
+    tmp_path: Path,
+) -> None:
+    """A closed port, a scheduler with no worker, a bad timeout: one line each, exit status 2."""
+    train = [sys.executable, "-m", "loopvec.cli", "train", "--backend", "dask_fused"]
+    train += ["--iterations", "2", "--out", str(tmp_path / "out")]
+
+    def run(scheduler: str, timeout: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LOOPVEC_DASK_SCHEDULER": scheduler, "LOOPVEC_DASK_TIMEOUT": timeout}
+        return subprocess.run(
+            train, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    done = run(closed, "3")
+    assert done.returncode == 2, done.stderr
+    assert f"loopvec: waiting up to 3 s for the Dask scheduler at {closed}" in done.stderr
+    assert (
+        f"loopvec train: no Dask scheduler answered at {closed} (LOOPVEC_DASK_SCHEDULER) within "
+        "3 s: start one there" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    done = run(closed, "soon")
+    assert "LOOPVEC_DASK_TIMEOUT must be a number of seconds > 0; got 'soon'" in done.stderr
+
+    file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        start = time.monotonic()
+        done = run(address, "4")
+        assert time.monotonic() - start < 60
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"loopvec: waiting up to 4 s for a Dask worker to join the scheduler at {address}" in (
+        done.stderr
+    )
+    assert (
+        f"loopvec train: no Dask worker joined the scheduler at {address} within 4 s: start one "
+        f"(`dask worker {address}`)" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+class Terminal:
+    """A loopvec command in a process group of its own, as a terminal runs it: `ctrl_c` sends
+    SIGINT to the whole group (loopvec's LocalCluster workers included); output read as it comes."""
+
+    def __init__(self, *argv: str) -> None:
+        # A shell without job control starts background commands with SIGINT ignored, and a
+        # child would inherit that; a handler, unlike an ignore, is reset at exec.
+        before = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "loopvec.cli", *argv],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, before)
+        self.output = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        while text := self.process.stdout.read(1):
+            self.output += text
+
+    def wait_for(self, pattern: str, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not re.search(pattern, self.output):
+            assert time.monotonic() < deadline, self.output
+            assert self.process.poll() is None, self.output
+            time.sleep(0.05)
+
+    def ctrl_c(self) -> None:
+        os.killpg(self.process.pid, signal.SIGINT)
+
+    def finish(self) -> int:
+        with self.process:  # closes the pipe
+            code = self.process.wait(timeout=180)
+            self._reader.join(timeout=60)
+        return code
+
+
+def test_ctrl_c_in_a_terminal_stops_dask_training_between_steps_and_keeps_it(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    run = Terminal("train", "--backend", "dask_fused", "--iterations", "100000", "--out", str(out))
+    run.wait_for(r"training: +\d+%\|.*\| [1-9]\d\d/100000")  # 100 steps or more done
+    run.ctrl_c()
+    assert run.finish() == 130, run.output
+    assert "Traceback" not in run.output
+    summary = json.loads((out / "breast_cancer-dask_fused.json").read_text())
+    assert summary["interrupted"]
+    assert 100 <= summary["iterations"] < 100_000
+    assert f"for {summary['iterations']:,} iterations (interrupted)" in run.output
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path: Path) -> None:
+    """Two quick ones may reach Python as one (then the first's result is written): either
+    way an interrupt's exit status and no traceback."""
+    run = Terminal("train", "--backend", "dask_fused", "--iterations", "100000", "--out",
+                   str(tmp_path))  # fmt: skip
+    run.wait_for(r"training: +\d+%\|.*\| [1-9]\d/100000")
+    run.ctrl_c()
+    time.sleep(0.01)
+    run.ctrl_c()
+    assert run.finish() == 130, run.output
+    assert "Traceback" not in run.output
+    said = run.output.rstrip().splitlines()[-1]
+    assert said == "loopvec train: interrupted" or said.endswith("breast_cancer-dask_fused.json")
+
+
+def test_ctrl_c_during_the_scale_study_keeps_and_draws_what_it_measured(tmp_path: Path) -> None:
+    run = Terminal("scale", "--smoke", "--study", "in_memory", "training", "--out", str(tmp_path))
+    run.wait_for(r"in_memory m=20,000 dask_array: ")  # the in-memory study is done
+    run.ctrl_c()
+    assert run.finish() == 130, run.output
+    assert "Traceback" not in run.output
+    kept = load(tmp_path / "scale.json").records
+    assert len(kept) >= 6
+    assert f"interrupted: {tmp_path / 'scale.json'} keeps the {len(kept)} records" in run.output
+    assert "## In memory" in (tmp_path / "SCALE.md").read_text()
+    assert (tmp_path / "scale.png").exists()
+
+
+def test_scale_refuses_a_store_folder_it_cannot_use_and_a_record_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["scale", "--smoke", "--store-folder", str(a_file), *out]) == 2
+    assert f"loopvec scale: --store-folder: {a_file} is a file, not a folder" in (
+        capsys.readouterr().err
+    )
+    assert a_file.read_text() == "mine"
+    for text, why in (("", "JSONDecodeError|Expecting value"), ("{}", "it lacks machine, "),
+                      ("[1]", "a JSON list, not an object")):  # fmt: skip
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / "scale.json").write_text(text)
+        assert main(["scale", "--render", *out]) == 2
+        err = capsys.readouterr().err
+        assert f"loopvec scale: {tmp_path / 'out' / 'scale.json'} is not a scale study's " in err
+        assert re.search(why, err), err
+    (tmp_path / "out" / "scale.json").unlink()
+    assert main(["scale", "--render", *out]) == 2
+    assert "scale.json does not exist: measure first (loopvec scale)" in capsys.readouterr().err
+
+
+def test_a_time_per_iteration_lost_in_the_noise_is_unresolved_never_negative() -> None:
+    """k2 iterations timed faster than k1 (the setup's noise is larger than the iterations'
+    time): the record says so; SCALE.md shows no negative time and no ratio of it."""
+    from loopvec import scale, scale_report  # noqa: PLC0415
+
+    pauses_s = iter([0.0, 0.02, 0.0] * 10)  # the warm-up, then k1 slower than k2 by turns
+
+    def fit(k: int) -> None:
+        time.sleep(next(pauses_s) if k == 1 else 0.002 * k)
+
+    timing = scale.per_iteration(fit, 1, 3, rounds=5)
+    assert timing["status"] == "unresolved"
+    assert timing["low_s"] <= 0
+    assert "the time of 3 iterations less that of 1 is within the timing noise" in timing["reason"]
+    records = [
+        {"study": "training", "backend": "dask-ml", "m": 10, "n": 2, "x_bytes": 160,
+         "iterations": [1, 3]} | timing,
+        {"study": "training", "backend": "dask_fused", "m": 10, "n": 2, "x_bytes": 160,
+         "iterations": [1, 3], "status": "timed", "median_s": 0.01, "low_s": 0.009,
+         "high_s": 0.011, "samples_s": [0.01]},
+    ]  # fmt: skip
+    study = {"machine": {"cpu": "x"}, "workers": 2, "threads_per_worker": 1,
+             "memory_read_bytes_per_s": 1e10, "records": records}  # fmt: skip
+    text = scale_report.markdown(study)
+    training = text.split("## Gradient descent")[1].split("## Not timed")[0]
+    assert "dask-ml" not in training
+    assert "| training | dask-ml | 10 | - | unresolved | the time of 3 iterations" in text
+    assert not re.search(r"\| -\d", text)  # no negative number in any table
+    scale_report.figure(study)  # draws what was resolved

@@ -51,6 +51,21 @@ def test_every_compiled_loop_learns_the_same_model_on_breast_cancer(compiled_bac
     assert (got.iterations, got.backend) == (1000, compiled_backend)
 
 
+def test_every_compiled_loop_applies_the_l2_penalty_as_the_python_loop(
+    compiled_backend: str,
+) -> None:
+    """The weight decay lambda / m w inside each compiled loop: a wrong term (its sign, its m,
+    the bias penalized) learns another model than numpy's Python loop."""
+    options = {"learning_rate": 0.5, "iterations": 300, "l2_penalty": 5.0, "w0": None}
+    options["w0"] = np.linspace(-1, 1, data().n).reshape(-1, 1)  # every weight decays
+    got = loopvec.train(data().X, data().Y, backend=compiled_backend, loop="compiled", **options)
+    want = loopvec.train(data().X, data().Y, **options)
+    check_training(compiled_backend, got, want)
+    unpenalized = loopvec.train(data().X, data().Y, **{**options, "l2_penalty": 0.0})
+    with pytest.raises(DisagreementError):  # the penalty is large enough to be seen
+        check_training(compiled_backend, got, unpenalized)
+
+
 def test_a_compiled_loop_stops_at_the_end_of_its_steps_on_ctrl_c() -> None:
     problem = loopvec.make_problem(40, 4, seed=2)
     calls = []
@@ -277,8 +292,10 @@ def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPa
         ({"iterations": True}, TypeError, "iterations must be a positive integer; got bool"),
         ({"record_every": -1}, ValueError, "record_every must be a positive integer; got -1"),
         ({"l2_penalty": -1}, ValueError, "l2_penalty must be a finite number >= 0; got -1.0"),
-        ({"w0": np.zeros((3, 1))}, ValueError, "w must have shape (n, 1) = (4, 1)"),
-        ({"b0": "1"}, TypeError, "b must be a real scalar"),
+        ({"w0": np.zeros((3, 1))}, ValueError, "w0 must have shape (n, 1) = (4, 1)"),
+        ({"w0": np.full((4, 1), np.inf)}, ValueError, "w0 must be finite; got inf at index (0, 0)"),
+        ({"b0": "1"}, TypeError, "b0 must be a real scalar"),
+        ({"b0": float("nan")}, ValueError, "b0 must be finite; got nan"),
         ({"backend": "numpy"}, ValueError, "backend must be one of python_loops"),
     ],
 )

@@ -54,8 +54,10 @@ from loopvec.results import (
 from loopvec.results import (
     PAGE_FILE,
     REPORT_FILE,
+    Record,
     Results,
     ResultsWriteError,
+    TrainingRecord,
     load_results,
     reference_run,
     run_folder,
@@ -63,10 +65,12 @@ from loopvec.results import (
     write_json_atomic,
 )
 from loopvec.stats import DEFAULT_TIE_BAND
-from loopvec.training import TrainingInterrupted, accuracy, train
+from loopvec.training import DataLost, TrainingInterrupted, accuracy, train
 from loopvec.validation import validate_positive_int, validate_rate
 
 DEFAULT_RESULTS = Path("results")
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 #: Where report and plot write what they draw from several runs, or from the reference run.
 MERGED = DEFAULT_RESULTS / "report"
 SCALE_RESULTS = DEFAULT_RESULTS / "scale"
@@ -238,6 +242,8 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         _print_comparisons(a, b, comparisons, args.relative_to, band)
     if not comparisons:
+        if args.json:  # stdout holds the (empty) JSON alone: the reason goes to stderr
+            print(f"loopvec compare: {_nothing_in_common(args, a, b)}", file=sys.stderr)
         return 1
     if args.fail_above is not None:
         worse = regressions(comparisons, args.fail_above)
@@ -279,6 +285,20 @@ def _print_comparisons(
         f"slower, {counts['same']} the same (within the {band:.0%} tie band or its interval); "
         f"were nothing changed, at most {expected_by_chance(len(comparisons)):.1f} would be "
         "called a change by chance"
+    )
+
+
+def _nothing_in_common(args: argparse.Namespace, a: Results, b: Results) -> str:
+    """Why compare found no cell: what each side holds."""
+
+    def timed(results: Results) -> str:
+        cells: list[Record | TrainingRecord] = [*results.records, *results.training]
+        backends = sorted({r.backend for r in cells if r.timed})
+        return f"{sum(r.timed for r in cells)} timed cells ({', '.join(backends) or 'no backend'})"
+
+    return (
+        f"no cell was timed in both runs: {args.run_a} has {timed(a)}, {args.run_b} has "
+        f"{timed(b)}; a cell is the same backend, m, n, threads, dtype and layout"
     )
 
 
@@ -364,19 +384,21 @@ def _train(args: argparse.Namespace) -> int:
         f"a first step (JIT compile or cache load) took {format_seconds(warmup_s)} before it\n"
         f"wrote {stem}.png and {stem}.json"
     )
-    return 130 if interrupted else 0
+    return INTERRUPTED if interrupted else 0
 
 
-def _check_can_write(folder: Path) -> None:
+def _check_can_write(folder: Path, option: str = "--out") -> None:
     """Write and remove a file in `folder` (made if need be), so that a result is never lost
-    to an unwritable --out after the work is done."""
+    to an unwritable `option` after the work is done."""
     probe = folder / ".loopvec-write-check"
+    if folder.exists() and not folder.is_dir():
+        raise ResultsWriteError(f"{option}: {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise ResultsWriteError(f"--out: cannot write into {folder}: {error.strerror}") from None
+        raise ResultsWriteError(f"{option}: cannot write into {folder}: {error.strerror}") from None
 
 
 def _percent(text: str) -> float:
@@ -395,21 +417,32 @@ def _scale(args: argparse.Namespace) -> int:
     from loopvec.provenance import run_name  # noqa: PLC0415
 
     out = args.out or SCALE_RESULTS / run_name(machine_record(measure_bandwidth=False), "scale")
+    code = 0
     if args.render:
         study = scale.load(out / "scale.json")
     else:
         _check_can_write(out)
+        if args.store_folder is not None:
+            _check_can_write(args.store_folder, "--store-folder")
         settings = scale.Settings.smoke() if args.smoke else scale.Settings()
         if args.store_folder is not None or args.no_peers:
             settings = dataclasses.replace(
                 settings, store_folder=args.store_folder, peers=not args.no_peers
             )
-        study = scale.run(settings, out, args.study or scale.STUDIES)
+        try:
+            study = scale.run(settings, out, args.study or scale.STUDIES)
+        except scale.Interrupted as interrupt:  # what was measured is in scale.json
+            study, code = interrupt.study, INTERRUPTED
+            print(
+                f"interrupted: {out / 'scale.json'} keeps the {len(study.records)} records "
+                "measured, drawn below; `--render` draws them again",
+                file=sys.stderr,
+            )
     data = dataclasses.asdict(study)
     write_png(scale_report.figure(data), out / "scale.png")
     write_bytes_atomic(out / "SCALE.md", scale_report.markdown(data).encode())
     print(f"wrote {out / 'scale.json'}, {out / 'scale.png'} and {out / 'SCALE.md'}")
-    return 0
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -535,9 +568,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (FileNotFoundError, ValueError, TypeError, ImportError, ResultsWriteError) as error:
+    except (OSError, ValueError, TypeError, ImportError, ResultsWriteError, DataLost) as error:
         print(f"loopvec {args.command}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what finished was written atomically as it finished
+        print(f"loopvec {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     return code
 
 

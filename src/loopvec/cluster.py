@@ -4,9 +4,13 @@
 2. Else `LOOPVEC_DASK_SCHEDULER=tcp://host:port`: a client connected to that running cluster
    (started, for example, with `dask scheduler` and `dask worker tcp://host:port`).
 3. Else one `LocalCluster` started on first use (a worker process per core, one thread each),
-   reused by every later call, closed when Python exits.
+   reused by every later call, closed when Python exits. Its workers ignore Ctrl-C: it is meant
+   for loopvec, which stops between steps and still needs the data they hold.
 
 The client made in 2 or 3 becomes the default client, as any new `Client` does in Dask.
+
+Waits for a scheduler to answer or for a worker to join say on stderr what they wait for, and
+give up after `LOOPVEC_DASK_TIMEOUT` seconds (60 by default) with an error that says what to do.
 
 Before a client is handed out, the numba kernels are compiled (or loaded from the cache) on every
 worker, so that no timing ever includes a worker's compilation.
@@ -15,7 +19,12 @@ worker, so that no timing ever includes a worker's compilation.
 from __future__ import annotations
 
 import atexit
+import math
 import os
+import signal
+import sys
+import threading
+import time
 from typing import Any
 
 from distributed import Client, LocalCluster, default_client
@@ -23,9 +32,36 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 #: The environment variable naming a running scheduler to connect to.
 SCHEDULER_ENV = "LOOPVEC_DASK_SCHEDULER"
+#: The environment variable giving the seconds a wait for a scheduler or a worker may take.
+TIMEOUT_ENV = "LOOPVEC_DASK_TIMEOUT"
+DEFAULT_TIMEOUT_S = 60.0
+#: A wait shorter than this is not worth a line on stderr (a live scheduler answers in ms).
+_QUIET_WAIT_S = 1.0
 
 _local: dict[str, Any] = {}  # the LocalCluster and its client, once started
 _warmed: set[str] = set()  # schedulers whose workers have compiled the kernels
+
+
+class ClusterUnavailable(ConnectionError):
+    """No scheduler answered, or no worker joined it, within LOOPVEC_DASK_TIMEOUT."""
+
+
+def timeout_s() -> float:
+    """The seconds a wait for the cluster may take: LOOPVEC_DASK_TIMEOUT, else 60."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds > 0; got {text!r}")
+    return value
+
+
+def _say(message: str) -> None:
+    print(f"loopvec: {message}", file=sys.stderr, flush=True)
 
 
 class _Warm(WorkerPlugin):
@@ -37,6 +73,40 @@ class _Warm(WorkerPlugin):
         warm_chunk_kernels()
 
 
+class _IgnoreCtrlC(WorkerPlugin):
+    """On loopvec's own workers, also one its nanny restarts: Ctrl-C is the caller's to handle.
+    A terminal sends it to its whole process group, the workers included. (Until a worker has
+    started, a Ctrl-C still stops it, and with it the cluster's start: the caller's intent.)"""
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _connect(address: str) -> Any:
+    """A client of the scheduler at `address`; ClusterUnavailable after timeout_s()."""
+    limit_s = timeout_s()
+    first_s = min(_QUIET_WAIT_S, limit_s)
+    try:
+        return Client(address, timeout=first_s)
+    except OSError:  # distributed's connection timeout is an OSError
+        pass
+    if limit_s > first_s:
+        _say(
+            f"waiting up to {limit_s:g} s for the Dask scheduler at {address} ({SCHEDULER_ENV}; "
+            f"{TIMEOUT_ENV} sets the wait)"
+        )
+        try:
+            return Client(address, timeout=limit_s - first_s)
+        except OSError:
+            pass
+    raise ClusterUnavailable(
+        f"no Dask scheduler answered at {address} ({SCHEDULER_ENV}) within {limit_s:g} s: start "
+        f"one there (`dask scheduler`), correct the address, or unset {SCHEDULER_ENV} to let "
+        f"loopvec start a local cluster ({TIMEOUT_ENV} sets the wait)"
+    )
+
+
 def get_client() -> Any:
     """The `distributed.Client` to compute on (see the module docstring), kernels warmed."""
     try:
@@ -44,7 +114,7 @@ def get_client() -> Any:
     except ValueError:  # no active client
         address = os.environ.get(SCHEDULER_ENV)
         if address:
-            client = Client(address)
+            client = _connect(address)
             _local.setdefault("connected", {})[address] = client
         else:
             cores = os.cpu_count() or 1
@@ -53,12 +123,41 @@ def get_client() -> Any:
                 n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
             client = Client(cluster)
+            client.register_plugin(_IgnoreCtrlC(), name="loopvec-ignore-ctrl-c")
             _local.update(cluster=cluster, client=client)
             atexit.register(close_local_cluster)
     if client.scheduler.address not in _warmed:
         client.register_plugin(_Warm(), name="loopvec-warm")  # runs on every worker, and joiners
         _warmed.add(client.scheduler.address)
     return client
+
+
+def workers_of(client: Any) -> list[str]:
+    """The addresses of the cluster's workers, sorted, once there is one (a worker that died is
+    being restarted by its nanny, or a new cluster's workers are still joining); a line on
+    stderr if that takes a while, ClusterUnavailable after timeout_s(). Asked of the scheduler
+    each time (`nthreads`): the client's cached `scheduler_info` could still list none after
+    `wait_for_workers` returned (CI: a ZeroDivisionError when scattering)."""
+    limit_s = timeout_s()
+    start = time.monotonic()
+    said = False
+    while not (workers := sorted(client.nthreads())):
+        waited_s = time.monotonic() - start
+        if waited_s > limit_s:
+            address = client.scheduler.address
+            raise ClusterUnavailable(
+                f"no Dask worker joined the scheduler at {address} within {limit_s:g} s: start "
+                f"one (`dask worker {address}`), or check why its workers died (their logs); "
+                f"{TIMEOUT_ENV} sets the wait"
+            )
+        if waited_s > _QUIET_WAIT_S and not said:
+            _say(
+                f"waiting up to {limit_s:g} s for a Dask worker to join the scheduler at "
+                f"{client.scheduler.address} ({TIMEOUT_ENV} sets the wait)"
+            )
+            said = True
+        time.sleep(0.1)
+    return workers
 
 
 def close_local_cluster() -> None:

@@ -296,6 +296,10 @@ class OlderFormatError(ValueError):
     """A result written before runs had an identity: its machine and code are unknown."""
 
 
+class DamagedRecordError(ValueError):
+    """A run's machine record cannot be read: the error names the file, not only its run."""
+
+
 def _older(source: str, what: str) -> OlderFormatError:
     return OlderFormatError(
         f"{source} {what} of an older loopvec format, without machine and code fingerprints: "
@@ -370,7 +374,16 @@ def _from_run_folder(
     warnings = [f"{path} skipped: it cannot be read ({why})" for path, why in damaged]
     path = folder / MACHINE_FILE
     if path.is_file():
-        machines = _machine(json.loads(path.read_text(encoding="utf-8")), str(path))
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DamagedRecordError(
+                f"{path} cannot be read as a machine record ({type(error).__name__}: {error}): "
+                f"restore it, or remove it to read the run's cells without one"
+            ) from None
+        machines = _machine(record, str(path))
     else:
         machines = {
             str(cell.get("machine_fingerprint")): {
@@ -433,12 +446,18 @@ def _read_any(path: Path) -> tuple[list[AnyRecord], dict[str, dict[str, Any]], l
             return _from_run_folder(path)
         if any(path.glob(f"*/{MACHINE_FILE}")):
             return _from_run_folder(newest_run(path))
-    except OlderFormatError:
+    except (OlderFormatError, DamagedRecordError):
         raise
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{path} is not a loopvec benchmark result ({type(error).__name__}: {error})"
         ) from None
+    if orphans := sorted(folder for folder in path.glob("*/") if cell_paths(folder)):
+        raise FileNotFoundError(
+            f"{path} holds no run with a {MACHINE_FILE}; cells without one are in "
+            f"{', '.join(map(str, orphans))}: name such a folder to read its cells without a "
+            f"machine record"
+        )
     raise FileNotFoundError(
         f"{path} is neither a run folder, a results folder nor a pytest-benchmark JSON"
     )

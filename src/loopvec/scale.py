@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -155,8 +155,8 @@ def checked_gradient(backend: str, problem: Problem, reference: Reference, **nat
 
 def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
     """Time per gradient against the chunk size, dask_fused and dask_array, at sweep_m."""
-    from loopvec.backends._dask import example_chunks, workers_of  # noqa: PLC0415 (optional)
-    from loopvec.cluster import get_client  # noqa: PLC0415
+    from loopvec.backends._dask import example_chunks  # noqa: PLC0415 (optional)
+    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
 
     m, n = settings.sweep_m, settings.n
     problem = make_problem(m, n)
@@ -282,8 +282,8 @@ def out_of_core(
 ) -> Iterator[dict[str, Any]]:
     """dask_fused streaming X from a Zarr store at each out_of_core_m: cold, then warm."""
     from loopvec import zarr_store  # noqa: PLC0415 (optional)
-    from loopvec.backends._dask import by_examples, workers_of  # noqa: PLC0415
-    from loopvec.cluster import get_client  # noqa: PLC0415
+    from loopvec.backends._dask import by_examples  # noqa: PLC0415
+    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
 
     workers = len(workers_of(get_client()))
     for m in settings.out_of_core_m:
@@ -427,13 +427,25 @@ def per_iteration(fit: Callable[[int], Any], k1: int, k2: int, rounds: int) -> d
             per_iteration_s.append((times[1] - times[0]) / (k2 - k1))
     values = np.asarray(per_iteration_s)
     half = scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return {
+    timing: dict[str, Any] = {
         "samples_s": per_iteration_s,
         "median_s": float(np.median(values)),
         "low_s": float(values.mean() - half),
         "high_s": float(values.mean() + half),
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
+    if timing["low_s"] <= 0:  # no time per iteration, nor any ratio of one, can be told
+        return timing | {"status": "unresolved", "reason": _unresolved(timing, k1, k2)}
+    return timing
+
+
+def _unresolved(timing: dict[str, Any], k1: int, k2: int) -> str:
+    return (
+        f"the time of {k2} iterations less that of {k1} is within the timing noise: "
+        f"{format_seconds(timing['median_s'])} per iteration, 95 % interval "
+        f"[{format_seconds(timing['low_s'])}, {format_seconds(timing['high_s'])}] reaches 0; "
+        "more iterations (Settings.train_iterations) would resolve it"
+    )
 
 
 @dataclass
@@ -483,8 +495,7 @@ def run(
     """Measure `studies` into out/scale.json (saved after every record). The other studies'
     records already there are kept if they come from this machine and this code of the
     backends, so a study can be measured again alone."""
-    from loopvec.backends._dask import workers_of  # noqa: PLC0415
-    from loopvec.cluster import get_client  # noqa: PLC0415
+    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
     client = get_client()
@@ -513,13 +524,37 @@ def run(
             "out_of_core": lambda: out_of_core(settings, folder, progress),
             "training": lambda: training(settings, progress),
         }
-        for study in studies:
-            for record in makers[study]():
-                scale.records.append(record)
-                scale.save(out / "scale.json")
+        try:
+            for study in studies:
+                for record in makers[study]():
+                    scale.records.append(record)
+                    scale.save(out / "scale.json")
+        except KeyboardInterrupt:
+            raise Interrupted(scale) from None
     return scale
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `run`; `study` holds what was measured (saved in scale.json)."""
+
+    def __init__(self, study: ScaleRun) -> None:
+        super().__init__(f"interrupted after {len(study.records)} records")
+        self.study = study
+
+
 def load(path: Path) -> ScaleRun:
-    """A scale.json back as a ScaleRun."""
-    return ScaleRun(**json.loads(path.read_text()))
+    """A scale.json back as a ScaleRun; FileNotFoundError or ValueError naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: measure first (loopvec scale)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        missing = [f.name for f in fields(ScaleRun) if f.name not in data and f.name != "records"]
+        if missing:
+            raise ValueError(f"it lacks {', '.join(missing)}")
+        return ScaleRun(**{f.name: data[f.name] for f in fields(ScaleRun) if f.name in data})
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(
+            f"{path} is not a scale study's record ({error}): measure again (loopvec scale)"
+        ) from None

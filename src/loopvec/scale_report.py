@@ -162,8 +162,18 @@ def figure(scale: dict[str, Any]) -> Figure:
     axes = fig.subplots(1, 3)
     names = [*BACKENDS, "dask-ml", "dask-glm"]
     colors = {name: backend_color(name, names) for name in names}
-    for panel, ax in zip((_sweep_panel, _rate_panel, _training_panel), axes, strict=True):
-        panel(ax, scale, colors)
+    panels = {
+        _sweep_panel: ("chunk_size",),
+        _rate_panel: ("in_memory", "out_of_core"),
+        _training_panel: ("training",),
+    }
+    for (panel, studies), ax in zip(panels.items(), axes, strict=True):
+        if any(of_study(scale["records"], study) for study in studies):
+            panel(ax, scale, colors)
+        else:  # a study not run, interrupted, or with nothing resolved: an axis would be empty
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"nothing measured in {' or '.join(studies)}", ha="center",
+                    va="center", transform=ax.transAxes, color="0.4")  # fmt: skip
     handles: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -246,8 +256,9 @@ def markdown(scale: dict[str, Any], figure_name: str = "scale.png") -> str:
                                "; ".join(r.get("warnings", [])) or "none"]))  # fmt: skip
     untimed = [r for r in records if r.get("status", "timed") != "timed"]
     if untimed:
-        lines += ["", f"## Not timed ({len(untimed)})", "", _row(["study", "backend", "m", "chunks",
-                  "status", "why"]), _row(["---"] * 6)]  # fmt: skip
+        lines += ["", f"## Not timed or not resolved ({len(untimed)})", "",
+                  _row(["study", "backend", "m", "chunks", "status", "why"]),
+                  _row(["---"] * 6)]  # fmt: skip
         for r in untimed:
             lines.append(_row([r["study"], r["backend"], f"{r['m']:,}", str(r.get("chunks", "-")),
                                r["status"], r["reason"]]))  # fmt: skip

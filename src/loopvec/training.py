@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends import get_adapters, get_loop
+from loopvec.backends import get_adapters, get_backend, get_loop
 from loopvec.backends._jit import jit
 from loopvec.sigmoid import sigmoid
 from loopvec.validation import (
@@ -41,7 +41,7 @@ from loopvec.validation import (
     validate_bias,
     validate_features,
     validate_labels,
-    validate_lazy_problem,
+    validate_lazy_data,
     validate_positive_int,
     validate_rate,
     validate_weights,
@@ -108,6 +108,15 @@ def _ctrl_c_between_steps() -> Iterator[_CtrlC]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class DataLost(RuntimeError):
+    """The training data held on Dask workers was lost with a worker, again and again: the run
+    cannot go on (a lost chunk is sent again from the caller's arrays, MAX_RESENDS times)."""
+
+
+#: Times a run sends its data to the cluster again after a worker died with part of it.
+MAX_RESENDS = 3
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; `result` holds what was learned up to the interrupt."""
 
@@ -155,10 +164,24 @@ class Descent:
     """
 
     def __init__(self, backend: str, w0: Array, b0: float, X: Array, Y: Array) -> None:
-        to_native, self._to_numpy = get_adapters(backend)
-        self.backend, self.X, self.Y = backend, X, Y
-        self._native = to_native(w0, b0, X, Y)
-        if is_dask_array(X):  # the cost is summed where the data now lives
+        self._to_native, self._to_numpy = get_adapters(backend)
+        self.backend, self._inputs = backend, (X, Y)
+        #: Errors of a step whose data went with a dead worker (Dask's scattered chunks have no
+        #: recipe to compute them again): the data is sent again and the step repeated.
+        self._lost: tuple[type[BaseException], ...] = ()
+        if get_backend(backend).family == "dask":
+            from loopvec.backends._dask import LOST_DATA_ERRORS  # noqa: PLC0415 (optional)
+
+            self._lost = LOST_DATA_ERRORS
+        self._send(w0, b0)
+
+    def _send(self, w: Array, b: float) -> None:
+        """w, b, X and Y moved into the backend (`_native`); for data on a Dask cluster, X and
+        Y are where the cost is summed."""
+        self.X, self.Y = self._inputs
+        w, b, X, Y = self._to_native(w, b, *self._inputs)
+        self._native: tuple[Any, Any, Any, Any] = (w, b, X, Y)
+        if is_dask_array(self.X):
             self.X, self.Y = self._native[2], self._native[3]
 
     def run(
@@ -180,11 +203,11 @@ class Descent:
         record_every steps); a second Ctrl-C stops at once.
         """
         weight_decay = l2_penalty / self.X.shape[1]
-        w, b, X, Y = self._native
-        advance, w, b = get_loop(self.backend, loop)(w, b, X, Y, learning_rate, weight_decay)
+        start = get_loop(self.backend, loop)
+        advance, w, b = start(*self._native, learning_rate, weight_decay)
         steps_per_call = 1 if loop == "python" else record_every
         costs: list[float] = []
-        done = 0
+        done = resends = 0
 
         def cost(w: Any, b: Any) -> tuple[Array, float, float]:
             w_numpy, b_float = self._to_numpy((w, b))
@@ -212,10 +235,18 @@ class Descent:
         with np.errstate(over="ignore", invalid="ignore"), _ctrl_c_between_steps() as ctrl_c:
             try:
                 while done < iterations:
-                    if done % record_every == 0:
-                        costs.append(cost(w, b)[2])
-                    steps = min(steps_per_call, iterations - done)
-                    w, b, done = (*advance(w, b, steps), done + steps)
+                    try:
+                        if done % record_every == 0 and len(costs) * record_every <= done:
+                            costs.append(cost(w, b)[2])
+                        steps = min(steps_per_call, iterations - done)
+                        w, b, done = (*advance(w, b, steps), done + steps)
+                    except self._lost as error:  # (w, b) are still those before the step
+                        resends += 1
+                        if resends > MAX_RESENDS:
+                            raise self._data_lost(done, resends - 1, error) from None
+                        self._send(*self._to_numpy((w, b)))
+                        advance, w, b = start(*self._native, learning_rate, weight_decay)
+                        continue
                     if progress is not None:
                         progress(steps)
                     if ctrl_c.pressed:
@@ -223,6 +254,14 @@ class Descent:
             except KeyboardInterrupt:
                 raise TrainingInterrupted(result(w, b)) from None
             return result(w, b)
+
+    def _data_lost(self, iteration: int, resends: int, error: BaseException) -> DataLost:
+        return DataLost(
+            f"training with {self.backend} stopped at iteration {iteration}: the data it holds "
+            f"on the Dask workers was lost with a worker, again after it was sent {resends} "
+            f"more times ({type(error).__name__}: {error}). Check the workers' logs and memory "
+            f"limit (a worker killed for memory takes its chunks with it), then train again"
+        )
 
     def _diverged(
         self, iteration: int, costs: list[float], record_every: int, learning_rate: float
@@ -266,14 +305,13 @@ def train(
     """
     get_loop(backend, loop)  # an unknown loop, backend or package fails before any work
     if is_dask_array(X) or is_dask_array(Y):
-        n = X.shape[0]
         X, Y = _lazy_inputs(backend, X, Y)
     else:
         X = validate_features(X)
-        n, m = X.shape
-        Y = validate_labels(Y, m)
-    w = np.zeros((n, 1)) if w0 is None else validate_weights(w0, n).copy()
-    descent = Descent(backend, w, validate_bias(b0), X, Y)
+        Y = validate_labels(Y, X.shape[1])
+    n = X.shape[0]
+    w = np.zeros((n, 1)) if w0 is None else validate_weights(w0, n, name="w0").copy()
+    descent = Descent(backend, w, validate_bias(b0, name="b0"), X, Y)
     return descent.run(
         learning_rate=validate_rate("learning_rate", learning_rate),
         iterations=validate_positive_int("iterations", iterations),
@@ -290,8 +328,7 @@ def _lazy_inputs(backend: str, X: Any, Y: Any) -> tuple[Any, Any]:
     from loopvec.logistic import require_dask_backend  # noqa: PLC0415 (logistic imports us)
 
     require_dask_backend(backend)
-    _, _, X, Y = validate_lazy_problem(np.zeros((X.shape[0], 1)), 0.0, X, Y)
-    return X, Y
+    return validate_lazy_data(X, Y)
 
 
 def predict(w: Any, b: Any, X: Any) -> NDArray[np.int64]:

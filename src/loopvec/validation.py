@@ -63,15 +63,18 @@ def _check_finite(name: str, array: Array) -> None:
             raise ValueError(f"{name} must be finite; got {part[tuple(bad)]} at index {index}")
 
 
-def validate_bias(b: Any) -> float:
-    """b as a Python float: a finite real scalar (Python or numpy number, or 0-d array)."""
+def validate_bias(b: Any, name: str = "b") -> float:
+    """b as a Python float: a finite real scalar (Python or numpy number, or 0-d array); errors
+    call it `name` (the caller's name for it, b0 say)."""
     if isinstance(b, bool | np.bool_) or not (
         isinstance(b, numbers.Real) or (isinstance(b, np.ndarray) and b.ndim == 0)
     ):
         shape = f" of shape {b.shape}" if isinstance(b, np.ndarray) else ""
-        raise TypeError(f"b must be a real scalar (int or float); got {type(b).__name__}{shape}")
-    b_array = _as_real_array("b", b)
-    _check_finite("b", b_array)
+        raise TypeError(
+            f"{name} must be a real scalar (int or float); got {type(b).__name__}{shape}"
+        )
+    b_array = _as_real_array(name, b)
+    _check_finite(name, b_array)
     return float(b_array)
 
 
@@ -107,10 +110,10 @@ def validate_labels(Y: Any, m: int) -> Array:
     return array
 
 
-def validate_weights(w: Any, n: int) -> Array:
-    """w (n, 1) as float64, finite."""
-    array = _as_real_array("w", w)
-    _check_2d("w", array, f"(n, 1) = ({n}, 1)")
+def validate_weights(w: Any, n: int, name: str = "w") -> Array:
+    """w (n, 1) as float64, finite; errors call it `name` (the caller's name for it)."""
+    array = _as_real_array(name, w)
+    _check_2d(name, array, f"(n, 1) = ({n}, 1)")
     if array.shape != (n, 1):
         dimension = (
             f"dimension 0 must be n = {n}, the number of rows of X"
@@ -118,9 +121,9 @@ def validate_weights(w: Any, n: int) -> Array:
             else "dimension 1 must be 1"
         )
         raise ValueError(
-            f"w must have shape (n, 1) = ({n}, 1); {dimension}, got shape {array.shape}"
+            f"{name} must have shape (n, 1) = ({n}, 1); {dimension}, got shape {array.shape}"
         )
-    _check_finite("w", array)
+    _check_finite(name, array)
     return array
 
 
@@ -199,16 +202,18 @@ def is_dask_array(value: Any) -> bool:
     return module is not None and isinstance(value, module.Array)
 
 
-def validate_lazy_problem(
-    w: Any, b: Any, X: Any, Y: Any, *, dtype: Any = "float64"
-) -> tuple[NDArray[Any], float, Any, Any]:
-    """`validate_problem` for X and Y as dask arrays (either may be numpy), without computing
-    them: shapes and dtypes are checked here; their values are checked where the gradient reads
-    them (`loopvec.backends._dask.checked`). X and Y come back as dask arrays in `dtype`."""
+def validate_lazy_data(X: Any, Y: Any, *, dtype: Any = "float64") -> tuple[Any, Any]:
+    """X (n, m) and Y (1, m) as dask arrays in `dtype` (either may come as numpy or nested
+    lists), without computing them: shapes and dtypes are checked here; their values where the
+    gradient reads them (`loopvec.backends._dask.checked`), and whether X fits in float32 as
+    each chunk is cast (`_fits`)."""
     import dask.array as da  # noqa: PLC0415 (dask is optional)
 
     target = validate_dtype(dtype)
-    X, Y = (a if is_dask_array(a) else da.from_array(np.asarray(a)) for a in (X, Y))  # type: ignore[no-untyped-call]
+    X, Y = (
+        a if is_dask_array(a) else da.from_array(_as_real_array(name, a))  # type: ignore[no-untyped-call]
+        for name, a in (("X", X), ("Y", Y))
+    )
     for name, array, expected in (("X", X, "(n, m)"), ("Y", Y, "(1, m)")):
         if array.dtype.kind not in _REAL_KINDS:
             raise TypeError(
@@ -225,5 +230,33 @@ def validate_lazy_problem(
         raise ValueError(f"X must have at least one feature and one example; got shape {X.shape}")
     if Y.shape != (1, m):
         raise ValueError(f"Y must have shape (1, {m}) to match X; got {Y.shape}")
-    w, b = validate_weights(w, n), validate_bias(b)
-    return w.astype(target, copy=False), b, X.astype(target), Y.astype(target)
+    if target == np.float64:
+        return X.astype(target), Y.astype(target)
+    return X.map_blocks(_fits, "X", target, dtype=target), Y.astype(target)
+
+
+def _fits(chunk: NDArray[Any], name: str, dtype: np.dtype[Any], block_info: Any = None) -> Any:
+    """A chunk of a dask array cast to `dtype`, or ValueError at its first finite value that
+    would overflow it (naming the value's index and its chunk's examples; not-finite values
+    are left to the value check, which names them as such)."""
+    overflows = np.isfinite(chunk) & (np.abs(chunk) > float(np.finfo(dtype).max))
+    if np.any(overflows):
+        row, column = (int(i) for i in np.argwhere(overflows)[0])
+        start = block_info[0]["array-location"][1][0] if block_info else 0
+        raise ValueError(
+            f"{name} does not fit in {dtype}: {chunk[row, column]:g} at index ({row}, "
+            f"{start + column}) in the chunk of examples {start} to "
+            f"{start + chunk.shape[1] - 1} overflows; use dtype='float64'"
+        )
+    return chunk.astype(dtype)
+
+
+def validate_lazy_problem(
+    w: Any, b: Any, X: Any, Y: Any, *, dtype: Any = "float64"
+) -> tuple[NDArray[Any], float, Any, Any]:
+    """`validate_problem` for X and Y as dask arrays (`validate_lazy_data`), w and b in memory,
+    all in `dtype`."""
+    target = validate_dtype(dtype)
+    X, Y = validate_lazy_data(X, Y, dtype=target)
+    w, b = validate_weights(w, X.shape[0]), validate_bias(b)
+    return (w if target == np.float64 else _narrowed("w", w, target)), b, X, Y

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import uuid
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from distributed import Future, futures_of, wait
 from numpy.typing import NDArray
 
 from loopvec.backends._blocked import accumulate
-from loopvec.cluster import get_client
+from loopvec.cluster import get_client, workers_of
 from loopvec.problem import tiny_problem
 
 #: Most bytes of X in one scattered chunk. A task costs about 1 ms of scheduling, and on a small
@@ -45,26 +45,16 @@ def example_chunks(n: int, m: int, itemsize: int, workers: int) -> tuple[int, ..
     return tuple(len(part) for part in np.array_split(np.empty(m, dtype=np.bool_), count))
 
 
-def workers_of(client: Any, timeout_s: float = 120) -> list[str]:
-    """The addresses of the cluster's workers, sorted, once there is one (a worker that died is
-    being restarted by its nanny, or a new cluster's workers are still joining). Asked of the
-    scheduler each time (`nthreads`): the client's cached `scheduler_info` could still list none
-    after `wait_for_workers` returned (CI: a ZeroDivisionError when scattering)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client.wait_for_workers(1, timeout=timeout_s)
-        if workers := sorted(client.nthreads()):
-            return workers
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no Dask worker joined the cluster within {timeout_s:g} s")
-        time.sleep(0.1)
-
-
 def by_examples(X: Any, Y: Any) -> tuple[Any, Any]:
     """X (n, m) and Y (1, m) dask arrays chunked alike along examples only (X's own chunks of
     examples: every feature of an example in one chunk)."""
     X = X.rechunk({0: -1})
     return X, Y.rechunk((1, X.chunks[1]))
+
+
+#: What a gradient raises when chunks it needs went with a worker that died: scattered chunks
+#: have no recipe to compute them again (persisted chunks of a store are read again by Dask).
+LOST_DATA_ERRORS: tuple[type[BaseException], ...] = (CancelledError,)
 
 
 #: Share of the workers' memory that dask inputs may fill when persisted: beyond it they are
