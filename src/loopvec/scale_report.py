@@ -244,13 +244,16 @@ def markdown(scale: dict[str, Any], figure_name: str = "scale.png") -> str:
                                "unknown" if held is None else f"{held:.0%}",
                                _number(estimate_of(r)), _number(_gb_per_s(r)),
                                f"{r['disk_read_bytes_per_s'] / GB:.2f}"]))  # fmt: skip
-    training = of_study(records, "training")
+    training = [r for r in records if r["study"] == "training"]
     if training:
         ours = of_study(records, "training", backend="dask_fused")
         lines += ["", "## Gradient descent, time per iteration", "",
                   _row(["engine", "ms per iteration", "dask_fused is faster by", "warnings"]),
                   _row(["---"] * 4)]  # fmt: skip
         for r in training:
+            if r.get("status", "timed") != "timed":  # its why is in the table of those below
+                lines.append(_row([r["backend"], r["status"], "-", "-"]))
+                continue
             versus = _ratio_text(ratio(r, ours[0])) if ours else "-"
             lines.append(_row([r["backend"], _number(estimate_of(r).scaled(1e3)), versus,
                                "; ".join(r.get("warnings", [])) or "none"]))  # fmt: skip
