@@ -170,18 +170,20 @@ def validate_problem(
     return _narrowed("w", w, target), b, _narrowed("X", X, target), _narrowed("Y", Y, target)
 
 
-def validate_positive_int(name: str, value: Any) -> int:
-    """`value` as an int >= 1 (any integer type, not bool); TypeError/ValueError naming it."""
+def validate_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    """`value` as an int >= 1 (>= 0 with allow_zero; any integer type, not bool);
+    TypeError/ValueError naming it."""
+    expected = "an integer >= 0" if allow_zero else "a positive integer"
     if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be a positive integer; got bool {value}")
+        raise TypeError(f"{name} must be {expected}; got bool {value}")
     try:
         number = operator.index(value)
     except TypeError:
         raise TypeError(
-            f"{name} must be a positive integer; got {type(value).__name__} {value!r}"
+            f"{name} must be {expected}; got {type(value).__name__} {value!r}"
         ) from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive integer; got {number}")
+    if number < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be {expected}; got {number}")
     return int(number)
 
 
