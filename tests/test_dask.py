@@ -579,6 +579,10 @@ def test_scale_refuses_a_store_folder_it_cannot_use_and_a_record_it_cannot_read(
         capsys.readouterr().err
     )
     assert a_file.read_text() == "mine"
+    assert main(["scale", "--smoke", "--store-folder", str(a_file / "stores"), *out]) == 2
+    assert f"--store-folder: cannot write into {a_file / 'stores'}: Not a directory" in (
+        capsys.readouterr().err
+    )
     for text, why in (("", "JSONDecodeError|Expecting value"), ("{}", "it lacks machine, "),
                       ("[1]", "a JSON list, not an object")):  # fmt: skip
         (tmp_path / "out").mkdir(exist_ok=True)
