@@ -11,9 +11,32 @@ through the sigmoid (whose slope is a (1 - a)):
     |db - db_ref|     <= rtol * sum_i scale_i / m
 
 Where dw_j is not small this is an ordinary relative tolerance; where it cancels to near zero it
-still allows no more than rtol of the magnitude of what was summed. One absolute allowance is added:
-the smallest normal float64 (2.2e-308), because some backends (XLA's CPU code) flush subnormal
-results to zero, a difference below anything a float64 gradient can represent in full precision.
+still allows no more than rtol of the magnitude of what was summed.
+
+No relative bound covers flushing: some backends (XLA's CPU code) read subnormal inputs and write
+subnormal results as 0, so a label y = 2.2e-309 read as 0 moves dw_j by |x_ji| y / m. A flush
+changes a value by less than tiny = 2.2e-308 (the reference's own rounding of a subnormal result,
+2^-1075 at most, fits in the same allowance) and moves the result by tiny times that value's
+coefficient in it. Per example, with g_i = sum_k (|w_k| + |x_ki|) + 2n + 2:
+
+    z_i  = w.T x_i + b   off by < tiny g_i         w_k costs |x_ki|, x_ki costs |w_k|, b 1, and
+                                                   the n products, n sums and z itself 1 each
+    a_i  = sigmoid(z_i)  off by < tiny g_i / 4     the slope a (1 - a) is at most 1/4
+                         + 2 tiny                  exp(-|z_i|) and a_i flushed
+    dz_i = a_i - y_i     + 2 tiny                  y_i and dz_i flushed
+
+Backends scale by 1/m at different points (jax_grad's autodiff of the mean forms a_i/m - y_i/m
+before summing), and a flush after the scaling costs m times more. So only the error carried
+through the sigmoid is divided by m; every later flush is counted in full:
+
+    f_i       = g_i / (4 m) + 4                        dz_i's flush error, in units of tiny
+    atol_dw_j = tiny (sum_i (|x_ji| f_i + |y_i| + 3) + 1)
+    atol_db   = tiny (sum_i (f_i + 1) + 1)
+
+(x_ji flushed costs |dz_i| <= 1 + |y_i|, the product and its sum 1 each, the final result 1.)
+For data of ordinary size it is below 1e-300 times the summed magnitudes (m up to 1e6), so it
+matters only for gradients near the underflow threshold (a = sigmoid(-700) = 1e-304), and there
+a real error, such as a computed as 0, still exceeds it.
 """
 
 from __future__ import annotations
@@ -38,8 +61,8 @@ RTOL_FLOAT64 = 1e-10
 #: float32 rounding is 6e-8 per operation; measured errors stay below 3e-8 up to m = 1e6.
 RTOL_FLOAT32 = 1e-5
 RTOL = {"float64": RTOL_FLOAT64, "float32": RTOL_FLOAT32}
-#: Subnormal results may be flushed to zero (FTZ/DAZ); see the module docstring.
-_FLUSH_TO_ZERO_ATOL = float(np.finfo(np.float64).tiny)
+#: The smallest normal float64: subnormals may be flushed to zero (see the module docstring).
+_TINY = float(np.finfo(np.float64).tiny)
 #: Bytes of |X| per block when summing magnitudes, so |X| is never held whole (X may fill RAM).
 _BLOCK_BYTES = 64 * 2**20
 
@@ -48,49 +71,66 @@ class DisagreementError(AssertionError):
     """A backend's gradient differs from the reference beyond the tolerance."""
 
 
-def _sums(problem: Problem) -> tuple[Array, float, Array, float]:
-    """(dw, db, scale of dw, scale of db) in float64, in one pass over X by blocks of examples:
-    the lesson's formula summed block by block, on the problem's values exactly (float32 inputs
-    too), with no float64 copy of X held whole (X may fill the memory)."""
+def _sums(problem: Problem) -> tuple[Array, float, Array, float, Array, float]:
+    """(dw, db, scale of dw, scale of db, atol of dw, atol of db) in float64, in one pass over X
+    by blocks of examples: the lesson's formula summed block by block, on the problem's values
+    exactly (float32 inputs too), with no float64 copy of X held whole (X may fill the memory)."""
+    n, m = problem.n, problem.m
     w, b = problem.w.astype(np.float64), float(problem.b)
-    abs_w = np.abs(w)
-    dw, scale_dw = np.zeros((problem.n, 1)), np.zeros((problem.n, 1))
-    db = scale_db = 0.0
-    block = max(1, _BLOCK_BYTES // (8 * problem.n))
-    for start in range(0, problem.m, block):
+    # One product gives |w|.T |x_i| (the rounding scale) and sum_k |x_ki| (the flush count g_i).
+    abs_w_and_ones = np.vstack([np.abs(w).T, np.ones((1, n))])
+    g_of_w = float(np.abs(w).sum()) + 2 * n + 2
+    dw, scale_dw, flush_dw = np.zeros((n, 1)), np.zeros((n, 1)), np.zeros((n, 1))
+    db = scale_db = flush_db = 0.0
+    block = max(1, _BLOCK_BYTES // (8 * n))
+    for start in range(0, m, block):
         X_block = problem.X[:, start : start + block].astype(np.float64)
         Y_block = problem.Y[:, start : start + block].astype(np.float64)
         A = sigmoid(w.T @ X_block + b)
         dZ = A - Y_block
         dw += X_block @ dZ.T
         db += float(dZ.sum())
-        abs_X = np.abs(X_block)
-        scale = A + np.abs(Y_block) + A * (1.0 - A) * (abs_w.T @ abs_X + abs(b))
-        scale_dw += abs_X @ scale.T
+        abs_X, abs_Y = np.abs(X_block), np.abs(Y_block)
+        magnitude, abs_x_sum = abs_w_and_ones @ abs_X
+        scale = A + abs_Y + A * (1.0 - A) * (magnitude + abs(b))
+        flush = (abs_x_sum + g_of_w) / (4 * m) + 4  # f_i, in units of tiny
+        summed = abs_X @ np.vstack([scale, flush]).T  # (n, 2): both sums in one read of |X|
+        scale_dw += summed[:, :1]
+        flush_dw += summed[:, 1:] + float((abs_Y + 3).sum())
         scale_db += float(scale.sum())
-    m = problem.m
-    return dw / m, db / m, scale_dw / m, scale_db / m
+        flush_db += float((flush + 1).sum())
+    return (
+        dw / m,
+        db / m,
+        scale_dw / m,
+        scale_db / m,
+        _TINY * (flush_dw + 1),
+        _TINY * (flush_db + 1),
+    )
 
 
 def error_scale(problem: Problem) -> tuple[Array, float]:
     """(scale of dw, shape (n, 1); scale of db): the magnitudes the gradient sums, over m."""
-    _, _, scale_dw, scale_db = _sums(problem)
+    _, _, scale_dw, scale_db, _, _ = _sums(problem)
     return scale_dw, scale_db
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference gradient of one problem and its error scale, computed once, checked often."""
+    """The reference gradient of one problem, its error scale and its allowance for flushed
+    subnormals (atol_dw (n, 1), atol_db), computed once, checked often."""
 
     dw: Array
     db: float
     scale_dw: Array
     scale_db: float
+    atol_dw: Array
+    atol_db: float
 
     @classmethod
     def of(cls, problem: Problem) -> Reference:
         """The float64 gradient of `problem`'s values (of float32 inputs, exactly) and its
-        error scale, in one blocked pass that shares no code with any backend."""
+        error bounds, in one blocked pass that shares no code with any backend."""
         return cls(*_sums(problem))
 
     def check(self, name: str, got: tuple[Array, float], *, rtol: float = RTOL_FLOAT64) -> None:
@@ -101,15 +141,15 @@ class Reference:
             raise DisagreementError(
                 f"{name}: dw must be an array of shape {self.dw.shape}; got {shape}"
             )
-        # `<=` rather than a ratio: a zero scale then demands exact equality, and NaN never passes.
-        dw_ok = np.abs(dw - self.dw) <= rtol * self.scale_dw + _FLUSH_TO_ZERO_ATOL
-        db_ok = abs(db - self.db) <= rtol * self.scale_db + _FLUSH_TO_ZERO_ATOL
+        # `<=` rather than a ratio: a zero scale then allows only the flush allowance, NaN nothing.
+        dw_ok = np.abs(dw - self.dw) <= rtol * self.scale_dw + self.atol_dw
+        db_ok = abs(db - self.db) <= rtol * self.scale_db + self.atol_db
         if not (np.all(dw_ok) and db_ok):
             j = int(np.argmin(dw_ok))  # the first bad component, or 0 if only db is off
             raise DisagreementError(
                 f"{name} disagrees with the reference gradient beyond rtol={rtol:g} (relative to "
-                f"the summed magnitudes): dw[{j}] = {dw[j, 0]!r} vs {self.dw[j, 0]!r}, "
-                f"db = {db!r} vs {self.db!r}"
+                f"the summed magnitudes, plus flushed subnormals): dw[{j}] = {dw[j, 0]!r} vs "
+                f"{self.dw[j, 0]!r}, db = {db!r} vs {self.db!r}"
             )
 
 
