@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -279,6 +280,47 @@ def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPa
     partial = caught.value.result
     assert partial.iterations == 3
     np.testing.assert_allclose(partial.w, problem.w - 6.0, rtol=1e-15)  # 3 whole steps
+
+
+@pytest.mark.parametrize("where", ["__del__", "gc callback"])
+def test_a_second_ctrl_c_where_python_drops_exceptions_prints_no_traceback(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask's futures release themselves in `__del__`, and distributed watches the garbage
+    collector: a KeyboardInterrupt raised in either is printed and lost. The second Ctrl-C then
+    waits, and the first ends the run after its step."""
+    problem = loopvec.make_problem(40, 4, seed=2)
+    steps = []
+
+    def second_ctrl_c(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    class Future:
+        __del__ = second_ctrl_c
+
+    def finalizing(w: Any, b: Any, X: Any, Y: Any, rate: float, decay: float) -> Any:
+        def advance(w: Any, b: Any, count: int) -> tuple[Any, Any]:
+            steps.append(count)
+            if len(steps) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                if where == "__del__":
+                    Future()  # made and finalized at once
+                else:
+                    gc.callbacks.append(second_ctrl_c)
+                    gc.collect()
+                    gc.callbacks.remove(second_ctrl_c)
+            return w - 1.0, b
+
+        return advance, w.copy(), b
+
+    monkeypatch.setattr("loopvec.training.get_loop", lambda backend, loop: finalizing)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's
+    try:
+        with pytest.raises(TrainingInterrupted) as caught:  # and no "Exception ignored in"
+            loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert caught.value.result.iterations == 3
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,12 +84,23 @@ class _CtrlC:
     pressed: bool = False
 
 
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside an object's `__del__`."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
-def _ctrl_c_between_steps() -> Iterator[_CtrlC]:
+def _ctrl_c_between_steps(*, second_at_once: bool = True) -> Iterator[_CtrlC]:
     """Ctrl-C takes effect between two steps, never inside one: a step may update the weights
     in place (torch's optimizers do), and its count must go with them. A second Ctrl-C stops at
-    once. Where Python's own handler is not installed (another thread, SIGINT ignored or taken
-    by the caller), nothing changes."""
+    once if `second_at_once`, except where Python would print the KeyboardInterrupt and drop it
+    (a `__del__`, a gc callback): there it waits, and the first one stops the run at the end of
+    the step. Where Python's own handler is not installed (another thread, SIGINT ignored or
+    taken by the caller), nothing changes."""
     ctrl_c = _CtrlC()
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -97,15 +109,22 @@ def _ctrl_c_between_steps() -> Iterator[_CtrlC]:
         return
 
     def defer(signum: int, frame: FrameType | None) -> None:
-        if ctrl_c.pressed:
+        if ctrl_c.pressed and second_at_once and not _in_finalizer(frame):
             raise KeyboardInterrupt
         ctrl_c.pressed = True
 
+    def drop_second_ctrl_c(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    hook = sys.unraisablehook
     signal.signal(signal.SIGINT, defer)
+    sys.unraisablehook = drop_second_ctrl_c
     try:
         yield ctrl_c
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = hook
 
 
 class DataLost(RuntimeError):
@@ -200,7 +219,8 @@ class Descent:
         Raises TrainingDiverged at the first recorded cost that is not finite, and
         TrainingInterrupted (a KeyboardInterrupt holding the result so far) on Ctrl-C, which
         takes effect at the end of the step running (a compiled loop's: of its up to
-        record_every steps); a second Ctrl-C stops at once.
+        record_every steps); a second Ctrl-C stops at once (with a Dask backend, at the end of
+        the step too).
         """
         weight_decay = l2_penalty / self.X.shape[1]
         start = get_loop(self.backend, loop)
@@ -232,7 +252,10 @@ class Descent:
             )
 
         # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
-        with np.errstate(over="ignore", invalid="ignore"), _ctrl_c_between_steps() as ctrl_c:
+        # A Dask step cut short would leave its tasks on the cluster and distributed's tracebacks
+        # on the terminal: there a second Ctrl-C waits for the step's end too.
+        ctrl_c_between_steps = _ctrl_c_between_steps(second_at_once=not self._lost)
+        with np.errstate(over="ignore", invalid="ignore"), ctrl_c_between_steps as ctrl_c:
             try:
                 while done < iterations:
                     try:
