@@ -568,7 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (OSError, ValueError, TypeError, ImportError, ResultsWriteError, DataLost) as error:
+    # OSError takes in ResultsWriteError, ClusterUnavailable and the file system's own errors.
+    except (OSError, ValueError, TypeError, ImportError, DataLost) as error:
         print(f"loopvec {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # what finished was written atomically as it finished
