@@ -84,23 +84,14 @@ class _CtrlC:
     pressed: bool = False
 
 
-def _in_finalizer(frame: FrameType | None) -> bool:
-    """Whether `frame` runs inside an object's `__del__`."""
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
-
-
 @contextmanager
 def _ctrl_c_between_steps(*, second_at_once: bool = True) -> Iterator[_CtrlC]:
     """Ctrl-C takes effect between two steps, never inside one: a step may update the weights
     in place (torch's optimizers do), and its count must go with them. A second Ctrl-C stops at
     once if `second_at_once`, except where Python would print the KeyboardInterrupt and drop it
-    (a `__del__`, a gc callback): there it waits, and the first one stops the run at the end of
-    the step. Where Python's own handler is not installed (another thread, SIGINT ignored or
-    taken by the caller), nothing changes."""
+    (a `__del__`, a gc callback): there it is dropped unprinted, and the first one stops the run
+    at the end of the step. Where Python's own handler is not installed (another thread, SIGINT
+    ignored or taken by the caller), nothing changes."""
     ctrl_c = _CtrlC()
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -109,11 +100,11 @@ def _ctrl_c_between_steps(*, second_at_once: bool = True) -> Iterator[_CtrlC]:
         return
 
     def defer(signum: int, frame: FrameType | None) -> None:
-        if ctrl_c.pressed and second_at_once and not _in_finalizer(frame):
+        if ctrl_c.pressed and second_at_once:
             raise KeyboardInterrupt
         ctrl_c.pressed = True
 
-    def drop_second_ctrl_c(unraisable: Any) -> None:
+    def drop_second_ctrl_c(unraisable: Any) -> None:  # the first one still stops the run
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             hook(unraisable)
 
@@ -188,7 +179,8 @@ class Descent:
         #: Errors of a step whose data went with a dead worker (Dask's scattered chunks have no
         #: recipe to compute them again): the data is sent again and the step repeated.
         self._lost: tuple[type[BaseException], ...] = ()
-        if get_backend(backend).family == "dask":
+        self._on_dask = get_backend(backend).family == "dask"
+        if self._on_dask:
             from loopvec.backends._dask import LOST_DATA_ERRORS  # noqa: PLC0415 (optional)
 
             self._lost = LOST_DATA_ERRORS
@@ -254,7 +246,7 @@ class Descent:
         # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
         # A Dask step cut short would leave its tasks on the cluster and distributed's tracebacks
         # on the terminal: there a second Ctrl-C waits for the step's end too.
-        ctrl_c_between_steps = _ctrl_c_between_steps(second_at_once=not self._lost)
+        ctrl_c_between_steps = _ctrl_c_between_steps(second_at_once=not self._on_dask)
         with np.errstate(over="ignore", invalid="ignore"), ctrl_c_between_steps as ctrl_c:
             try:
                 while done < iterations:
