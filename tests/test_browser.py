@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from loopvec.analysis import at_threads, ratio, winner
 from loopvec.compare import compare_runs
+from loopvec.formatting import format_speedup
 from loopvec.interactive import MAX_PAGE_BYTES, render_comparison_page, render_page
-from loopvec.plots import at_threads, format_speedup, ratio, winner
 from loopvec.results import load_results
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)

@@ -230,7 +230,7 @@ def test_a_worker_killed_mid_gradient_is_recomputed_never_a_wrong_number(tmp_pat
         from distributed import Client, LocalCluster
         import loopvec
         from loopvec.agreement import Reference
-        from loopvec.cluster import get_client
+        from loopvec.backends._dask import get_client
         from loopvec.zarr_store import open_problem, write_problem
 
         path = write_problem({str(tmp_path / "kill.zarr")!r}, 400_000, 100, seed=2,

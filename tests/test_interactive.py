@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from loopvec import interactive
+from loopvec.analysis import at_threads, ratio, winner
 from loopvec.cli import main
 from loopvec.compare import compare_runs
+from loopvec.formatting import format_speedup
 from loopvec.interactive import (
     MAX_PAGE_BYTES,
     cell_rows,
@@ -24,7 +26,6 @@ from loopvec.interactive import (
     render_page,
     winner_rows,
 )
-from loopvec.plots import at_threads, format_speedup, ratio, winner
 from loopvec.results import load_results
 from loopvec.stats import verdict
 

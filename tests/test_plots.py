@@ -10,26 +10,25 @@ import pytest
 from matplotlib.patches import Rectangle
 
 import loopvec
-from loopvec.plots import (
-    FIGURES,
+from loopvec.analysis import (
     at_threads,
-    cost_curve,
-    crossover,
     crossover_m,
-    effective_bandwidth,
-    format_estimate,
-    format_ratio,
-    format_seconds,
-    loop_cost_words,
     loop_costs,
     loop_crossover_m,
-    outer_loop,
     ratio,
+    training_view,
+)
+from loopvec.formatting import format_estimate, format_ratio, format_seconds, loop_cost_words
+from loopvec.plots import (
+    FIGURES,
+    cost_curve,
+    crossover,
+    effective_bandwidth,
+    outer_loop,
     runtime_vs_m,
     speedup_heatmaps,
     thread_scaling,
     training_time,
-    training_view,
 )
 from loopvec.results import Record, TrainingRecord, load_results
 from loopvec.stats import Estimate

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 from test_plots import loop_records
 
-from loopvec.plots import (
-    FIGURES,
-    TRAINING_FIGURES,
-    format_seconds,
-    layout_effect,
-    layout_ratios,
-    ratio,
-)
+from loopvec.analysis import layout_ratios, ratio
+from loopvec.formatting import format_seconds
+from loopvec.plots import FIGURES, TRAINING_FIGURES, layout_effect
 from loopvec.report import (
     figure_sentences,
     outer_loop_sentence,

@@ -32,21 +32,11 @@ from tqdm import tqdm
 from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names
 from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
+from loopvec.formatting import format_seconds
 from loopvec.grid import TRAIN_LEARNING_RATE
 from loopvec.interactive import MAX_PAGE_BYTES, render_comparison_page, render_page
 from loopvec.machine import machine_record
-from loopvec.plots import (
-    FIGURES,
-    TRAINING_FIGURES,
-    cost_curve,
-    format_seconds,
-    in_course_layout,
-    layout_effect,
-    layout_ratios,
-    max_threads,
-    outer_loop,
-    outer_loop_series,
-)
+from loopvec.plots import cost_curve, figures_for
 from loopvec.report import render_report
 from loopvec.results import (
     FIGURES as FIGURES_FOLDER,
@@ -142,21 +132,11 @@ def _check_writable(args: argparse.Namespace, *paths: Path) -> None:
 
 
 def render_figures(results: Results, folder: Path) -> dict[str, Path]:
-    """Draw every figure into `folder` as PNG; the training figures if the run has training."""
+    """Draw every figure the run has (`plots.figures_for`) into `folder` as PNG."""
     (fingerprint,) = results.machines
     machine = results.machines[fingerprint]
-    drawn: dict[str, Figure] = {}
-    course = in_course_layout(results.records)
-    if any(r.timed for r in course):  # nothing timed: nothing to draw
-        drawn |= {name: draw(course, machine) for name, draw in FIGURES.items()}
-    if layout_ratios(results.records, max_threads(results.records)):
-        drawn["layout_effect"] = layout_effect(results.records, machine)
-    if any(r.timed for r in results.training):
-        drawn |= {name: draw(results.training, machine) for name, draw in TRAINING_FIGURES.items()}
-    if outer_loop_series(results.training):
-        drawn["outer_loop"] = outer_loop(results.training, machine)
     written = {}
-    for name, figure in drawn.items():
+    for name, figure in figures_for(results.records, results.training, machine).items():
         written[name] = folder / f"{name}.png"
         write_png(figure, written[name])
     return written

@@ -12,8 +12,8 @@ The client made in 2 or 3 becomes the default client, as any new `Client` does i
 Waits for a scheduler to answer or for a worker to join say on stderr what they wait for, and
 give up after `LOOPVEC_DASK_TIMEOUT` seconds (60 by default) with an error that says what to do.
 
-Before a client is handed out, the numba kernels are compiled (or loaded from the cache) on every
-worker, so that no timing ever includes a worker's compilation.
+This module only finds the cluster: the Dask backends compile their chunk kernels on its workers
+before they compute there (`backends._dask.get_client`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ DEFAULT_TIMEOUT_S = 60.0
 _QUIET_WAIT_S = 1.0
 
 _local: dict[str, Any] = {}  # the LocalCluster and its client, once started
-_warmed: set[str] = set()  # schedulers whose workers have compiled the kernels
 
 
 class ClusterUnavailable(ConnectionError):
@@ -62,15 +61,6 @@ def timeout_s() -> float:
 
 def _say(message: str) -> None:
     print(f"loopvec: {message}", file=sys.stderr, flush=True)
-
-
-class _Warm(WorkerPlugin):
-    """On every worker, now and as it joins: compile (or load) the chunk kernels."""
-
-    def setup(self, worker: Any) -> None:
-        from loopvec.backends._dask import warm_chunk_kernels  # noqa: PLC0415 (imports cluster)
-
-        warm_chunk_kernels()
 
 
 class _IgnoreCtrlC(WorkerPlugin):
@@ -108,7 +98,7 @@ def _connect(address: str) -> Any:
 
 
 def get_client() -> Any:
-    """The `distributed.Client` to compute on (see the module docstring), kernels warmed."""
+    """The `distributed.Client` to compute on (see the module docstring)."""
     try:
         client = default_client()
     except ValueError:  # no active client
@@ -126,9 +116,6 @@ def get_client() -> Any:
             client.register_plugin(_IgnoreCtrlC(), name="loopvec-ignore-ctrl-c")
             _local.update(cluster=cluster, client=client)
             atexit.register(close_local_cluster)
-    if client.scheduler.address not in _warmed:
-        client.register_plugin(_Warm(), name="loopvec-warm")  # runs on every worker, and joiners
-        _warmed.add(client.scheduler.address)
     return client
 
 
@@ -169,4 +156,3 @@ def close_local_cluster() -> None:
         client.close()
     if cluster is not None:
         cluster.close()
-    _warmed.clear()

@@ -2,8 +2,8 @@
 
 The page is Vega-Lite (specs built with Altair), with the Vega bundle and the data inlined, so it
 opens from disk with no network. Every number in it is computed here, in Python, by the functions
-that make the PNGs and REPORT.md (`plots.ratio`, `plots.winner`, `compare_runs`): the page only
-filters and draws. Without JavaScript it still shows the headline and a table of every cell. No
+that make the PNGs and REPORT.md (`analysis.ratio`, `analysis.winner`, `compare_runs`): the page
+only filters and draws. Without JavaScript it still shows the headline and a table of every cell. No
 file I/O here: the CLI writes the page.
 
 Views: the speedup of any backend over any other, the winner of each cell, time against m with
@@ -27,21 +27,11 @@ import numpy as np
 from markupsafe import Markup
 from matplotlib.colors import to_hex
 
+from loopvec.analysis import at_threads, backends_in, fit_models, max_threads, ratio, winner
 from loopvec.compare import Comparison, expected_by_chance
-from loopvec.plots import (
-    GB,
-    TIE_GREY,
-    at_threads,
-    backend_color,
-    backends_in,
-    fit_models,
-    format_seconds,
-    format_speedup,
-    max_threads,
-    ratio,
-    winner,
-)
-from loopvec.report import METHOD, _time, headline, provenance
+from loopvec.formatting import GB, format_record_time, format_seconds, format_speedup
+from loopvec.plots import TIE_GREY, backend_color
+from loopvec.report import METHOD, headline, provenance
 from loopvec.results import AnyRecord, Record, TrainingRecord
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 
@@ -81,7 +71,7 @@ def _measured(record: AnyRecord) -> Row:
     """What a tooltip says of any record's measurement: status, time, interval, rounds, why."""
     return {
         "status": record.status,
-        "time": _time(record),
+        "time": format_record_time(record),
         "median_s": _round(record.median_s),
         "low_s": _round(record.low_s),
         "high_s": _round(record.high_s),
@@ -120,7 +110,7 @@ def _views(records: Sequence[Record]) -> list[tuple[int, str, str]]:
 
 def pair_rows(records: Sequence[Record]) -> list[Row]:
     """For every view, size and ordered pair of backends a != b: how many times faster a is than
-    b (time b / time a, `plots.ratio`), or why there is no ratio; `ka`, `kb`: the two cells'
+    b (time b / time a, `analysis.ratio`), or why there is no ratio; `ka`, `kb`: the two cells'
     ids in `cell_rows`, where the page looks their times up."""
     ids = {id(r): k for k, r in enumerate(records)}
     rows = []
@@ -149,7 +139,7 @@ def pair_rows(records: Sequence[Record]) -> list[Row]:
 
 
 def winner_rows(records: Sequence[Record]) -> list[Row]:
-    """The winner of every cell of every view (`plots.winner`): its margin, or the tied set."""
+    """The winner of every cell of every view (`analysis.winner`): its margin, or the tied set."""
     rows = []
     for threads, dtype, layout in _views(records):
         cells = at_threads(records, threads, dtype, layout)
@@ -166,7 +156,7 @@ def winner_rows(records: Sequence[Record]) -> list[Row]:
                         "winner": won.best.backend if won.decisive else "tie",
                         "label": won.best.backend if won.decisive else f"≈ {len(won.tied)}",
                         "who": won.label,
-                        "time": _time(won.best),
+                        "time": format_record_time(won.best),
                         "margin": format_speedup(won.margin) if won.margin else "alone",
                     }
                 )
@@ -174,7 +164,7 @@ def winner_rows(records: Sequence[Record]) -> list[Row]:
 
 
 def model_rows(records: Sequence[Record]) -> list[Row]:
-    """Each backend's fitted cost model (`plots.fit_models`) at MODEL_POINTS values of m per n,
+    """Each backend's fitted cost model (`analysis.fit_models`) at MODEL_POINTS values of m per n,
     for every thread count and dtype, in C order (where the grid fits them)."""
     course = [r for r in records if r.layout == "C"]
     if not course:
@@ -193,7 +183,7 @@ def model_rows(records: Sequence[Record]) -> list[Row]:
 
 
 def thread_rows(records: Sequence[Record]) -> list[Row]:
-    """Speedup from 1 thread to the most (`plots.ratio`), per backend and size timed at both."""
+    """Speedup from 1 thread to the most (`analysis.ratio`), per backend and size timed at both."""
     most = max_threads(records)
     by_cell = {(r.backend, r.m, r.n, r.dtype, r.layout, r.threads): r for r in records}
     rows = []
@@ -243,8 +233,8 @@ def comparison_rows(comparisons: Sequence[Comparison]) -> list[Row]:
             "threads": c.a.threads,
             "dtype": c.a.dtype if isinstance(c.a, Record) else "training",
             "layout": c.a.layout if isinstance(c.a, Record) else c.a.loop + " loop",
-            "a_time": _time(c.a),
-            "b_time": _time(c.b),
+            "a_time": format_record_time(c.a),
+            "b_time": format_record_time(c.b),
             "change": _round(c.ratio),
             "text": c.interval,
             "verdict": c.verdict,
@@ -279,7 +269,7 @@ def _params(controls: Iterable[Control]) -> list[alt.Parameter]:
 
 
 #: The cells of one view; with _AT_THREADS, a single-threaded backend's 1-thread cells appear at
-#: any thread count, as in `plots.at_threads`.
+#: any thread count, as in `analysis.at_threads`.
 _SAME_VIEW = "datum.threads == threads && datum.dtype == dtype && datum.layout == layout"
 _AT_THREADS = (
     "(datum.threads == threads || (datum.threads == 1 && !datum.threaded))"
@@ -646,7 +636,7 @@ def _cell_table(records: Sequence[AnyRecord]) -> Table:
         rows.append([
             (r.backend, r.backend), (f"{r.m:,}", r.m), (f"{r.n:,}", r.n),
             (str(r.threads), r.threads), (dtype, dtype), (layout, layout), (r.status, r.status),
-            (_time(r), r.median_s if r.median_s is not None else "untimed"),
+            (format_record_time(r), r.median_s if r.median_s is not None else "untimed"),
             (_interval(r.estimate), r.low_s if r.low_s is not None else "untimed"),
             (str(r.rounds or ""), r.rounds or 0), (compile_s, r.compile_s or 0.0),
             (_why(r), _why(r)),

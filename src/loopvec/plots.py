@@ -1,11 +1,9 @@
 """Records in, matplotlib Figures out: where each approach wins, at a glance. No file I/O here.
 
-Every figure compares backends at one thread count. A backend that cannot use threads has only
-threads = 1 cells; at a higher thread count it appears with those (it runs the same either way).
-Times are the estimates of `loopvec.stats` (the geometric mean of the passes' medians). Speedup of
-a backend over a baseline = baseline time / backend time, with its 95 % interval, and only between
-cells of the same run (`ratio`): a report may merge runs, never their ratios. A speedup whose
-interval does not clear the tie band is a tie, drawn neutral and written with "≈".
+Every figure compares backends at one thread count, with the numbers of `loopvec.analysis` (a
+speedup only between cells of one run, with its 95 % interval). A speedup whose interval does not
+clear the tie band is a tie, drawn neutral and written with "≈". Which figures a run has,
+`figures_for` says.
 """
 
 from __future__ import annotations
@@ -13,8 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
 import matplotlib as mpl
@@ -23,17 +20,37 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from loopvec.backends import BACKENDS
-from loopvec.grid import CostModel, fit_cost_model
-from loopvec.results import AnyRecord, Record, TrainingRecord, shared_passes
-from loopvec.stats import (
-    DEFAULT_TIE_BAND,
-    Estimate,
-    difference_estimate,
-    ratio_estimate,
-    seed_of,
-    verdict,
+from loopvec.analysis import (
+    Cells,
+    at_threads,
+    backends_in,
+    crossover_m,
+    fit_models,
+    in_course_layout,
+    is_framework,
+    layout_ratios,
+    loop_crossover_m,
+    max_threads,
+    middle_n,
+    ours_and_theirs,
+    outer_loop_series,
+    ratio,
+    thread_speedups,
+    training_view,
+    winner,
 )
+from loopvec.formatting import (
+    GB,
+    context,
+    format_estimate,
+    format_ratio,
+    format_seconds,
+    loop_cost_words,
+    size_label,
+    training_speedup,
+)
+from loopvec.results import Record, TrainingRecord
+from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 from loopvec.training import TrainResult
 
 # The backends keep their colour in every figure: tab10 in registry order, then the dark tones of
@@ -43,218 +60,10 @@ _PALETTE = [mpl.colormaps["tab10"](k) for k in range(10)] + [
 ]
 #: A tie is neither blue nor red.
 TIE_GREY = "0.85"
-GB = 1e9
-
-#: One thread count's view of a run: (backend, m, n) -> record (see `at_threads`).
-Cells = dict[tuple[str, int, int], Record]
 
 
 def backend_color(backend: str, backends: Sequence[str]) -> Any:
     return _PALETTE[list(backends).index(backend) % len(_PALETTE)]
-
-
-def backends_in(records: Sequence[AnyRecord]) -> list[str]:
-    """Backends in first-seen order (records come in registry order within a size)."""
-    return list(dict.fromkeys(r.backend for r in records))
-
-
-#: The memory order of X the course uses (a row per feature): every figure but `layout_effect`
-#: compares backends in it.
-COURSE_LAYOUT = "C"
-
-
-def in_course_layout(records: Sequence[Record]) -> list[Record]:
-    return [r for r in records if r.layout == COURSE_LAYOUT]
-
-
-def at_threads(
-    records: Sequence[Record], threads: int, dtype: str = "float64", layout: str = COURSE_LAYOUT
-) -> Cells:
-    """(backend, m, n) -> the record in `dtype` and `layout` at `threads`, or at 1 thread for
-    single-threaded backends. Figures compare float64 (the course's arithmetic) in the course's
-    layout unless they say otherwise."""
-    threaded = {r.backend for r in records if r.threads > 1}
-    return {
-        (r.backend, r.m, r.n): r
-        for r in records
-        if r.dtype == dtype
-        and r.layout == layout
-        and (r.threads == threads or (r.threads == 1 and r.backend not in threaded))
-    }
-
-
-def max_threads(records: Sequence[Record]) -> int:
-    return max((r.threads for r in records), default=1)
-
-
-def fit_models(
-    records: Sequence[Record], threads: int, dtype: str = "float64"
-) -> dict[str, CostModel]:
-    """Each backend's cost model at `threads`, fitted to its timed cells (as the grid does)."""
-    cells = at_threads(records, threads, dtype)
-    models = {}
-    for backend in backends_in(records):
-        timed = [r for (b, _, _), r in cells.items() if b == backend and r.timed]
-        model = fit_cost_model(
-            [r.m for r in timed], [r.n for r in timed], [r.median_s or 0.0 for r in timed]
-        )
-        if model is not None:
-            models[backend] = model
-    return models
-
-
-def run_date(records: Sequence[AnyRecord]) -> str:
-    """The day the run finished (its last cell), as YYYY-MM-DD; '' for records without one."""
-    return max((r.finished_at for r in records), default="")[:10]
-
-
-def middle_n(n_values: Sequence[int]) -> int:
-    """The n of single-n views: 100 (the issues' reference size) if present, else the largest."""
-    return 100 if 100 in n_values else max(n_values)
-
-
-def ratio(slow: AnyRecord | None, fast: AnyRecord | None) -> Estimate | None:
-    """time(slow) / time(fast) (how many times faster `fast` is) with its 95 % interval, or None
-    unless both were timed in the same run: a ratio across runs (another session, perhaps other
-    code) is not a measured speedup. Cells of one problem and thread count were timed side by
-    side, block by block, and are paired so (`stats.ratio_estimate`)."""
-    if slow is None or fast is None or not (slow.timed and fast.timed) or slow.run != fast.run:
-        return None
-    if slow.backend == fast.backend and slow.code_fingerprint != fast.code_fingerprint:
-        return None  # thread scaling or float32 against float64 of two versions of a kernel
-    return _ratio(slow, fast)
-
-
-@cache
-def _ratio(slow: AnyRecord, fast: AnyRecord) -> Estimate | None:
-    a, b, paired = shared_passes(slow, fast)
-    if not a:
-        return None
-    return ratio_estimate(a, b, paired=paired, seed=seed_of(slow.run, slow.cell, fast.cell))
-
-
-def predicted_ratio(skipped: AnyRecord | None, fast: AnyRecord | None) -> float | None:
-    """A skipped cell's predicted time / a timed cell's time, within one run, or None."""
-    if skipped is None or fast is None or not fast.timed or skipped.run != fast.run:
-        return None
-    return skipped.predicted_s / (fast.median_s or 1.0) if skipped.predicted_s else None
-
-
-def ranked(cells: Cells, m: int, n: int) -> list[Record]:
-    """The timed records at (m, n), fastest first; none where they come from several runs
-    (which is fastest would be a comparison across runs)."""
-    timed = [r for (_, mm, nn), r in cells.items() if (mm, nn) == (m, n) and r.timed]
-    if len({r.run for r in timed}) > 1:
-        return []
-    return sorted(timed, key=lambda r: r.median_s or 0.0)
-
-
-@dataclass(frozen=True)
-class Winner:
-    """The fastest backend of a cell, or the backends it ties with."""
-
-    tied: tuple[Record, ...]  #: the fastest first, then every backend not decisively slower
-    margin: Estimate | None  #: runner-up time / fastest time; None with one backend alone
-
-    @property
-    def best(self) -> Record:
-        return self.tied[0]
-
-    @property
-    def decisive(self) -> bool:
-        return len(self.tied) == 1
-
-    @property
-    def label(self) -> str:
-        """'numba_fused', or 'numba_fused ≈ numpy_vectorized' for a tie."""
-        return " ≈ ".join(r.backend for r in self.tied)
-
-
-def winner(cells: Cells, m: int, n: int, tie_band: float = DEFAULT_TIE_BAND) -> Winner | None:
-    """Who is fastest at (m, n): a backend whose lead over every other clears the tie band with
-    its whole interval, else the set of backends that tie for first; None if nothing was timed
-    there in one run."""
-    order = ranked(cells, m, n)
-    if not order:
-        return None
-    best, others = order[0], order[1:]
-    margins = [ratio(other, best) for other in others]
-    tied = [
-        o for o, e in zip(others, margins, strict=True) if e and verdict(e, tie_band) != "slower"
-    ]
-    return Winner((best, *tied), margins[0] if margins else None)
-
-
-def fastest(cells: Cells, m: int, n: int) -> Record | None:
-    """The timed record with the smallest time at (m, n), or None (see `ranked`); whether it
-    wins or ties, `winner` says."""
-    return next(iter(ranked(cells, m, n)), None)
-
-
-def format_estimate(estimate: Estimate) -> str:
-    """'2.0x [1.9, 2.1]': a ratio and its 95 % interval."""
-    low, high = format_ratio(estimate.low)[:-1], format_ratio(estimate.high)[:-1]
-    return f"{format_ratio(estimate.value)} [{low}, {high}]"
-
-
-def format_speedup(estimate: Estimate, tie_band: float = DEFAULT_TIE_BAND) -> str:
-    """'2.0x [1.9, 2.1]', or 'tie (1.01x [0.99, 1.03])' where the interval allows one."""
-    text = format_estimate(estimate)
-    return text if verdict(estimate, tie_band) != "same" else f"tie ({text})"
-
-
-def thread_speedups(records: Sequence[Record]) -> dict[str, tuple[Estimate, int, int]]:
-    """backend -> (time at 1 thread / time at the most threads, m, n) at the largest float64
-    size timed both ways; threaded backends only."""
-    most = max_threads(records)
-    by_cell = {
-        (r.backend, r.m, r.n, r.threads): r for r in records if r.timed and r.dtype == "float64"
-    }
-    speedups = {}
-    for backend in backends_in(records):
-        both = [
-            (m * n, m, n)
-            for (b, m, n, t) in by_cell
-            if b == backend and t == 1 and most > 1 and (b, m, n, most) in by_cell
-        ]
-        if both:
-            _, m, n = max(both)
-            speedup = ratio(by_cell[(backend, m, n, 1)], by_cell[(backend, m, n, most)])
-            if speedup is not None:
-                speedups[backend] = (speedup, m, n)
-    return speedups
-
-
-def context(machine: dict[str, Any], records: Sequence[AnyRecord], threads: int | None) -> str:
-    """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says."""
-    date = run_date(records)
-    parts = [machine.get("cpu", "unknown CPU"), f"{machine.get('logical_cores', '?')} cores"]
-    if threads is not None:
-        parts.append(f"{threads} thread{'s' if threads > 1 else ''}")
-    return ", ".join([*parts, date] if date else parts)
-
-
-def format_ratio(ratio: float) -> str:
-    """12x, 3.4x, 0.52x: two significant digits, never scientific."""
-    if ratio >= 10:
-        return f"{ratio:.0f}x"
-    return f"{ratio:.2g}x"
-
-
-def format_seconds(seconds: float) -> str:
-    """A time with a unit a reader knows: 850 ns, 12 us, 3.4 ms, 1.2 s."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def size_label(value: int) -> str:
-    """1, 10, 100, then powers of ten as 10^3 ... (any other value as written)."""
-    exponent = math.log10(value)
-    if value >= 1000 and exponent == int(exponent):
-        return f"$10^{{{int(exponent)}}}$"
-    return f"{value:,}"
 
 
 def _sizes(records: Sequence[Record]) -> tuple[list[int], list[int]]:
@@ -427,31 +236,6 @@ def _shared_handles(axes: Iterable[Any]) -> tuple[list[Any], list[str]]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     return list(handles.values()), list(handles.keys())
-
-
-def crossover_m(cells: Cells, fast: str, slow: str, n: int) -> tuple[str, float | None]:
-    """From which m on `fast` beats `slow` at n: ("from", m), ("always", None), ("never", None).
-
-    The m is interpolated geometrically where log(time ratio) crosses zero, after the last m at
-    which `fast` still lost; ("unknown", None) where they share fewer than one timed m.
-    """
-    speedups = sorted(
-        (m, ratio(cells.get((slow, m, n)), record))
-        for (b, m, nn), record in cells.items()
-        if b == fast and nn == n
-    )
-    log_ratio = [(m, math.log(r.value)) for m, r in speedups if r is not None]  # > 0: fast wins
-    if not log_ratio:
-        return ("unknown", None)
-    losing = [k for k, (_, r) in enumerate(log_ratio) if r <= 0]
-    if not losing:
-        return ("always", None)
-    last = losing[-1]
-    if last == len(log_ratio) - 1:
-        return ("never", None)
-    (m0, r0), (m1, r1) = log_ratio[last], log_ratio[last + 1]
-    fraction = -r0 / (r1 - r0)
-    return ("from", math.exp(math.log(m0) + fraction * (math.log(m1) - math.log(m0))))
 
 
 def _draw_winners(
@@ -636,17 +420,6 @@ def thread_scaling(records: Sequence[Record], machine: dict[str, Any]) -> Figure
     return figure
 
 
-def layout_ratios(records: Sequence[Record], threads: int) -> dict[tuple[str, int, int], Estimate]:
-    """(backend, m, n) -> time in Fortran order / time in C order, float64 at `threads` (below 1:
-    Fortran order is faster), for every size timed in both layouts in one run."""
-    fortran, course = at_threads(records, threads, layout="F"), at_threads(records, threads)
-    return {
-        key: estimate
-        for key, record in fortran.items()
-        if (estimate := ratio(record, course.get(key))) is not None
-    }
-
-
 def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     """F/C time ratio against m, a panel per n, a line per backend that reads both layouts in
     place, at the most threads; the tie band shaded."""
@@ -676,18 +449,6 @@ def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
         "with 95 % intervals\n" + context(machine, records, threads)
     )
     return figure
-
-
-def is_framework(backend: str) -> bool:
-    spec = BACKENDS.get(backend)
-    return spec is not None and spec.family == "framework"
-
-
-def ours_and_theirs(cells: Cells, m: int, n: int) -> tuple[Record | None, Record | None]:
-    """The fastest loopvec backend and the fastest framework backend at (m, n)."""
-    ours = fastest({k: r for k, r in cells.items() if not is_framework(k[0])}, m, n)
-    theirs = fastest({k: r for k, r in cells.items() if is_framework(k[0])}, m, n)
-    return ours, theirs
 
 
 def loopvec_vs_frameworks(
@@ -746,32 +507,6 @@ FIGURES: dict[str, Callable[[Sequence[Record], dict[str, Any]], Figure]] = {
     "thread_scaling": thread_scaling,
     "loopvec_vs_frameworks": loopvec_vs_frameworks,
 }
-
-
-#: (dataset, m, n, iterations) of a training record, and that view of a run's training cells.
-TrainingProblem = tuple[str, int, int, int]
-TrainingCells = dict[tuple[TrainingProblem, str], TrainingRecord]
-
-
-def training_view(records: Sequence[TrainingRecord], loop: str = "python") -> TrainingCells:
-    """(problem, backend) -> its record in `loop` at the most threads (or 1 for single-threaded
-    ones)."""
-    most = max((r.threads for r in records), default=1)
-    threaded = {r.backend for r in records if r.threads > 1}
-    return {
-        (r.problem, r.backend): r
-        for r in records
-        if r.loop == loop and (r.threads == most or (r.threads == 1 and r.backend not in threaded))
-    }
-
-
-def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) -> str:
-    """'7000x [6900, 7100]': loops' time / mine, '~7000x' against the loops' predicted time, or
-    '' (also across runs: see `ratio`)."""
-    if (measured := ratio(loops, mine)) is not None:
-        return format_speedup(measured)
-    predicted = predicted_ratio(loops, mine) if loops and not loops.timed else None
-    return f"~{format_ratio(predicted)}" if predicted is not None else ""
 
 
 def _training_seconds(record: TrainingRecord | None) -> float | None:
@@ -861,82 +596,6 @@ def cost_curve(result: TrainResult, title: str) -> Figure:
     return figure
 
 
-@dataclass(frozen=True)
-class LoopCost:
-    """One problem and backend trained in both loops, in one run: the time of a step in each,
-    the Python loop's cost per step (its time minus the compiled loop's) and their ratio."""
-
-    python: TrainingRecord
-    compiled: TrainingRecord
-    python_step_s: Estimate
-    compiled_step_s: Estimate
-    overhead_s: Estimate  #: per step; the interval may reach below 0 where it is lost in noise
-    speedup: Estimate  #: Python loop's time / compiled loop's
-
-    @property
-    def problem(self) -> TrainingProblem:
-        return self.python.problem
-
-
-def loop_costs(records: Sequence[TrainingRecord]) -> list[LoopCost]:
-    """Every (problem, backend) timed in both loops in one run, at the most threads it ran at."""
-    compiled = training_view(records, "compiled")
-    costs = []
-    for key, python in training_view(records).items():
-        other = compiled.get(key)
-        speedup = ratio(python, other)
-        if other is None or speedup is None or python.median_s is None:
-            continue
-        a, b, _ = shared_passes(python, other)
-        steps = python.iterations
-        costs.append(
-            LoopCost(
-                python=python,
-                compiled=other,
-                python_step_s=_time_of(python).scaled(1 / steps),
-                compiled_step_s=_time_of(other).scaled(1 / steps),
-                overhead_s=difference_estimate(a, b).scaled(1 / steps),
-                speedup=speedup,
-            )
-        )
-    return costs
-
-
-def _time_of(record: AnyRecord) -> Estimate:
-    return Estimate(record.median_s or 0.0, record.low_s or 0.0, record.high_s or 0.0)
-
-
-def loop_crossover_m(costs: Sequence[LoopCost]) -> float | None:
-    """The m below which the Python loop takes more than half of a step: where the compiled
-    step's time reaches the loop's cost per step (measured at the smallest m, where it is
-    resolved best), interpolated on log-log scale between the sizes measured; `costs` are one
-    backend's on problems of one n. None if it is not crossed within the sizes measured (the
-    caller says which side), or the loop's cost is not above zero."""
-    points = sorted((c.python.m, c.compiled_step_s.value) for c in costs)
-    overhead_s = min(costs, key=lambda c: c.python.m).overhead_s.value if costs else 0.0
-    if overhead_s <= 0:
-        return None
-    for (m0, t0), (m1, t1) in itertools.pairwise(points):
-        if t0 < overhead_s <= t1:
-            share = math.log(overhead_s / t0) / math.log(t1 / t0)
-            return float(math.exp(math.log(m0) + share * math.log(m1 / m0)))
-    return None
-
-
-def outer_loop_series(records: Sequence[TrainingRecord]) -> dict[str, list[LoopCost]]:
-    """backend -> its LoopCosts on the synthetic problems of the most common n, by m: the
-    sizes of the outer-loop figure."""
-    costs = [c for c in loop_costs(records) if c.python.dataset == "synthetic"]
-    if not costs:
-        return {}
-    n = max((c.python.n for c in costs), key=[c.python.n for c in costs].count)
-    series: dict[str, list[LoopCost]] = {}
-    for cost in sorted(costs, key=lambda c: c.python.m):
-        if cost.python.n == n:
-            series.setdefault(cost.python.backend, []).append(cost)
-    return series
-
-
 def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Figure:
     """A panel per backend with a compiled loop: seconds per step against m, in the Python loop
     and in the compiled loop (95 % intervals), the Python loop's cost per step, and the m below
@@ -990,22 +649,26 @@ def outer_loop(records: Sequence[TrainingRecord], machine: dict[str, Any]) -> Fi
     return figure
 
 
-def loop_cost_words(overhead_s: Estimate) -> str:
-    """'Python loop costs 2.7 us a step', or that the compiled loop is slower (the interval
-    wholly below zero), or '... about 0 ...' where the interval holds zero."""
-    if overhead_s.high < 0:
-        return f"compiled loop {format_seconds(-overhead_s.value)} slower a step"
-    if overhead_s.low <= 0:
-        return f"Python loop costs about 0 ({format_signed_seconds(overhead_s.value)}) a step"
-    return f"Python loop costs {format_seconds(overhead_s.value)} a step"
-
-
-def format_signed_seconds(seconds: float) -> str:
-    """format_seconds with a minus sign where the time is negative (a difference)."""
-    return ("-" if seconds < 0 else "") + format_seconds(abs(seconds))
-
-
 #: Figures of the training benchmark, drawn when a run has training cells.
 TRAINING_FIGURES: dict[str, Callable[[Sequence[TrainingRecord], dict[str, Any]], Figure]] = {
     "training_time": training_time,
 }
+
+
+def figures_for(
+    records: Sequence[Record], training: Sequence[TrainingRecord], machine: dict[str, Any]
+) -> dict[str, Figure]:
+    """Every figure a run has, by file name (without .png): FIGURES if a cell in the course's
+    layout was timed, `layout_effect` if a size was timed in both layouts, TRAINING_FIGURES if a
+    training run was timed, `outer_loop` if a backend was timed in both loops."""
+    drawn: dict[str, Figure] = {}
+    course = in_course_layout(records)
+    if any(r.timed for r in course):  # nothing timed: nothing to draw
+        drawn |= {name: draw(course, machine) for name, draw in FIGURES.items()}
+    if layout_ratios(records, max_threads(records)):
+        drawn["layout_effect"] = layout_effect(records, machine)
+    if any(r.timed for r in training):
+        drawn |= {name: draw(training, machine) for name, draw in TRAINING_FIGURES.items()}
+    if outer_loop_series(training):
+        drawn["outer_loop"] = outer_loop(training, machine)
+    return drawn

@@ -10,17 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopvec.agreement import REFERENCE, RTOL_TRAINING
-from loopvec.plots import (
+from loopvec.analysis import (
     Cells,
     at_threads,
     backends_in,
     crossover_m,
     fit_models,
-    format_estimate,
-    format_ratio,
-    format_seconds,
-    format_signed_seconds,
-    format_speedup,
     in_course_layout,
     is_framework,
     layout_ratios,
@@ -34,9 +29,17 @@ from loopvec.plots import (
     ratio,
     run_date,
     thread_speedups,
-    training_speedup,
     training_view,
     winner,
+)
+from loopvec.formatting import (
+    format_estimate,
+    format_ratio,
+    format_record_time,
+    format_seconds,
+    format_signed_seconds,
+    format_speedup,
+    training_speedup,
 )
 from loopvec.results import AnyRecord, Record, TrainingRecord
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
@@ -51,20 +54,6 @@ METHOD = (
     f"two backends were timed side by side; a lead within {DEFAULT_TIE_BAND:.0%} (or whose "
     "interval reaches into that band) is a tie, written ≈."
 )
-
-
-def _time(record: AnyRecord | None, tags: dict[str, str] | None = None) -> str:
-    """'12 us ±2%' (the half-width of its 95 % interval), 'failed', 'skip (~3 s)'; with the
-    run's tag where a report merges runs."""
-    if record is None:
-        return ""
-    if record.timed and (estimate := record.estimate) is not None:
-        text = f"{format_seconds(estimate.value)} ±{estimate.half_width:.0%}"
-    elif record.status == "failed":
-        text = "failed"
-    else:
-        text = f"skip (~{format_seconds(record.predicted_s)})" if record.predicted_s else "skip"
-    return f"{text} {tags[record.run]}" if tags else text
 
 
 def run_tags(records: Sequence[AnyRecord]) -> dict[str, str]:
@@ -161,7 +150,7 @@ def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
             else "a tie for fastest: " + " ≈ ".join(f"`{r.backend}`" for r in won.tied)
         )
         lines.append(
-            f"- **m = {m:,}, n = {n:,}**: {who}, {_time(best)} per gradient"
+            f"- **m = {m:,}, n = {n:,}**: {who}, {format_record_time(best)} per gradient"
             + (f"; {' and '.join(versus)}" if versus else "")
             + "."
         )
@@ -405,7 +394,7 @@ def training_table(
             r.backend,
             r.loop,
             str(r.threads),
-            _time(r, tags),
+            format_record_time(r, tags),
             format_seconds(r.median_s / r.iterations) if r.timed and r.median_s else "",
             training_speedup(r, loops.get(r.problem)),
             f"{r.accuracy:.2%}" if r.accuracy is not None else "",
@@ -460,8 +449,8 @@ def float32_table(records: Sequence[Record], threads: int) -> list[str]:
                         backend,
                         f"{m:,}",
                         f"{n:,}",
-                        _time(double),
-                        _time(single),
+                        format_record_time(double),
+                        format_record_time(single),
                         format_estimate(halving) if halving else "",
                     ]
                 )
@@ -512,7 +501,7 @@ def layout_table(records: Sequence[Record], threads: int, machine: dict[str, Any
             if (mm, nn) == (m, n):
                 f, c = fortran[(backend, m, n)], course[(backend, m, n)]
                 shares = [_rate(r, ceiling) if ceiling else "" for r in (c, f)]
-                times = [_time(c), _time(f), format_estimate(estimate)]
+                times = [format_record_time(c), format_record_time(f), format_estimate(estimate)]
                 rows.append(
                     [backend, f"{m:,}", f"{n:,}", *times, _layout_verdict(estimate), *shares]
                 )
@@ -580,7 +569,11 @@ def render_report(
     lines += _table(
         ["m", "n", *columns],
         [
-            [f"{m:,}", f"{n:,}", *(_time(by_column.get((c, m, n)), tags) for c in columns)]
+            [
+                f"{m:,}",
+                f"{n:,}",
+                *(format_record_time(by_column.get((c, m, n)), tags) for c in columns),
+            ]
             for m, n in ordered_sizes
         ],
     )
@@ -656,7 +649,7 @@ def render_report(
                 str(r.threads),
                 f"{r.m:,}",
                 f"{r.n:,}",
-                _time(r),
+                format_record_time(r),
                 str(len(r.passes)),
                 str(r.rounds),
                 "; ".join(r.unstable),

@@ -45,8 +45,8 @@ from scipy import stats as scipy_stats
 
 from loopvec.agreement import Reference
 from loopvec.backends import get_adapters, get_kernel
+from loopvec.formatting import format_seconds
 from loopvec.machine import machine_record
-from loopvec.plots import format_seconds
 from loopvec.problem import Problem, make_problem
 from loopvec.provenance import code_identity
 from loopvec.stats import Estimate, time_estimate
@@ -155,8 +155,8 @@ def checked_gradient(backend: str, problem: Problem, reference: Reference, **nat
 
 def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
     """Time per gradient against the chunk size, dask_fused and dask_array, at sweep_m."""
-    from loopvec.backends._dask import example_chunks  # noqa: PLC0415 (optional)
-    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
+    from loopvec.backends._dask import example_chunks, get_client  # noqa: PLC0415 (optional)
+    from loopvec.cluster import workers_of  # noqa: PLC0415
 
     m, n = settings.sweep_m, settings.n
     problem = make_problem(m, n)
@@ -282,8 +282,8 @@ def out_of_core(
 ) -> Iterator[dict[str, Any]]:
     """dask_fused streaming X from a Zarr store at each out_of_core_m: cold, then warm."""
     from loopvec import zarr_store  # noqa: PLC0415 (optional)
-    from loopvec.backends._dask import by_examples  # noqa: PLC0415
-    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
+    from loopvec.backends._dask import by_examples, get_client  # noqa: PLC0415
+    from loopvec.cluster import workers_of  # noqa: PLC0415
 
     workers = len(workers_of(get_client()))
     for m in settings.out_of_core_m:
@@ -339,8 +339,7 @@ def _stream(
 
 def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
     """Time per iteration of gradient descent: dask-ml, dask-glm, dask_fused, numba_parallel."""
-    from loopvec.backends._dask import as_dask_array, to_native  # noqa: PLC0415 (optional)
-    from loopvec.cluster import get_client  # noqa: PLC0415
+    from loopvec.backends._dask import as_dask_array, get_client, to_native  # noqa: PLC0415
     from loopvec.training import train  # noqa: PLC0415
 
     m, n = settings.train_m, settings.n
@@ -495,7 +494,8 @@ def run(
     """Measure `studies` into out/scale.json (saved after every record). The other studies'
     records already there are kept if they come from this machine and this code of the
     backends, so a study can be measured again alone."""
-    from loopvec.cluster import get_client, workers_of  # noqa: PLC0415
+    from loopvec.backends._dask import get_client  # noqa: PLC0415
+    from loopvec.cluster import workers_of  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
     client = get_client()

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats as scipy_stats
 
-from loopvec.plots import backend_color, format_estimate
+from loopvec.formatting import format_estimate
+from loopvec.plots import backend_color
 from loopvec.stats import Estimate
 
 MiB = 2**20

@@ -19,14 +19,17 @@ import uuid
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakSet
 
 import dask.array as da
 import numpy as np
 from distributed import Future, futures_of, wait
+from distributed.diagnostics.plugin import WorkerPlugin
 from numpy.typing import NDArray
 
+from loopvec import cluster
 from loopvec.backends._blocked import accumulate
-from loopvec.cluster import get_client, workers_of
+from loopvec.cluster import workers_of
 from loopvec.problem import tiny_problem
 
 #: Most bytes of X in one scattered chunk. A task costs about 1 ms of scheduling, and on a small
@@ -35,6 +38,27 @@ from loopvec.problem import tiny_problem
 #: 256 MiB 145 ms and 2 (one per worker) 110 ms, of which 90 ms was the kernels. So a numpy X is
 #: split into one chunk per worker, or more of at most this size.
 MAX_CHUNK_BYTES = 2**30
+
+
+_warmed: WeakSet[Any] = WeakSet()  # clients whose workers have compiled the chunk kernels
+
+
+class _Warm(WorkerPlugin):
+    """On every worker, now and as it joins: compile (or load) the chunk kernels."""
+
+    def setup(self, worker: Any) -> None:
+        warm_chunk_kernels()
+
+
+def get_client() -> Any:
+    """The client of `loopvec.cluster.get_client`, the chunk kernels compiled (or loaded from the
+    cache) on every worker before it is handed out, so that no timing ever includes a worker's
+    compilation. Warmed once per client: a new client (a new cluster) is warmed again."""
+    client = cluster.get_client()
+    if client not in _warmed:
+        client.register_plugin(_Warm(), name="loopvec-warm")  # runs on every worker, and joiners
+        _warmed.add(client)
+    return client
 
 
 def example_chunks(n: int, m: int, itemsize: int, workers: int) -> tuple[int, ...]:
