@@ -22,16 +22,6 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env=ENV)
 
 
-def _option(args: list[str], name: str, default: str) -> str:
-    """The value of `name` in pytest arguments (`--name value` or `--name=value`)."""
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-    return default
-
-
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time the grid (default; `-- --grid quick` for a first look) into a run folder under
@@ -51,17 +41,12 @@ def _bench(session: nox.Session, install: str) -> None:
         "pytest",
         "bench",
         "--benchmark-columns=median,iqr,rounds",
+        "--report",  # the driver hands the run it timed to `loopvec report`
         *session.posargs,
         # The machine may pin OpenBLAS to an older kernel (a workaround for old builds); the
         # benchmark measures numpy as it runs by default. machine.json records the kernel used.
         env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
     )
-    results = _option(session.posargs, "--results-dir", default="results")
-    if "--update-reference" in session.posargs:
-        report = [f"{results}/reference", "--update-reference"]
-    else:
-        report = [results]  # its newest run, the one just timed; the report goes into it
-    session.run("loopvec", "report", *report, env=ENV)
 
 
 @nox.session

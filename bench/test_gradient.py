@@ -1,4 +1,4 @@
-"""Time every available backend over the grid: backend x m x n x threads x dtype (conftest.py).
+"""Time every available backend over the grid: backend x m x n x threads x dtype x layout.
 
 Each cell runs as blocks, interleaved with the other backends of its problem and thread count.
 In its first block of a pass: skip if this pass of it is already in the run's folder, if it is over
@@ -12,27 +12,17 @@ rounds. After the last block the pass is added to the cell's file.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
-from conftest import Timing
 from threadpoolctl import threadpool_info
-from timing import time_one_call
 
 from loopvec.agreement import RTOL
 from loopvec.backends import BACKENDS, get_adapters, get_kernel
-from loopvec.grid import (
-    NO_WARMUP_FROM_S,
-    Cell,
-    budget_skip_reason,
-    memory_skip_reason,
-    round_plan,
-    thread_limit,
-)
+from loopvec.grid import Cell, thread_limit
 from loopvec.problem import tiny_problem
-
-if TYPE_CHECKING:
-    from conftest import BenchRun
+from loopvec.runner.plan import NO_WARMUP_FROM_S, round_plan
+from loopvec.runner.rules import cost_model_reason, first_call_reason, memory_reason
+from loopvec.runner.session import Pass, Timing
+from loopvec.runner.timing import time_one_call
 
 
 def blas_threads() -> int | None:
@@ -41,7 +31,7 @@ def blas_threads() -> int | None:
     return pools[0] if pools else None
 
 
-def start(cell: Cell, run: BenchRun) -> None:
+def start(cell: Cell, run: Pass) -> None:
     """The first block of `cell` in this pass: skip it, or check it and plan its rounds.
 
     With no cost model for its backend yet (its first sizes), the cell's checked first call
@@ -49,11 +39,14 @@ def start(cell: Cell, run: BenchRun) -> None:
     spec = BACKENDS[cell.backend]
     model = run.model(cell)
     predicted_s = model.predict_s(cell.m, cell.n) if model else None
-    run.check_budget(cell, budget_skip_reason(model, cell, run.budget_s), predicted_s=predicted_s)
-    if reason := memory_skip_reason(cell, run.available_bytes(cell)):
+    budget_s = run.settings.budget_s
+    reason = cost_model_reason(model, cell, budget_s)
+    if why := run.check_budget(cell, reason, predicted_s=predicted_s):
+        pytest.skip(why)
+    if reason := memory_reason(cell, run.available_bytes(cell)):
         if run.earlier_passes(cell):  # the earlier passes stay; this one cannot run
-            pytest.skip(f"{cell.cell_id}: {reason} (pass {run.pass_number} only)")
-        run.skip(cell, reason, predicted_s=predicted_s)
+            pytest.skip(run.skip_this_pass(cell, reason))
+        pytest.skip(run.skip(cell, reason, predicted_s=predicted_s))
 
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
@@ -73,20 +66,18 @@ def start(cell: Cell, run: BenchRun) -> None:
         except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
-        if predicted_s is None and first_call_s > run.budget_s:  # no cost model yet
+        if predicted_s is None:  # no cost model yet: the first call predicts the cell
             compiled_s = run.compile_s[signature] if spec.compiles_per_shape else 0.0
             call_s = max(first_call_s - compiled_s, 0.0)  # JAX compiled again for this shape
-            reason = (
-                f"its first call took {call_s:.3g} s > budget {run.budget_s:g} s "
-                "(no cost model yet)"
-            )
-            run.check_budget(cell, reason if call_s > run.budget_s else None, predicted_s=call_s)
+            reason = first_call_reason(call_s, budget_s)
+            if why := run.check_budget(cell, reason, predicted_s=call_s):
+                pytest.skip(why)
         known_s = run.median_s(run.done[cell.cell_id]) if run.earlier_passes(cell) else None
         if known_s is not None and known_s >= NO_WARMUP_FROM_S:
             call_s = known_s  # slow, and its time known: the checked call warmed what matters
         else:
             _, call_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
-    plan = round_plan(call_s, run.pass_time_s, run.blocks)
+    plan = round_plan(call_s, run.settings.pass_time_s, run.settings.blocks)
     entry = run.pass_entry(
         cell,
         compile_s=run.compile_s[signature],
@@ -101,9 +92,9 @@ def start(cell: Cell, run: BenchRun) -> None:
     run.predicted[cell.cell_id] = predicted_s
 
 
-def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
+def test_gradient(benchmark, cell: Cell, block: int, run: Pass) -> None:  # type: ignore[no-untyped-def]
     if run.timed_before(cell):
-        pytest.skip(f"{cell.cell_id}: pass {run.pass_number} already timed in {run.folder}")
+        pytest.skip(run.resumed(cell))
     if block == 0:
         start(cell, run)
     timing = run.timing.get(cell.cell_id)
@@ -119,7 +110,7 @@ def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # 
     with thread_limit(cell.threads):
         benchmark.group = f"m={cell.m} n={cell.n} threads={cell.threads} {cell.dtype}"
         benchmark.extra_info.update(
-            cell.params(), **run.provenance(cell), pass_number=run.pass_number, block=block
+            cell.params(), **run.provenance(cell), pass_number=run.number, block=block
         )
         benchmark.pedantic(
             timing.kernel,
@@ -129,6 +120,7 @@ def test_gradient(benchmark, cell: Cell, block: int, run: BenchRun) -> None:  # 
             warmup_rounds=plan.warmup_rounds,
         )
         threads_seen = blas_threads()
+    run.benchmarks.append(benchmark.stats)
     timing.blocks.append(list(benchmark.stats.stats.data))  # seconds per call, by round
     if block == plan.blocks - 1:
         del run.timing[cell.cell_id]  # frees the framework's copy of the problem

@@ -13,32 +13,30 @@ pass is added to the cell's file."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
-from timing import time_one_call
 
 from loopvec.agreement import check_training
 from loopvec.backends import get_adapters, get_kernel
-from loopvec.grid import TrainingCell, thread_limit, training_cell_s, training_rounds
+from loopvec.grid import TrainingCell, thread_limit
+from loopvec.runner.plan import training_rounds
+from loopvec.runner.rules import training_reason
+from loopvec.runner.session import Pass
+from loopvec.runner.timing import time_one_call
 from loopvec.training import Descent, accuracy
 
-if TYPE_CHECKING:
-    from conftest import BenchRun
 
-
-def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None:  # type: ignore[no-untyped-def]
+def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  # type: ignore[no-untyped-def]
     cell = training_cell
     if run.timed_before(cell):
-        pytest.skip(f"{cell.cell_id}: pass {run.pass_number} already timed in {run.folder}")
+        pytest.skip(run.resumed(cell))
     try:
         problem, reference = run.training_problem(cell)
     except ImportError as error:
-        run.skip(cell, f"dataset {cell.dataset} not available: {error}")
+        pytest.skip(run.skip(cell, f"dataset {cell.dataset} not available: {error}"))
     except Exception as error:  # the reference run itself failed: nothing can be checked
         run.write_cell(cell, "failed", reason=f"reference run: {type(error).__name__}: {error}")
         raise
-    settings = {
+    steps = {
         "learning_rate": cell.learning_rate,
         "iterations": cell.iterations,
         "record_every": cell.record_every,
@@ -56,28 +54,21 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
             _, call_s = time_one_call(kernel, args)
             # One step of the loop, in every pass (a process): it compiles what the loop adds to
             # the kernel (JAX's jitted step or fori_loop, numba's loop, torch.compile), untimed.
-            _, loop_compile_s = time_one_call(lambda: descent.run(**{**settings, "iterations": 1}))
+            _, loop_compile_s = time_one_call(lambda: descent.run(**{**steps, "iterations": 1}))
         except Exception as error:  # crashed: recorded, never timed, fails the run
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
         run.compile_s.setdefault(signature, first_call_s)
         predicted_s = cell.iterations * call_s
-        cell_s = training_cell_s(predicted_s, run.passes)
-        over = (
-            f"predicted {predicted_s:.3g} s per training run ({cell.iterations} x "
-            f"{call_s:.3g} s per gradient), {cell_s:.3g} s over {run.passes} passes > train "
-            f"budget {run.train_budget_s:g} s"
-        )
-        run.check_budget(
-            cell, over if cell_s > run.train_budget_s else None, predicted_s=predicted_s
-        )
-        earlier = run.earlier_passes(cell)
-        if earlier:  # checked in its first pass, on the same machine and code
+        reason = training_reason(cell, call_s, run.settings.passes, run.settings.train_budget_s)
+        if why := run.check_budget(cell, reason, predicted_s=predicted_s):
+            pytest.skip(why)
+        if run.earlier_passes(cell):  # checked in its first pass, on the same machine and code
             learned = {k: run.done[cell.cell_id][k] for k in ("accuracy", "final_cost")}
             run_s = predicted_s
         else:
             try:
-                checked, run_s = time_one_call(lambda: descent.run(**settings))
+                checked, run_s = time_one_call(lambda: descent.run(**steps))
                 check_training(cell.backend, checked, reference)
             except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
                 run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
@@ -89,12 +80,17 @@ def test_training(benchmark, training_cell: TrainingCell, run: BenchRun) -> None
         benchmark.group = f"training {cell.dataset} m={cell.m} n={cell.n} threads={cell.threads}"
         # the raw JSON is whole too
         benchmark.extra_info.update(
-            cell.params(), **learned, **run.provenance(cell), pass_number=run.pass_number
+            cell.params(), **learned, **run.provenance(cell), pass_number=run.number
         )
         benchmark.pedantic(
-            descent.run, kwargs=settings, rounds=training_rounds(run_s, run.pass_time_s)
+            descent.run, kwargs=steps, rounds=training_rounds(run_s, run.settings.pass_time_s)
         )
-    entry = run.pass_entry(cell, compile_s=run.compile_s[signature], first_call_s=first_call_s)
-    entry["first_step_s"] = loop_compile_s  # the loop's own compilation, with one step
-    entry["blocks"] = [list(benchmark.stats.stats.data)]
+    run.benchmarks.append(benchmark.stats)
+    entry = run.pass_entry(
+        cell,
+        compile_s=run.compile_s[signature],
+        first_call_s=first_call_s,
+        first_step_s=loop_compile_s,  # the loop's own compilation, with one step
+        blocks=[list(benchmark.stats.stats.data)],
+    )
     run.write_pass(cell, entry, predicted_s=predicted_s, **learned)

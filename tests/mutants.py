@@ -31,6 +31,7 @@ KERNELS = ("tests/test_kernels.py",)
 EXP = ("tests/test_sigmoid.py",)
 STATS = ("tests/test_stats.py", "tests/test_compare.py")
 COMPARE = ("tests/test_compare.py",)
+RUNNER = ("tests/test_runner.py",)
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ MUTANTS = [
     Mutant(
         "Fortran-order z forgets b",
         "backends/_blocked.py",
-        "z[i] = b + total",
-        "z[i] = total",
+        "z[i], z[i + 1], z[i + 2], z[i + 3] = b + s0, b + s1, b + s2, b + s3",
+        "z[i], z[i + 1], z[i + 2], z[i + 3] = s0, s1, s2, s3",
         KERNELS,
     ),
     Mutant(
@@ -261,12 +262,34 @@ MUTANTS = [
         "w = w - learning_rate * (dw - weight_decay * w)",
         ("tests/test_training.py",),
     ),
+    # The measurement protocol (loopvec.runner)
     Mutant(
         "the memory rule ignores its 80 % headroom",
-        "grid.py",
+        "runner/rules.py",
         "if needed <= MEMORY_HEADROOM * available_bytes:",
         "if needed <= available_bytes:",
-        ("tests/test_grid.py",),
+        RUNNER,
+    ),
+    Mutant(
+        "resume ignores the code fingerprint (compares the record with itself)",
+        "runner/rules.py",
+        'if record.get("code_fingerprint") != provenance["code_fingerprint"]:',
+        'if record.get("code_fingerprint") != record["code_fingerprint"]:',
+        RUNNER,
+    ),
+    Mutant(
+        "a later pass re-decides a budget skip from its own prediction",
+        "runner/rules.py",
+        "        return history.skipped\n",
+        "        return reason\n",
+        RUNNER,
+    ),
+    Mutant(
+        "later passes take the sizes in the first pass's order (not shuffled)",
+        "runner/plan.py",
+        "return [items[k] for k in rng.permutation(len(items))] if pass_number > 1 else items",
+        "return items",
+        RUNNER,
     ),
     Mutant(
         "the agreement check 10,000 times too lax",

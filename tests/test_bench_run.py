@@ -220,7 +220,8 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     shutil.copytree(FIXTURE_RUN, reference)
     before = tree_bytes(reference)
     # Every backend, torch.compile's first compilations on a fresh machine included (a minute)
-    result = run_bench(tmp_path, "--grid", "smoke", "--layouts", "C,F", timeout_s=600)
+    # --report: the driver hands the run it timed to `loopvec report` (as `nox -s bench` does)
+    result = run_bench(tmp_path, "--grid", "smoke", "--layouts", "C,F", "--report", timeout_s=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resumed: " not in result.stdout
     (run,) = [p for p in tmp_path.iterdir() if p != reference]
@@ -278,13 +279,13 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {"kind", "dataset", "iterations", "learning_rate"} <= set(extra[-1])
     assert {r["run"] for r in records} == {run.name}
     assert {r["machine_fingerprint"] for r in records} == {machine["fingerprint"]}
-    monkeypatch.chdir(tmp_path)
-    assert main(["report", str(tmp_path)]) == 0  # the newest run, never the reference
+    assert f"wrote {run / 'REPORT.md'}" in result.stdout
     for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect", "outer_loop"]:
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
     assert {r["backend"] for r in gradient if r["layout"] == "F"} >= {"numpy_vectorized"}
     assert_reports_of(run)
-    assert main(["plot", str(tmp_path)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(tmp_path)]) == 0  # the newest run, never the reference
     assert main(["report", str(reference)]) == 0  # drawn elsewhere: results/report/
     assert (tmp_path / "results" / "report" / "REPORT.md").exists()
     assert main(["plot", str(reference), "--out", str(reference / "figures")]) == 2

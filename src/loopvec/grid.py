@@ -1,4 +1,4 @@
-"""What the benchmark measures, in one place: named grids, cells, threads, the budget rule.
+"""What the benchmark measures, in one place: named grids, cells, threads, the cost model.
 
 A cell is one (backend, m, n, threads, dtype, layout). Cells run smallest problem first, so that
 before each cell the cost model of its backend has been fitted on every smaller cell of the run:
@@ -6,17 +6,8 @@ before each cell the cost model of its backend has been fitted on every smaller 
     t(m, n) = overhead_s + per_example_s * m + per_element_s * m * n
 
 (a fixed call overhead; work per example such as the sigmoid or, for a partly vectorized loop, one
-interpreter iteration; work per entry of X such as a multiply-add and the bytes read).
-
-A cell whose predicted time per call is above the budget is skipped with that prediction as its
-reason; so is a cell whose arrays would not fit in the free memory. Nothing is dropped silently.
-
-A run is several passes, each a separate process over the whole grid (`pass_order`). Within a pass
-the backends of one problem and thread count (a group) are timed side by side: block 0 of each, in
-a shuffled order, then block 1, and so on, so that slow drift of the machine hits them alike. A
-block is one pytest-benchmark measurement of a few rounds (`round_plan`). A block that follows
-another backend's block on several threads waits until the thread pools of the one before fall
-asleep (`SETTLE_S`), or they take the cores of the one timed.
+interpreter iteration; work per entry of X such as a multiply-add and the bytes read). How a run
+uses it (the budget, the passes and their order): `loopvec.runner`.
 """
 
 from __future__ import annotations
@@ -28,7 +19,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
@@ -42,27 +32,8 @@ from loopvec.validation import DTYPES
 DEFAULT_BUDGET_S = 1.0
 #: Blocks per cell and pass: the interleaved visits of a group's backends.
 DEFAULT_BLOCKS = 3
-#: A round (iterations x one call) lasts at least this long: far above the timer's resolution.
-MIN_ROUND_S = 20e-6
-#: Rounds per block at most: plenty for a median, and cell files stay small.
-MAX_ROUNDS = 25
-#: Calls at least this slow get no warm-up round before each block: caches cannot matter.
-NO_WARMUP_FROM_S = 0.01
-#: The longest rest before a block that follows another backend's block on several threads,
-#: untimed: thread pools spin after a call before they sleep, on the cores the next block uses
-#: (the bench rests until they are quiet). Measured here at 2 threads: OpenBLAS's spin for 100 ms
-#: after a numpy gradient, OpenMP's (numba_parallel) for 10 ms; a 20 ms numba_parallel call at
-#: (1e6, 100) took 31 to 57 ms 60 ms after a numpy gradient, 21 ms 300 ms after; a 0.4 ms call
-#: took 59 ms right after.
-SETTLE_S = 1.0
-#: Share of the free memory a cell may plan to use; the rest is for the system and the report.
-MEMORY_HEADROOM = 0.8
-#: Bytes a cell needs beyond its arrays and the backend's own extra: temporaries, interpreter.
-MEMORY_SLACK_BYTES = 256 * 2**20
-
-
 #: Training cells whose runs over all passes are predicted to take longer than this are skipped
-#: (`--train-budget SECONDS`; see `training_cell_s`).
+#: (`--train-budget SECONDS`; see `loopvec.runner.rules.training_cell_s`).
 DEFAULT_TRAIN_BUDGET_S = 30.0
 #: The learning rate of the training benchmark: stable on both of its datasets (standardized
 #: features), and the course's choice in its model().
@@ -261,89 +232,6 @@ def make_training_cells(
     ]
 
 
-def training_cell_s(run_s: float, passes: int) -> float:
-    """The least a training cell of runs of `run_s` takes over a run: one checked run, then one
-    timed run in each pass."""
-    return (1 + passes) * run_s
-
-
-def training_rounds(run_s: float, pass_time_s: float) -> int:
-    """Whole training runs to time in one pass: as many as fit in pass_time_s, at least one (the
-    passes give the spread), at most MAX_ROUNDS."""
-    return min(MAX_ROUNDS, max(1, math.floor(pass_time_s / run_s)))
-
-
-@dataclass(frozen=True)
-class RoundPlan:
-    """How a cell is timed in one pass: `blocks` blocks (of the pass's), each pytest-benchmark's
-    pedantic(rounds, iterations, warmup_rounds); a round's time / iterations = seconds per call."""
-
-    iterations: int
-    rounds: int
-    warmup_rounds: int
-    blocks: int
-
-    def wall_s(self, call_s: float) -> float:
-        calls = (self.rounds + self.warmup_rounds) * self.iterations * self.blocks
-        return calls * call_s
-
-
-def round_plan(call_s: float, pass_s: float, blocks: int) -> RoundPlan:
-    """Rounds of at least MIN_ROUND_S (many calls each for a fast kernel), as many as fit in a
-    block (pass_s / blocks), from 1 to MAX_ROUNDS; a warm-up round first unless a call takes
-    NO_WARMUP_FROM_S. A call longer than a block is timed once in as many blocks as fit in
-    pass_s, at least one: the passes, not the rounds, give a slow cell its spread."""
-    call_s = max(call_s, 1e-9)
-    iterations = max(1, math.ceil(MIN_ROUND_S / call_s - 1e-9))
-    round_s = iterations * call_s
-    rounds = min(MAX_ROUNDS, max(1, math.floor(pass_s / blocks / round_s)))
-    timed_blocks = min(blocks, max(1, math.floor(pass_s / round_s)))
-    return RoundPlan(iterations, rounds, 0 if call_s >= NO_WARMUP_FROM_S else 1, timed_blocks)
-
-
-def rest_before_s(before: tuple[str, int] | None, backend: str) -> float:
-    """The longest rest before a block of `backend` after a block of (backend, threads)
-    `before`: SETTLE_S if that was another backend on several threads, else none."""
-    if before is None or before[1] <= 1 or before[0] == backend:
-        return 0.0
-    return SETTLE_S
-
-
-def pass_order(
-    cells: Sequence[Cell], pass_number: int, blocks: int, seed: int
-) -> list[tuple[Cell, int]]:
-    """(cell, block) in the order pass `pass_number` times them.
-
-    Groups (the backends of one problem at one thread count) are timed side by side: block 0 of
-    each backend in a shuffled order, then block 1, .... Pass 1 takes the sizes in the order
-    given (smallest first: the budget's cost model learns from the smaller cells, and a cell too
-    slow for the budget is never started); later passes take the sizes, and the dtypes and
-    thread counts within a size, in a seeded random order. The dtypes of a size stay together:
-    they share the generated problem. Every shuffle is seeded by (seed, pass_number).
-    """
-    rng = np.random.default_rng([seed, pass_number])
-
-    def shuffled(items: list[Any]) -> list[Any]:
-        return [items[k] for k in rng.permutation(len(items))] if pass_number > 1 else items
-
-    order = []
-    for size in shuffled(list(dict.fromkeys((c.m, c.n, c.layout) for c in cells))):
-        mine = [c for c in cells if (c.m, c.n, c.layout) == size]
-        for dtype, threads in shuffled(list(dict.fromkeys((c.dtype, c.threads) for c in mine))):
-            group = [c for c in mine if (c.dtype, c.threads) == (dtype, threads)]
-            for block in range(blocks):
-                order += [(group[k], block) for k in rng.permutation(len(group))]
-    return order
-
-
-def training_order(cells: Sequence[TrainingCell], pass_number: int, seed: int) -> list[int]:
-    """Indices of `cells` in the order pass `pass_number` times them: as given in pass 1, in a
-    seeded random order after."""
-    if pass_number == 1:
-        return list(range(len(cells)))
-    return [int(k) for k in np.random.default_rng([seed, pass_number]).permutation(len(cells))]
-
-
 @dataclass(frozen=True)
 class CostModel:
     """t = overhead_s + per_example_s * m + per_element_s * m * n, fitted to one backend."""
@@ -400,52 +288,6 @@ def fit_cost_model(
     assert best is not None  # a single column always fits with a positive coefficient
     overhead, per_example, per_element = (float(c) for c in best[1])
     return CostModel(overhead, per_example, per_element)
-
-
-def budget_skip_reason(model: CostModel | None, cell: Cell, budget_s: float) -> str | None:
-    """Why `cell` is skipped by the time budget, or None to run it."""
-    if model is None:
-        return None
-    predicted_s = model.predict_s(cell.m, cell.n)
-    if predicted_s <= budget_s:
-        return None
-    return (
-        f"predicted {predicted_s:.3g} s per call > budget {budget_s:g} s "
-        f"(model: {model.describe()})"
-    )
-
-
-def memory_needed_bytes(cell: Cell) -> int:
-    """Bytes a cell needs at its peak: X as generated (float64), as timed, the backend's extra."""
-    extra = BACKENDS[cell.backend].extra_bytes_per_element
-    generated = cell.elements * 8 + (cell.x_bytes if cell.dtype != "float64" else 0)
-    return generated + extra * cell.elements + MEMORY_SLACK_BYTES
-
-
-def memory_skip_reason(cell: Cell, available_bytes: int) -> str | None:
-    """Why `cell` is skipped for lack of memory, or None if it fits."""
-    needed = memory_needed_bytes(cell)
-    if needed <= MEMORY_HEADROOM * available_bytes:
-        return None
-    return (
-        f"needs about {needed / 2**30:.1f} GiB, more than {MEMORY_HEADROOM:.0%} of the "
-        f"{available_bytes / 2**30:.1f} GiB free"
-    )
-
-
-def cell_pass_s(
-    model: CostModel | None, cell: Cell, budget_s: float, pass_s: float, blocks: int
-) -> float | None:
-    """Rough wall time of `cell` in one pass (check, warm-up, blocks), for the progress estimate.
-
-    None where there is no model yet; 0 for a cell the budget will skip.
-    """
-    if model is None:
-        return None
-    call_s = model.predict_s(cell.m, cell.n)
-    if call_s > budget_s:
-        return 0.0
-    return 2 * call_s + round_plan(call_s, pass_s, blocks).wall_s(call_s)
 
 
 @contextmanager

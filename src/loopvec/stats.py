@@ -1,6 +1,6 @@
 """Timings in, estimates with 95 % intervals and verdicts out. Pure: no I/O, no plotting.
 
-A cell's samples have two levels (see bench/conftest.py for the protocol):
+A cell's samples have two levels (docs/method.md states the protocol):
 
     samples[pass][block][round] = seconds per call
 

@@ -28,7 +28,7 @@ def wait_until_quiet(max_s: float, poll_s: float = QUIET_POLL_S) -> float:
     me, caller = psutil.Process(), threading.get_native_id()
 
     def others_cpu_s() -> float:
-        return sum(t.user_time + t.system_time for t in me.threads() if t.id != caller)
+        return float(sum(t.user_time + t.system_time for t in me.threads() if t.id != caller))
 
     start = time.perf_counter()
     before = others_cpu_s()

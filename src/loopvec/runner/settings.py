@@ -1,0 +1,205 @@
+"""A run's settings: the options of `pytest bench`, parsed and checked once, by the driver.
+
+The passes it starts receive them checked (`Settings.to_json`), with the run folder and the
+machine record; they never derive them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numba
+
+from loopvec.backends import get_kernel
+from loopvec.grid import GRIDS, Grid, default_threads
+from loopvec.provenance import run_name
+from loopvec.results import REFERENCE_RUN
+from loopvec.sources import json_digest
+
+
+class SettingsError(ValueError):
+    """Options that cannot make a run, each named with what was expected and what was given."""
+
+
+# Option types: a bad value stops the argument parsing with one line that names the option, what
+# it expects and what it got ("argument --m: expected ...; got '0'"), before any work.
+
+
+def int_list(text: str) -> list[int]:
+    """'1,10,1e6' -> [1, 10, 1000000]; exponents are welcome in sizes."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or v < 1 or v != int(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected positive whole numbers like 1,10,1e6; got {text!r}"
+        )
+    return [int(v) for v in values]
+
+
+def positive(text: str) -> int:
+    values = int_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive whole number; got {text!r}")
+    return values[0]
+
+
+def limit_s(text: str) -> float:
+    """Seconds > 0, or inf for no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, or inf for no limit; got {text!r}")
+    return value
+
+
+def choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An option type: a comma-separated subset of `allowed`, or a usage error naming them."""
+
+    def parse(text: str) -> list[str]:
+        values = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        wrong = [v for v in values if v not in allowed]
+        if wrong or not values:
+            raise argparse.ArgumentTypeError(f"expected some of {', '.join(allowed)}; got {text!r}")
+        return values
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run times and how: the grid's sizes, backends, threads, dtypes and layouts, the
+    budgets, the passes and blocks, and where the run folder goes. Sizes and threads are those
+    the cells use (the grid's unless given); `unavailable` names the selected backends that
+    cannot run here, each with the ImportError that says why."""
+
+    grid: str
+    m_values: tuple[int, ...]
+    n_values: tuple[int, ...]
+    backends: tuple[str, ...]
+    unavailable: dict[str, str]
+    threads: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    layouts: tuple[str, ...]
+    budget_s: float
+    train_budget_s: float
+    max_time_s: float  #: time per cell over all passes
+    passes: int
+    blocks: int
+    order_seed: int
+    results_dir: Path
+    custom_sizes: bool = False  #: --m or --n given: the run's grid is named by their hash
+    fresh: bool = False
+    update_reference: bool = False
+    measure_bandwidth: bool = True
+    report: bool = False  #: draw the run's report when its last pass is done
+
+    @property
+    def available(self) -> list[str]:
+        return [name for name in self.backends if name not in self.unavailable]
+
+    @property
+    def grid_spec(self) -> Grid:
+        return GRIDS[self.grid]
+
+    @property
+    def run_grid(self) -> str:
+        """The grid's name, or for explicit sizes "custom-" and a hash of them: runs of other
+        sizes never merge into one folder."""
+        if not self.custom_sizes:
+            return self.grid
+        sizes = [sorted(set(self.m_values)), sorted(set(self.n_values))]
+        return f"custom-{json_digest(sizes)[:6]}"
+
+    @property
+    def pass_time_s(self) -> float:
+        """Time per cell in one pass: the grid's time per cell over its passes."""
+        return self.max_time_s / self.passes
+
+    def run_folder(self, machine: dict[str, Any]) -> Path:
+        """Where this run's cells go on `machine`: a folder named by the machine state and grid
+        (`loopvec.provenance.run_name`), or the reference run."""
+        if self.update_reference:
+            return self.results_dir / REFERENCE_RUN
+        return self.results_dir / run_name(machine, self.run_grid)
+
+    def to_json(self) -> str:
+        values = dataclasses.asdict(self)
+        values["results_dir"] = str(self.results_dir)
+        # JSON has no inf: "no budget" is written as null
+        for key in ("budget_s", "train_budget_s"):
+            values[key] = values[key] if math.isfinite(values[key]) else None
+        return json.dumps(values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        values = json.loads(text)
+        for key in ("budget_s", "train_budget_s"):
+            values[key] = math.inf if values[key] is None else values[key]
+        tuples = ("m_values", "n_values", "backends", "threads", "dtypes", "layouts")
+        values.update({key: tuple(values[key]) for key in tuples})
+        return cls(**{**values, "results_dir": Path(values["results_dir"])})
+
+
+def unavailable_backends(names: Sequence[str]) -> dict[str, str]:
+    """Of `names`, the backends that cannot run here, each with the ImportError that says why."""
+    reasons = {}
+    for name in names:
+        try:
+            get_kernel(name)
+        except ImportError as error:
+            reasons[name] = str(error)
+    return reasons
+
+
+def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Settings:
+    """Settings from parsed option values (keyed as the options' dests, each option's type has
+    checked it alone), checking what no option can check alone. SettingsError if they cannot
+    make a run."""
+    grid = GRIDS[options["grid"]]
+    passes = options["passes"] or grid.passes
+    if (options.get("pass_number") or 1) > passes:
+        raise SettingsError(f"--pass: this run has {passes} passes; got {options['pass_number']}")
+    threads = tuple(options["threads"] or default_threads())
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    if max(threads) > most:
+        raise SettingsError(
+            f"--threads: numba can use at most {most} threads here; got {list(threads)}"
+        )
+    results_dir = Path(options["results_dir"])
+    if results_dir.exists() and not results_dir.is_dir():
+        raise SettingsError(f"--results-dir: expected a folder; got the file {results_dir}")
+    backends = tuple(options["backends"] or all_backends)
+    max_time_s = options["max_time_s"]
+    return Settings(
+        grid=options["grid"],
+        m_values=tuple(options["m"] or grid.m_values),
+        n_values=tuple(options["n"] or grid.n_values),
+        custom_sizes=bool(options["m"] or options["n"]),
+        backends=backends,
+        unavailable=unavailable_backends(backends),
+        threads=threads,
+        dtypes=tuple(options["dtypes"]),
+        layouts=tuple(options["layouts"]),
+        budget_s=options["budget"],
+        train_budget_s=options["train_budget"],
+        max_time_s=grid.max_time_s if max_time_s is None else float(max_time_s),
+        passes=passes,
+        blocks=options["blocks"],
+        order_seed=options["order_seed"],
+        results_dir=results_dir,
+        fresh=options["fresh"],
+        update_reference=options["update_reference"],
+        measure_bandwidth=not options["no_bandwidth"],
+        report=options["report"],
+    )
