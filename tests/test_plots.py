@@ -96,7 +96,7 @@ def record(backend: str, m: int, median_s: float) -> Record:
     """A cell timed in three passes of one block of three rounds, all `median_s`."""
     samples = (((median_s,) * 3,),) * 3
     return Record(
-        backend, m, 10, 1, "float64", "C", 80 * m, "h", "timed",
+        backend, m, 10, 1, host="h", status="timed",
         run="r", passes=(1, 2, 3), samples=samples, median_s=median_s,
     )  # fmt: skip
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loopvec.backends import backend_names
+from loopvec.grid import Cell, TrainingCell
 from loopvec.provenance import FORMAT
 from loopvec.stats import Estimate, instability, seed_of, time_estimate
 
@@ -83,17 +84,12 @@ class Provenance:
         return seed_of(self.run, self.cell)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Record(Provenance):
-    """One cell of one run, tidy: timings in seconds, None where the cell was not timed."""
+@dataclass(frozen=True, kw_only=True)
+class Record(Cell, Provenance):
+    """One cell of one run, tidy: its parameters (`grid.Cell`, declared there once for the grid,
+    the cell file and the record), where it came from, timings in seconds (None where the cell
+    was not timed)."""
 
-    backend: str
-    m: int
-    n: int
-    threads: int
-    dtype: str
-    layout: str
-    x_bytes: int
     host: str
     status: str  #: timed | skipped | failed
     reason: str | None = None
@@ -116,21 +112,13 @@ class Record(Provenance):
         return self.status == "timed"
 
 
-@dataclass(frozen=True)
-class TrainingRecord(Provenance):
-    """One training cell of one run: seconds per whole run of `iterations` steps."""
+@dataclass(frozen=True, kw_only=True)
+class TrainingRecord(TrainingCell, Provenance):
+    """One training cell of one run (its parameters: `grid.TrainingCell`): seconds per whole run
+    of `iterations` steps."""
 
-    backend: str
-    dataset: str
-    m: int
-    n: int
-    iterations: int
-    threads: int
-    learning_rate: float
     host: str
     status: str  #: timed | skipped | failed
-    record_every: int = 100
-    loop: str = "python"  #: the training loop: "python" or "compiled"
     reason: str | None = None
     compile_s: float | None = None  #: the first gradient call in the process
     predicted_s: float | None = None  #: iterations x one warm gradient call
