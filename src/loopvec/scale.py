@@ -46,6 +46,7 @@ from scipy import stats as scipy_stats
 from loopvec.agreement import Reference
 from loopvec.backends import get_adapters, get_kernel
 from loopvec.formatting import format_seconds
+from loopvec.interrupts import ctrl_c
 from loopvec.machine import machine_record
 from loopvec.problem import Problem, make_problem
 from loopvec.provenance import code_identity
@@ -525,10 +526,13 @@ def run(
             "training": lambda: training(settings, progress),
         }
         try:
-            for study in studies:
-                for record in makers[study]():
-                    scale.records.append(record)
-                    scale.save(out / "scale.json")
+            with ctrl_c(first_at_once=True) as pressed:  # never lost in distributed's gc hooks
+                for study in studies:
+                    for record in makers[study]():
+                        scale.records.append(record)
+                        scale.save(out / "scale.json")
+                        if pressed.pressed:
+                            raise KeyboardInterrupt
         except KeyboardInterrupt:
             raise Interrupted(scale) from None
     return scale

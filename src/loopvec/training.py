@@ -22,13 +22,8 @@ in its arrays for the whole run.
 from __future__ import annotations
 
 import math
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -36,6 +31,7 @@ from numpy.typing import NDArray
 
 from loopvec.backends import get_adapters, get_backend, get_loop
 from loopvec.backends._jit import jit
+from loopvec.interrupts import ctrl_c
 from loopvec.sigmoid import sigmoid
 from loopvec.validation import (
     is_dask_array,
@@ -77,45 +73,6 @@ class TrainingDiverged(ValueError):
     The cost is computed stably, so a learning rate that is merely too large (the cost grows or
     oscillates) stays finite; this is raised when the steps overflow float64, checked every
     record_every iterations and at the end."""
-
-
-@dataclass
-class _CtrlC:
-    pressed: bool = False
-
-
-@contextmanager
-def _ctrl_c_between_steps(*, second_at_once: bool = True) -> Iterator[_CtrlC]:
-    """Ctrl-C takes effect between two steps, never inside one: a step may update the weights
-    in place (torch's optimizers do), and its count must go with them. A second Ctrl-C stops at
-    once if `second_at_once`, except where Python would print the KeyboardInterrupt and drop it
-    (a `__del__`, a gc callback): there it is dropped unprinted, and the first one stops the run
-    at the end of the step. Where Python's own handler is not installed (another thread, SIGINT
-    ignored or taken by the caller), nothing changes."""
-    ctrl_c = _CtrlC()
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield ctrl_c
-        return
-
-    def defer(signum: int, frame: FrameType | None) -> None:
-        if ctrl_c.pressed and second_at_once:
-            raise KeyboardInterrupt
-        ctrl_c.pressed = True
-
-    def drop_second_ctrl_c(unraisable: Any) -> None:  # the first one still stops the run
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            hook(unraisable)
-
-    hook = sys.unraisablehook
-    signal.signal(signal.SIGINT, defer)
-    sys.unraisablehook = drop_second_ctrl_c
-    try:
-        yield ctrl_c
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.unraisablehook = hook
 
 
 class DataLost(RuntimeError):
@@ -246,8 +203,10 @@ class Descent:
         # Overflow is reported as divergence at the next recorded cost, not as numpy warnings.
         # A Dask step cut short would leave its tasks on the cluster and distributed's tracebacks
         # on the terminal: there a second Ctrl-C waits for the step's end too.
-        ctrl_c_between_steps = _ctrl_c_between_steps(second_at_once=not self._on_dask)
-        with np.errstate(over="ignore", invalid="ignore"), ctrl_c_between_steps as ctrl_c:
+        # Ctrl-C takes effect between two steps, never inside one: a step may update the weights
+        # in place (torch's optimizers do), and its count must go with them.
+        between_steps = ctrl_c(first_at_once=False, second_at_once=not self._on_dask)
+        with np.errstate(over="ignore", invalid="ignore"), between_steps as pressed:
             try:
                 while done < iterations:
                     try:
@@ -264,7 +223,7 @@ class Descent:
                         continue
                     if progress is not None:
                         progress(steps)
-                    if ctrl_c.pressed:
+                    if pressed.pressed:
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
                 raise TrainingInterrupted(result(w, b)) from None
