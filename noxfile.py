@@ -19,7 +19,9 @@ ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache
 def tests(session: nox.Session) -> None:
     """Run the unit tests, framework backends included, on an installed (not editable) loopvec."""
     session.install(".[test,peers,dask]")
-    session.run("pytest", *session.posargs, env=ENV)
+    # A process per core (pytest-xdist): most of the time goes to child processes and waits
+    # (bench runs, Dask clusters, a browser); worksteal evens out the long end-to-end tests.
+    session.run("pytest", "-n", "auto", "--dist", "worksteal", *session.posargs, env=ENV)
 
 
 @nox.session

@@ -3,6 +3,7 @@ test that takes `compiled_backend` once per backend with a compiled training loo
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -30,3 +31,12 @@ def compiled_backend(request: pytest.FixtureRequest) -> str:
         if not any(map(shutil.which, CXX_COMPILERS)):
             pytest.skip(f"torch.compile needs a C++ compiler; none of {CXX_COMPILERS} is here")
     return name
+
+
+@pytest.fixture
+def as_a_user_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes (`pytest bench`) run as a user's would, not as pytest-xdist workers: the
+    tests run in xdist's workers, whose PYTEST_XDIST_* variables a child inherits, and
+    pytest-benchmark turns its timing off where it finds them."""
+    for name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
+        monkeypatch.delenv(name)

@@ -17,6 +17,8 @@ from test_bench_run import GRADIENT, bench_command, cell_files, final_counts, ru
 
 from loopvec.cli import main
 
+pytestmark = pytest.mark.usefixtures("as_a_user_runs_it")
+
 #: Two tiny cells, one pass: a few seconds.
 TINY = ["--m", "1,2", "--n", "1", "--threads", "1", "--dtypes", "float64", "--passes", "1"]
 TINY += ["--backends", "numpy_vectorized"]

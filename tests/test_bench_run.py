@@ -23,6 +23,8 @@ from loopvec.plots import FIGURES, TRAINING_FIGURES
 from loopvec.provenance import FORMAT
 from loopvec.results import cell_paths
 
+pytestmark = pytest.mark.usefixtures("as_a_user_runs_it")
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 GRADIENT = BENCH / "test_gradient.py"  # the grid alone, for the tests that count its cells
 FIXTURE_RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
