@@ -69,3 +69,19 @@ def test_numbers_and_text_import_without_matplotlib(module: str) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_import_and_fingerprints_load_no_framework() -> None:
+    """`import loopvec` fingerprints its compiled code (the numba cache's folder); following
+    `from loopvec.backends._dask import x` must not import Dask to learn that x is no module:
+    every process that imports loopvec (each pass of a run) would pay for it."""
+    script = (
+        "import sys, loopvec; from loopvec.provenance import code_identity; "
+        "code_identity('numpy_vectorized', training=True); code_identity('numba_parallel'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', "
+        "'torch', 'jax', 'matplotlib'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -39,7 +39,13 @@ def source_path(module: str) -> Path:
 
 
 def _is_module(name: str) -> bool:
+    """Whether `name` is a module, found without importing it: `loopvec.backends._dask.checked`
+    is a name in a module, and finding it as a submodule would import the module (and Dask)."""
+    parent = name.rpartition(".")[0]
     try:
+        package = importlib.util.find_spec(parent) if parent else None
+        if parent and (package is None or package.submodule_search_locations is None):
+            return False  # a plain module has no submodules
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
