@@ -40,3 +40,42 @@ def as_a_user_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest-benchmark turns its timing off where it finds them."""
     for name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
         monkeypatch.delenv(name)
+
+
+#: The end-to-end tests, longest first (seconds on 2 cores, two workers): started first, one
+#: after the other on each worker, so that they overlap the short tests instead of ending the run.
+LONGEST_FIRST = (
+    "test_bench_run.py::test_smoke_grid_writes_a_run_every_figure",  # 126 s
+    "test_bench_run.py::test_resume_keeps_a_cell_only_for_the_same_code",  # 55 s
+    "test_bench_run.py::test_a_run_of_another_machine_or_the_reference",  # 50 s
+    "test_dask.py::test_the_scale_study_runs_end_to_end",  # 31 s
+    "test_jit_cache.py::test_second_process_loads_every_kernel",  # 28 s
+    "test_dask.py::test_ctrl_c_during_the_scale_study",  # 28 s
+    "test_bench_run.py::test_sigterm_keeps_finished_cells",  # 27 s
+    "test_bench_hardening.py::test_a_second_run_into_the_same_folder",  # 22 s
+    "test_bench_hardening.py::test_the_first_size_of_a_backend",  # 20 s
+    "test_dask.py::test_a_wait_for_a_scheduler_or_a_worker",  # 18 s
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`nox -s tests`), start the longest tests first on every worker:
+    worksteal hands each worker a contiguous share of the list, so the longest go to the front
+    of each share in turn."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+
+    def rank(item: pytest.Item) -> int:
+        name = item.nodeid.split("/")[-1]
+        return next((k for k, long in enumerate(LONGEST_FIRST) if name.startswith(long)), -1)
+
+    longest = sorted((item for item in items if rank(item) >= 0), key=rank)
+    rest = [item for item in items if rank(item) < 0]
+    ordered: list[pytest.Item] = []
+    for k in range(workers):
+        share = (len(items) - len(ordered)) // (workers - k)  # as worksteal deals them out
+        mine = longest[k::workers]
+        ordered += mine + rest[: share - len(mine)]
+        rest = rest[share - len(mine) :]
+    items[:] = ordered + rest

@@ -116,13 +116,15 @@ def test_sigterm_keeps_finished_cells_and_the_rerun_times_only_the_rest(tmp_path
 
 
 #: Three backends, two tiny sizes, one thread: six cells, a few seconds.
-SMALL = ["--m", "1,10", "--n", "1", "--threads", "1", "--dtypes", "float64"]
+#: Six cells in one pass: what is resumed does not depend on the passes (test_sigterm's does).
+SMALL = ["--m", "1,10", "--n", "1", "--threads", "1", "--dtypes", "float64", "--passes", "1"]
 SMALL += ["--backends", "python_loops,numpy_vectorized,numba_loops"]
 
 
 def counts_of(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The counts at the end of a run of SMALL (one pass)."""
     assert result.returncode == 0, result.stdout + result.stderr
-    return final_counts(result.stdout)
+    return final_counts(result.stdout, pass_number=1)
 
 
 def test_resume_keeps_a_cell_only_for_the_same_code_and_cell_format(tmp_path: Path) -> None:
@@ -207,7 +209,7 @@ def assert_reports_of(run: Path) -> None:
     assert "## Fortran order against C order" in text
     assert f"Run `{run.name}`, code of commit" in text
     assert "## Headline" in text
-    assert "## Training: 20 iterations of gradient descent" in text
+    assert "## Training: 10 iterations of gradient descent" in text
     assert "## The outer loop: Python against compiled" in text
     page = (run / "report.html").read_text()
     assert run.name in page
@@ -250,7 +252,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
         assert 1 <= len(p["blocks"]) <= 2  # a call longer than a block is timed in fewer
         assert all(len(block) >= 1 for block in p["blocks"])
         assert {"pid", "pass_started_at", "load_avg_1m", "order", "iterations"} <= set(p)
-    assert all(r["iterations"] == 20 and 0.5 < r["accuracy"] <= 1 for r in training)
+    assert all(r["iterations"] == 10 and 0.5 < r["accuracy"] <= 1 for r in training)
     first, second = sorted((run / "raw").glob("*.json"))  # one per pass, with every round
     assert "-pass1-" in first.name
     assert "-pass2-" in second.name

@@ -18,9 +18,7 @@ def ctrl_c_in_a_gc_callback() -> None:
 
     def press(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # the handler runs at the next check of the interpreter
-                pass
+            press_ctrl_c()
 
     gc.callbacks.append(press)
     try:
@@ -37,17 +35,18 @@ def test_a_ctrl_c_python_drops_is_kept_and_not_printed(capfd: pytest.CaptureFixt
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def press_ctrl_c() -> None:
+    """SIGINT to this process, then work for the interpreter to run its handler in."""
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):
+        pass
+
+
 def test_the_first_ctrl_c_raises_at_once_or_waits_for_the_loop() -> None:
-    with pytest.raises(KeyboardInterrupt), ctrl_c(first_at_once=True):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):
-            pass
+    with ctrl_c(first_at_once=True), pytest.raises(KeyboardInterrupt):
+        press_ctrl_c()
     with ctrl_c(first_at_once=False) as pressed:
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):
-            pass
+        press_ctrl_c()
         assert pressed.pressed  # deferred: the step in progress finishes
         with pytest.raises(KeyboardInterrupt):  # a second one stops at once
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):
-                pass
+            press_ctrl_c()

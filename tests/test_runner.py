@@ -4,6 +4,7 @@ progress line, and that a timing process never loads matplotlib."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -34,6 +35,7 @@ from loopvec.runner.plan import (
     training_order,
     training_rounds,
 )
+from loopvec.runner.plugin import add_options
 from loopvec.runner.progress import Progress
 from loopvec.runner.rules import (
     History,
@@ -333,3 +335,48 @@ def test_later_passes_take_the_sizes_in_another_order_than_the_first() -> None:
     assert first == sorted(first, key=lambda s: (s[0] * s[1], s))
     assert all(sorted(sizes(k)) == sorted(first) for k in range(2, 6))
     assert sum(sizes(k) != first for k in range(2, 6)) >= 3
+
+
+SIZES = "expected positive whole numbers like 1,10,1e6"
+LIMIT = "expected seconds > 0, or inf for no limit"
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "message"),
+    [
+        ("--m", "0", f"{SIZES}; got '0'"),
+        ("--m", "inf", f"{SIZES}; got 'inf'"),
+        ("--m", "1e400", f"{SIZES}; got '1e400'"),
+        ("--n", "1.5", f"{SIZES}; got '1.5'"),
+        ("--threads", "0", f"{SIZES}; got '0'"),
+        ("--budget", "nan", f"{LIMIT}; got 'nan'"),
+        ("--budget", "-1", f"{LIMIT}; got '-1'"),
+        ("--budget", "0", f"{LIMIT}; got '0'"),
+        ("--train-budget", "nan", f"{LIMIT}; got 'nan'"),
+        ("--passes", "0", f"{SIZES}; got '0'"),
+        ("--blocks", "1,2", "expected one positive whole number; got '1,2'"),
+        ("--dtypes", "f32", "expected some of float64, float32; got 'f32'"),
+        ("--layouts", "X", "expected some of C, F; got 'X'"),
+        ("--backends", "numpy", "expected some of python_loops"),
+    ],
+)
+def test_every_option_checks_its_value_and_names_what_it_expected(
+    option: str, text: str, message: str
+) -> None:
+    """The options as `pytest bench` registers them (argparse prefixes 'argument --m: '; one of
+    each kind runs end to end in tests/test_bench_hardening.py)."""
+    options: dict[str, Any] = {}
+
+    class Group:
+        def addoption(self, name: str, **settings: Any) -> None:
+            options[name] = settings
+
+    class Parser:
+        def getgroup(self, name: str, description: str) -> Group:
+            return Group()
+
+    add_options(Parser())  # type: ignore[arg-type]
+    with pytest.raises(argparse.ArgumentTypeError) as error:
+        options[option]["type"](text)
+    assert str(error.value).startswith(message)
+    assert options["--order-seed"]["type"] is int  # argparse's own message: "invalid int value"
