@@ -42,19 +42,20 @@ def as_a_user_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
-#: The end-to-end tests, longest first (seconds on 2 cores, two workers): started first, one
-#: after the other on each worker, so that they overlap the short tests instead of ending the run.
+#: The end-to-end tests, longest first (as --durations shows them on 2 cores): started first,
+#: one after the other on each worker, so that they overlap the short tests instead of ending
+#: the run.
 LONGEST_FIRST = (
-    "test_bench_run.py::test_smoke_grid_writes_a_run_every_figure",  # 126 s
-    "test_bench_run.py::test_resume_keeps_a_cell_only_for_the_same_code",  # 55 s
-    "test_bench_run.py::test_a_run_of_another_machine_or_the_reference",  # 50 s
-    "test_dask.py::test_the_scale_study_runs_end_to_end",  # 31 s
-    "test_jit_cache.py::test_second_process_loads_every_kernel",  # 28 s
-    "test_dask.py::test_ctrl_c_during_the_scale_study",  # 28 s
-    "test_bench_run.py::test_sigterm_keeps_finished_cells",  # 27 s
-    "test_bench_hardening.py::test_a_second_run_into_the_same_folder",  # 22 s
-    "test_bench_hardening.py::test_the_first_size_of_a_backend",  # 20 s
-    "test_dask.py::test_a_wait_for_a_scheduler_or_a_worker",  # 18 s
+    "test_bench_run.py::test_smoke_grid_writes_a_run_every_figure",
+    "test_bench_run.py::test_resume_keeps_a_cell_only_for_the_same_code",
+    "test_bench_run.py::test_a_run_of_another_machine_or_the_reference",
+    "test_dask.py::test_the_scale_study_runs_end_to_end",
+    "test_jit_cache.py::test_second_process_loads_every_kernel",
+    "test_dask.py::test_ctrl_c_during_the_scale_study",
+    "test_bench_run.py::test_sigterm_keeps_finished_cells",
+    "test_bench_hardening.py::test_a_second_run_into_the_same_folder",
+    "test_bench_hardening.py::test_the_first_size_of_a_backend",
+    "test_dask.py::test_a_wait_for_a_scheduler_or_a_worker",
 )
 
 

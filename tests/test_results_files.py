@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from loopvec.grid import Cell
-from loopvec.results import ResultsWriteError, read_cells, write_json_atomic
+from loopvec.results import (
+    REFERENCE_RUN,
+    ResultsWriteError,
+    newest_run,
+    read_cells,
+    write_json_atomic,
+)
 
 
 def test_written_file_reads_back(tmp_path: Path) -> None:
@@ -63,3 +69,15 @@ def test_nan_is_refused_not_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Out of range float"):
         write_json_atomic(tmp_path / "x.json", {"median_s": float("nan")})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_newest_run_is_never_the_reference_even_when_it_was_written_last(
+    tmp_path: Path,
+) -> None:
+    for name in ("vm-epyc-2c-quick-01234567", REFERENCE_RUN):  # the reference written last
+        write_json_atomic(tmp_path / name / "machine.json", {"fingerprint": name})
+        os.utime(tmp_path / name / "machine.json", (1e9, 1e9 + len(name)))
+    assert newest_run(tmp_path) == tmp_path / "vm-epyc-2c-quick-01234567"
+    (tmp_path / "vm-epyc-2c-quick-01234567" / "machine.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"the reference run is .*: name it to use it"):
+        newest_run(tmp_path)
