@@ -10,6 +10,7 @@ import pytest
 
 from loopvec import cli
 from loopvec.cli import main
+from loopvec.front_page import END, START, headline_block
 from loopvec.plots import FIGURES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results"
@@ -188,9 +189,13 @@ def test_the_reference_run_is_written_only_when_asked(tmp_path: Path, monkeypatc
     assert main(["report", str(reference)]) == 0  # drawn, but not into the reference
     assert (tmp_path / "results" / "report" / "REPORT.md").exists()
     assert not (reference / "figures").exists()
+    readme = tmp_path / "README.md"  # the checkout's front page, beside results/
+    readme.write_text(f"# loopvec\n\n{START}\nstale numbers\n{END}\n\nmore\n")
     assert main(["report", str(reference), "--update-reference"]) == 0
     assert (reference / "REPORT.md").exists()
     assert (reference / "figures" / "crossover.png").exists()
+    block = headline_block((reference / "REPORT.md").read_text())
+    assert readme.read_text() == f"# loopvec\n\n{START}\n{block.strip()}\n{END}\n\nmore\n"
 
 
 def test_compare_says_when_machines_or_code_differ(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,7 @@ from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names
 from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
 from loopvec.formatting import format_seconds
+from loopvec.front_page import update_readme
 from loopvec.grid import TRAIN_LEARNING_RATE
 from loopvec.interactive import MAX_PAGE_BYTES, render_comparison_page, render_page
 from loopvec.machine import machine_record
@@ -59,6 +60,8 @@ from loopvec.training import DataLost, TrainingInterrupted, accuracy, train
 from loopvec.validation import validate_positive_int, validate_rate
 
 DEFAULT_RESULTS = Path("results")
+#: The front page whose headline numbers `report --update-reference` writes (`front_page`).
+README_FILE = "README.md"
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
 INTERRUPTED = 130
 #: Where report and plot write what they draw from several runs, or from the reference run.
@@ -166,6 +169,10 @@ def _report(args: argparse.Namespace) -> int:
     write_bytes_atomic(out, text.encode("utf-8"))
     _write_page(page, render_page(results.records, machine, results.training))
     print(f"wrote {out}, {page} and {len(figures)} figures in {figures_folder}")
+    if args.update_reference and (reference := reference_run(out)) is not None:
+        readme = reference.parent.parent / README_FILE  # the checkout's, beside results/
+        if readme.is_file() and update_readme(readme, out):
+            print(f"wrote the reference run's headline into {readme}")
     return 0
 
 
