@@ -20,7 +20,12 @@ from loopvec.backends import BACKENDS, get_adapters, get_kernel
 from loopvec.grid import Cell, thread_limit
 from loopvec.problem import tiny_problem
 from loopvec.runner.plan import NO_WARMUP_FROM_S, round_plan
-from loopvec.runner.rules import cost_model_reason, first_call_reason, memory_reason
+from loopvec.runner.rules import (
+    cost_model_reason,
+    first_call_cost_s,
+    first_call_reason,
+    memory_reason,
+)
 from loopvec.runner.session import Pass, Timing
 from loopvec.runner.timing import time_one_call
 
@@ -44,9 +49,7 @@ def start(cell: Cell, run: Pass) -> None:
     if why := run.check_budget(cell, reason, predicted_s=predicted_s):
         pytest.skip(why)
     if reason := memory_reason(cell, run.available_bytes(cell)):
-        if run.earlier_passes(cell):  # the earlier passes stay; this one cannot run
-            pytest.skip(run.skip_this_pass(cell, reason))
-        pytest.skip(run.skip(cell, reason, predicted_s=predicted_s))
+        pytest.skip(run.skip_for_memory(cell, reason, predicted_s=predicted_s))
 
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
@@ -67,8 +70,8 @@ def start(cell: Cell, run: Pass) -> None:
             run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
             raise
         if predicted_s is None:  # no cost model yet: the first call predicts the cell
-            compiled_s = run.compile_s[signature] if spec.compiles_per_shape else 0.0
-            call_s = max(first_call_s - compiled_s, 0.0)  # JAX compiled again for this shape
+            compiled = spec.compiles_per_shape
+            call_s = first_call_cost_s(first_call_s, run.compile_s[signature], compiled)
             reason = first_call_reason(call_s, budget_s)
             if why := run.check_budget(cell, reason, predicted_s=call_s):
                 pytest.skip(why)

@@ -4,7 +4,7 @@ synthetic problem (m = 10,000, n = 100), once in every pass.
 
 Per cell and pass: skip if this pass of it is already timed, if the dataset cannot be loaded, or
 if its runs over all passes are predicted (iterations x one warm gradient call, times the runs a
-cell takes: `grid.training_cell_s`) to exceed --train-budget; move the
+cell takes: `loopvec.runner.rules.training_cell_s`) to exceed --train-budget; move the
 data into the backend (untimed). In the cell's first pass, train once untimed, which compiles,
 warms up and is checked against numpy_vectorized's run (w, b and costs to
 agreement.RTOL_TRAINING; a wrong backend is never timed); later passes time the same code. Then

@@ -285,6 +285,13 @@ MUTANTS = [
         RUNNER,
     ),
     Mutant(
+        "the first call's budget counts the compilation JAX does for each shape",
+        "runner/rules.py",
+        "return max(first_call_s - (compile_s if compiles_per_shape else 0.0), 0.0)",
+        "return first_call_s",
+        RUNNER,
+    ),
+    Mutant(
         "later passes take the sizes in the first pass's order (not shuffled)",
         "runner/plan.py",
         "return [items[k] for k in rng.permutation(len(items))] if pass_number > 1 else items",

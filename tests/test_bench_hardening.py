@@ -49,6 +49,14 @@ def test_a_bad_option_stops_before_any_work_with_one_line_naming_it(
     assert not results.exists()  # nothing written
 
 
+def test_pytest_only_showing_something_starts_no_run(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for shows in ("--help", "--collect-only"):
+        done = run_bench(results, *TINY, shows, suite=GRADIENT)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not results.exists()  # no lock, no machine record, nothing measured
+
+
 def test_the_first_size_of_a_backend_holds_the_budget_and_inf_means_no_budget(
     tmp_path: Path,
 ) -> None:

@@ -180,8 +180,11 @@ def test_a_run_of_another_machine_or_the_reference_is_never_resumed(tmp_path: Pa
     assert message in refused.stdout + refused.stderr
     assert "fingerprint 0123456789abcdef); this machine is" in refused.stdout + refused.stderr
     assert tree_bytes(run) == other
-    fresh = run_bench(tmp_path, *SMALL, "--fresh", suite=GRADIENT)
-    assert counts_of(fresh) == {"timed": 6, "resumed": 0, "skipped": 0, "failed": 0}
+    fresh = run_bench(tmp_path, *SMALL, "--fresh", "--passes", "2", suite=GRADIENT)
+    assert final_counts(fresh.stdout) == {"timed": 6, "resumed": 0, "skipped": 0, "failed": 0}
+    # --fresh clears the run once, before its first pass: each cell keeps both passes
+    cells = [json.loads(path.read_text()) for path in cell_paths(run)]
+    assert [[p["pass"] for p in cell["passes"]] for cell in cells] == [[1, 2]] * 6
 
 
 def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:

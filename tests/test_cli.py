@@ -186,6 +186,8 @@ def test_the_reference_run_is_written_only_when_asked(tmp_path: Path, monkeypatc
         capsys.readouterr().err
     )
     assert not (reference / "REPORT.md").exists()
+    assert main(["plot", str(reference), "--out", str(reference / "figures")]) == 2
+    assert "the committed reference run, which is read-only" in capsys.readouterr().err
     assert main(["report", str(reference)]) == 0  # drawn, but not into the reference
     assert (tmp_path / "results" / "report" / "REPORT.md").exists()
     assert not (reference / "figures").exists()
@@ -196,6 +198,10 @@ def test_the_reference_run_is_written_only_when_asked(tmp_path: Path, monkeypatc
     assert (reference / "figures" / "crossover.png").exists()
     block = headline_block((reference / "REPORT.md").read_text())
     assert readme.read_text() == f"# loopvec\n\n{START}\n{block.strip()}\n{END}\n\nmore\n"
+    readme.write_text("# another project\n")  # no markers: not loopvec's front page
+    assert main(["report", str(reference), "--update-reference"]) == 0  # the report is made
+    assert f"{readme} was left as it was: the README needs the marker" in capsys.readouterr().err
+    assert readme.read_text() == "# another project\n"
 
 
 def test_compare_says_when_machines_or_code_differ(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

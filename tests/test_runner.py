@@ -41,6 +41,7 @@ from loopvec.runner.rules import (
     History,
     as_earlier_passes,
     cost_model_reason,
+    first_call_cost_s,
     first_call_reason,
     memory_needed_bytes,
     memory_reason,
@@ -95,6 +96,10 @@ def test_later_passes_decide_the_budget_as_the_first_did() -> None:
 
 
 def test_first_call_and_training_budgets_name_their_prediction() -> None:
+    # JAX compiles again for each shape: the cell's first call included a compilation
+    assert first_call_cost_s(1.5, compile_s=1.2, compiles_per_shape=True) == pytest.approx(0.3)
+    assert first_call_cost_s(1.5, compile_s=1.2, compiles_per_shape=False) == 1.5  # cached
+    assert first_call_cost_s(1.0, compile_s=1.2, compiles_per_shape=True) == 0.0
     assert first_call_reason(0.5, budget_s=1.0) is None
     assert first_call_reason(1.5, budget_s=1.0) == (
         "its first call took 1.5 s > budget 1 s (no cost model yet)"

@@ -23,8 +23,8 @@ from loopvec.runner.settings import Settings
 
 #: Set for the passes a driver runs: their `PassSpec`, as JSON.
 PASS_ENV = "LOOPVEC_PASS"
-#: pytest's exit codes the driver reads (pytest.ExitCode; the driver does not import pytest).
-OK, INTERRUPTED, NO_TESTS_COLLECTED = 0, 2, 5
+#: pytest's exit codes the driver reads or gives (pytest.ExitCode: it does not import pytest).
+OK, TESTS_FAILED, INTERRUPTED, NO_TESTS_COLLECTED = 0, 1, 2, 5
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class Driver:
                 code = self.run_pass(number, spec)
                 if code not in (OK, NO_TESTS_COLLECTED):
                     return code
-        if self.settings.report:
-            return draw_report(folder, update_reference=self.settings.update_reference)
+        if self.settings.report and draw_report(folder, self.settings.update_reference) != 0:
+            return TESTS_FAILED  # a failure, not an interrupt: what went wrong is on stderr
         return OK
 
     def run_pass(self, number: int, spec: PassSpec) -> int:
@@ -104,7 +104,7 @@ class Driver:
             return INTERRUPTED
 
 
-def draw_report(folder: Path, *, update_reference: bool) -> int:
+def draw_report(folder: Path, update_reference: bool) -> int:
     """`loopvec report FOLDER`: the figures, REPORT.md and report.html of the run just timed."""
     from loopvec.cli import main  # noqa: PLC0415 (matplotlib: only once the timing is over)
 

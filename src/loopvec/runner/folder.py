@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,14 @@ class FolderError(RuntimeError):
 def locked(folder: Path) -> Iterator[None]:
     """Hold the run folder's lock (`loopvec.runlock`) while the block runs; FolderError naming
     its holder, or why the folder cannot be made."""
-    try:
-        with run_lock(folder):
-            yield
-    except RunInUseError as error:
-        raise FolderError(str(error)) from None
-    except OSError as error:
-        raise SettingsError(f"--results-dir: cannot write {folder}: {error}") from None
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(folder))
+        except RunInUseError as error:
+            raise FolderError(str(error)) from None
+        except OSError as error:
+            raise SettingsError(f"--results-dir: cannot write {folder}: {error}") from None
+        yield
 
 
 def prepare(folder: Path, settings: Settings, machine: dict[str, Any]) -> list[str]:

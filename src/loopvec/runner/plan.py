@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from loopvec.grid import Cell, CostModel, TrainingCell
+from loopvec.runner.rules import cost_model_reason
 
 #: A round (iterations x one call) lasts at least this long: far above the timer's resolution.
 MIN_ROUND_S = 20e-6
@@ -120,7 +121,7 @@ def cell_pass_s(
     """
     if model is None:
         return None
+    if cost_model_reason(model, cell, budget_s):
+        return 0.0  # the budget will skip it
     call_s = model.predict_s(cell.m, cell.n)
-    if call_s > budget_s:
-        return 0.0
     return 2 * call_s + round_plan(call_s, pass_s, blocks).wall_s(call_s)

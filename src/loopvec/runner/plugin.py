@@ -135,7 +135,7 @@ def settings_of(config: pytest.Config) -> Settings:
 def drive(config: pytest.Config) -> int | None:
     """Without --pass, run the passes one after the other, each in a child process, holding
     the run folder's lock for all of them (`Driver`); None to let pytest run this process."""
-    if config.getoption("pass_number") or config.option.collectonly or config.option.help:
+    if config.getoption("pass_number") or _only_shows(config):
         return None
     settings = settings_of(config)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -143,6 +143,13 @@ def drive(config: pytest.Config) -> int | None:
         return Driver(settings, config.invocation_params.args, config.invocation_params.dir).run()
     except (FolderError, SettingsError) as error:
         raise pytest.UsageError(f"loopvec: {error}") from None
+
+
+def _only_shows(config: pytest.Config) -> bool:
+    """pytest only shows something (--collect-only, --help, --markers, --fixtures): no run, no
+    lock, nothing written."""
+    shows = ("collectonly", "help", "markers", "showfixtures")
+    return any(getattr(config.option, name, False) for name in shows)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -161,10 +168,10 @@ class BenchPlugin:
         if self.driven:
             spec = PassSpec.from_json(os.environ[PASS_ENV])
             notes: list[str] = []
-        else:  # a pass run alone (--pass K), or --collect-only: its own driver
+        else:  # a pass run alone (--pass K), or pytest asked only to show: its own driver
             settings = settings_of(config)
             folder, machine = locate(settings)
-            if config.option.collectonly:
+            if _only_shows(config):
                 spec, notes = PassSpec(settings, folder, machine), []
             else:
                 try:
@@ -181,7 +188,7 @@ class BenchPlugin:
             git_state(bench),  # the checkout that runs the bench
             notes=notes,
         )
-        if not config.option.collectonly:
+        if not _only_shows(config):
             self.run.load()
         self.cell_of: dict[str, str] = {}  # nodeid -> cell_id, for the progress line
         signal.signal(signal.SIGTERM, _interrupt)
@@ -215,6 +222,7 @@ class BenchPlugin:
             training = make_training_cells(problems, settings.available, settings.threads)
             metafunc.parametrize("training_cell", training, ids=[c.cell_id for c in training])
 
+    @pytest.hookimpl(trylast=True)  # after -k and --deselect: the progress total is what runs
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Put the items, after any -k or deselection, in this pass's order (`pass_order`), and
         note the cells that will run: the progress total."""

@@ -42,8 +42,11 @@ class Progress:
             self.counts[outcome[0]] += 1
         return outcome
 
-    def failed(self, cell_id: str) -> tuple[str, str]:
-        """Count `cell_id` as failed where nothing was decided (it crashed before)."""
+    def failed(self, cell_id: str) -> tuple[str, str] | None:
+        """The outcome of `cell_id`, whose test failed: what was decided, or "failed" where
+        nothing was (it crashed before); None once it was reported (a later block's error)."""
+        if cell_id in self._reported:
+            return None
         outcome = self.take(cell_id)
         if outcome is None:
             self._reported.add(cell_id)

@@ -77,6 +77,12 @@ def cost_model_reason(model: CostModel | None, cell: Cell, budget_s: float) -> s
     )
 
 
+def first_call_cost_s(first_call_s: float, compile_s: float, compiles_per_shape: bool) -> float:
+    """What a cell's checked first call says one call costs: the call, less the compilation it
+    included where the backend compiles again for each shape (JAX's jit)."""
+    return max(first_call_s - (compile_s if compiles_per_shape else 0.0), 0.0)
+
+
 def first_call_reason(call_s: float, budget_s: float) -> str | None:
     """Why a cell with no cost model yet is over the time budget by its checked first call
     (`call_s`, compilation left out), or None."""

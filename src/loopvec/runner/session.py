@@ -31,7 +31,7 @@ from loopvec.results import read_cells, samples_of, write_json_atomic
 from loopvec.runner.folder import set_aside
 from loopvec.runner.plan import RoundPlan, cell_pass_s, rest_before_s, training_rounds
 from loopvec.runner.progress import Progress
-from loopvec.runner.rules import History, as_earlier_passes, resume_refused, training_cell_s
+from loopvec.runner.rules import History, as_earlier_passes, resume_refused, training_reason
 from loopvec.runner.settings import Settings
 from loopvec.runner.timing import wait_until_quiet
 from loopvec.stats import time_estimate
@@ -161,8 +161,11 @@ class Pass:
         self.progress.decided(cell.cell_id, "skipped", reason)
         return f"{cell.cell_id}: {reason}"
 
-    def skip_this_pass(self, cell: AnyCell, reason: str) -> str:
-        """Skip this pass of `cell` alone, its earlier passes kept; the words of its skip."""
+    def skip_for_memory(self, cell: AnyCell, reason: str, **fields: Any) -> str:
+        """Skip `cell`, which does not fit in the free memory now: recorded, unless earlier
+        passes timed it (they are kept; this pass alone cannot run). The words of its skip."""
+        if not self.earlier_passes(cell):
+            return self.skip(cell, reason, **fields)
         reason = f"{reason} (pass {self.number} only)"
         self.progress.decided(cell.cell_id, "skipped", reason)
         return f"{cell.cell_id}: {reason}"
@@ -214,9 +217,10 @@ class Pass:
             )
         if model is None:
             return None
-        run_s = cell.iterations * model.predict_s(cell.m, cell.n)
-        if training_cell_s(run_s, settings.passes) > settings.train_budget_s:
-            return 0.0
+        call_s = model.predict_s(cell.m, cell.n)
+        if training_reason(cell, call_s, settings.passes, settings.train_budget_s):
+            return 0.0  # the budget will skip it
+        run_s = cell.iterations * call_s
         return (1 + training_rounds(run_s, settings.pass_time_s)) * run_s  # checked + timed
 
     # Problems, built outside the timing

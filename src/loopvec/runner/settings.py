@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 import numba
 
-from loopvec.backends import get_kernel
+from loopvec.backends import get_backend
 from loopvec.grid import GRIDS, Grid, default_threads
 from loopvec.provenance import run_name
 from loopvec.results import REFERENCE_RUN
@@ -152,13 +153,17 @@ class Settings:
 
 
 def unavailable_backends(names: Sequence[str]) -> dict[str, str]:
-    """Of `names`, the backends that cannot run here, each with the ImportError that says why."""
+    """Of `names`, the backends whose packages are not installed here, each with why. Found
+    without importing them: the driver stays light (torch, JAX and Dask would hold memory the
+    passes' memory rule counts as taken); a pass that cannot import one fails, saying why."""
     reasons = {}
     for name in names:
-        try:
-            get_kernel(name)
-        except ImportError as error:
-            reasons[name] = str(error)
+        for package in get_backend(name).requires:
+            if importlib.util.find_spec(package) is None:
+                reasons[name] = (
+                    f"backend {name!r} needs the package {package!r}, which is not installed; "
+                    f"install it with: pip install {package}"
+                )
     return reasons
 
 
