@@ -54,8 +54,8 @@ def _bench(session: nox.Session, install: str) -> None:
 @nox.session
 def scale(session: nox.Session) -> None:
     """The Dask study (`loopvec scale`): chunk size, in memory, out of core to beyond this
-    machine's memory, training against dask-ml and dask-glm; into results/scale/ (25 minutes,
-    about 40 GB of free disk; `-- --smoke` for tiny sizes)."""
+    machine's memory, training against dask-ml and dask-glm; into results/scale/ (about
+    40 GB of free disk; `-- --smoke` for tiny sizes)."""
     session.install(".[dask,peers]")
     session.run(
         "loopvec", "scale", *session.posargs,
@@ -73,14 +73,15 @@ def plots(session: nox.Session) -> None:
 @nox.session
 def mutants(session: nox.Session) -> None:
     """Put each of tests/mutants.py's realistic bugs into a copy of the package and check that
-    the tests catch it (`-- NAME` for some; 3 minutes on 2 cores; not part of `tests`)."""
+    the tests catch it (`-- NAME` for some; seconds a mutant, half a minute where it
+    recompiles a kernel; not part of `tests`)."""
     session.install(".[test]")
     session.run("python", "tests/mutants.py", *session.posargs, env=ENV)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style with ruff and types with mypy (strict) on src."""
+    """Check style with ruff (src, tests, bench) and types with mypy (strict, src)."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")

@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale_command = commands.add_parser(
         "scale",
         help="the Dask study: chunk size, in memory, out of core (to beyond this machine's "
-        "memory), training against dask-ml and dask-glm (about 25 minutes; needs [dask])",
+        "memory), training against dask-ml and dask-glm (needs [dask])",
     )
     scale_command.add_argument("--out", type=Path, help="default: results/scale/<machine>-scale")
     scale_command.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")

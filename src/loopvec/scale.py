@@ -1,6 +1,6 @@
 """Where distribution pays, measured: the gradient on a Dask cluster, in memory and out of core.
 
-Three studies, each written to `scale.json` as soon as it is measured (an interrupt keeps the
+Four studies, each written to `scale.json` as soon as it is measured (an interrupt keeps the
 studies done):
 
 - chunk_size: one problem in memory (m = 4e6, n = 100 by default), scattered in chunks of 1 MiB
@@ -58,7 +58,7 @@ GB = 1e9
 
 @dataclass(frozen=True)
 class Settings:
-    """What `loopvec scale` measures (the defaults: the full study, about 25 minutes here)."""
+    """What `loopvec scale` measures (the defaults: the full study)."""
 
     n: int = 100
     sweep_m: int = 4_000_000
