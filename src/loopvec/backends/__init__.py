@@ -100,6 +100,14 @@ def get_backend(name: str) -> Backend:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}") from None
 
 
+def not_installed(name: str, package: str) -> str:
+    """Why backend `name` cannot run here: it needs `package`."""
+    return (
+        f"backend {name!r} needs the package {package!r}, which is not installed; "
+        f"install it with: pip install {package}"
+    )
+
+
 def get_kernel(name: str) -> Kernel:
     """The raw kernel of backend `name`, importing its module on first use.
 
@@ -109,10 +117,7 @@ def get_kernel(name: str) -> Kernel:
     spec = get_backend(name)
     for package in spec.requires:
         if not _importable(package):
-            raise ImportError(
-                f"backend {name!r} needs the package {package!r}, which is not installed; "
-                f"install it with: pip install {package}"
-            )
+            raise ImportError(not_installed(name, package))
     kernel: Kernel = _module(name).gradient
     return kernel
 

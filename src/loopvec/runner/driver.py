@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from loopvec.machine import machine_record
-from loopvec.results import MACHINE_FILE
 from loopvec.runner.folder import locked, prepare
 from loopvec.runner.settings import Settings
 
@@ -60,8 +59,7 @@ def locate(settings: Settings) -> tuple[Path, dict[str, Any]]:
 def begin(folder: Path, settings: Settings, machine: dict[str, Any]) -> tuple[PassSpec, list[str]]:
     """Make the locked run folder ready (`folder.prepare`): what its passes are handed, and what
     to tell the user."""
-    notes = prepare(folder, settings, machine)
-    record = json.loads((folder / MACHINE_FILE).read_text(encoding="utf-8"))
+    record, notes = prepare(folder, settings, machine)
     return PassSpec(settings, folder, record), notes
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from loopvec.results import (
     write_json_atomic,
 )
 from loopvec.runlock import RunInUseError, run_lock
-from loopvec.runner.settings import Settings, SettingsError
+from loopvec.runner.settings import Settings, SettingsError, json_seconds
 
 
 class FolderError(RuntimeError):
@@ -44,10 +43,12 @@ def locked(folder: Path) -> Iterator[None]:
         yield
 
 
-def prepare(folder: Path, settings: Settings, machine: dict[str, Any]) -> list[str]:
+def prepare(
+    folder: Path, settings: Settings, machine: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
     """Make the locked `folder` ready for the run's passes and write its machine record (with
     the read bandwidth: an earlier pass's on this machine state, else measured now unless
-    settings say not to). Returns what to tell the user (files set aside)."""
+    settings say not to). Returns that record, and what to tell the user (files set aside)."""
     if settings.fresh:
         for path in [*cell_paths(folder), folder / MACHINE_FILE, *folder.glob(f"{RAW}/*.json")]:
             path.unlink(missing_ok=True)
@@ -65,16 +66,15 @@ def prepare(folder: Path, settings: Settings, machine: dict[str, Any]) -> list[s
         grid=settings.run_grid,
         passes=settings.passes,
         blocks=settings.blocks,
-        # JSON has no inf: "no budget" is written as null
-        budget_s=settings.budget_s if math.isfinite(settings.budget_s) else None,
-        train_budget_s=settings.train_budget_s if math.isfinite(settings.train_budget_s) else None,
+        budget_s=json_seconds(settings.budget_s),
+        train_budget_s=json_seconds(settings.train_budget_s),
         unavailable_backends=settings.unavailable,
     )
     try:
         write_json_atomic(folder / MACHINE_FILE, record)
     except ResultsWriteError as error:
         raise FolderError(f"cannot start the run: {error}") from None
-    return notes
+    return record, notes
 
 
 def _earlier_machine(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numba
 
-from loopvec.backends import get_backend
+from loopvec.backends import get_backend, not_installed
 from loopvec.grid import GRIDS, Grid, default_threads
 from loopvec.provenance import run_name
 from loopvec.results import REFERENCE_RUN
@@ -137,9 +137,8 @@ class Settings:
     def to_json(self) -> str:
         values = dataclasses.asdict(self)
         values["results_dir"] = str(self.results_dir)
-        # JSON has no inf: "no budget" is written as null
         for key in ("budget_s", "train_budget_s"):
-            values[key] = values[key] if math.isfinite(values[key]) else None
+            values[key] = json_seconds(values[key])
         return json.dumps(values)
 
     @classmethod
@@ -152,6 +151,11 @@ class Settings:
         return cls(**{**values, "results_dir": Path(values["results_dir"])})
 
 
+def json_seconds(limit_s: float) -> float | None:
+    """A limit as JSON, which has no inf: "no limit" is written as null."""
+    return limit_s if math.isfinite(limit_s) else None
+
+
 def unavailable_backends(names: Sequence[str]) -> dict[str, str]:
     """Of `names`, the backends whose packages are not installed here, each with why. Found
     without importing them: the driver stays light (torch, JAX and Dask would hold memory the
@@ -160,10 +164,7 @@ def unavailable_backends(names: Sequence[str]) -> dict[str, str]:
     for name in names:
         for package in get_backend(name).requires:
             if importlib.util.find_spec(package) is None:
-                reasons[name] = (
-                    f"backend {name!r} needs the package {package!r}, which is not installed; "
-                    f"install it with: pip install {package}"
-                )
+                reasons[name] = not_installed(name, package)
     return reasons
 
 
