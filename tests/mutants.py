@@ -32,6 +32,7 @@ EXP = ("tests/test_sigmoid.py",)
 STATS = ("tests/test_stats.py", "tests/test_compare.py")
 COMPARE = ("tests/test_compare.py",)
 RUNNER = ("tests/test_runner.py",)
+CHECK = ("tests/test_check.py",)
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,21 @@ MUTANTS = [
         "w = w - learning_rate * (dw + weight_decay * w)",
         "w = w - learning_rate * (dw - weight_decay * w)",
         ("tests/test_training.py",),
+    ),
+    # `loopvec check`'s diagnosis
+    Mutant(
+        "a sign error reported as a scale error",
+        "diagnosis.py",
+        "divisors = {name: v.divisor for name, v in parts}",
+        'divisors = {name: "1" if v.sign < 0 else v.divisor for name, v in parts}',
+        CHECK,
+    ),
+    Mutant(
+        "the bias-ignored variant keeps the bias (never matched)",
+        "diagnosis.py",
+        "unbiased = Problem(problem.w, 0.0, problem.X, problem.Y)",
+        "unbiased = problem",
+        CHECK,
     ),
     # The measurement protocol (loopvec.runner)
     Mutant(

@@ -1,4 +1,7 @@
-"""`loopvec plot | report | compare | info | train`: the file-writing edge around the pure modules.
+"""`loopvec check | plot | report | compare | info | train`: the edge around the pure modules.
+
+    loopvec check solutions/alice.py:gradient          # is my gradient right? what is wrong?
+    loopvec check mypkg.grad:propagate --signature propagate --time   # ... and how fast is it?
 
     loopvec plot                    # figures of the newest run under results/, into that run
     loopvec report                  # its REPORT.md, with the figures it embeds, and report.html
@@ -24,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -55,7 +59,10 @@ from loopvec.results import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from loopvec.runner import head_to_head
+from loopvec.runner.settings import int_list, positive
 from loopvec.stats import DEFAULT_TIE_BAND
+from loopvec.target import SIGNATURES
 from loopvec.training import DataLost, TrainingInterrupted, accuracy, train
 from loopvec.validation import validate_positive_int, validate_rate
 
@@ -292,6 +299,21 @@ def _nothing_in_common(args: argparse.Namespace, a: Results, b: Results) -> str:
     )
 
 
+def _check(args: argparse.Namespace) -> int:
+    """0 if every check passes, 1 if one fails; a target that cannot be loaded is a TargetError."""
+    from loopvec.checks import check  # noqa: PLC0415
+    from loopvec.target import load_target  # noqa: PLC0415
+
+    target = load_target(args.target)
+    timing = {"sizes": args.sizes, "n": args.n, "threads": args.threads, "passes": args.passes}
+    timing["budget_s"] = args.budget
+    result = check(target, signature=args.signature, time=args.time, **timing)
+    print(result)
+    if args.time and not result:
+        print("not timed: a function that fails a check is never timed")
+    return 0 if result else 1
+
+
 def _info(args: argparse.Namespace) -> int:
     record = machine_record(measure_bandwidth=not args.no_bandwidth)
     available = available_backends()
@@ -435,6 +457,60 @@ def _scale(args: argparse.Namespace) -> int:
     return code
 
 
+def _add_check(commands: Any) -> None:
+    """`loopvec check TARGET [--signature ...] [--time ...]`."""
+    check_command = commands.add_parser(
+        "check",
+        help="check your gradient function against the exact gradient and the known mistakes; "
+        "--time: and time it against the loops, numpy and the fastest backend",
+        description="Exit status: 0 if every check passes, 1 if one fails, 2 if the target "
+        "cannot be loaded. docs/check.md shows how to read the output.",
+    )
+    check_command.add_argument(
+        "target",
+        metavar="TARGET",
+        help="FILE.py:FUNCTION (solutions/alice.py:gradient) or MODULE:FUNCTION "
+        "(mypkg.grad:gradient)",
+    )
+    check_command.add_argument(
+        "--signature",
+        choices=list(SIGNATURES),
+        default="gradient",
+        help="; ".join(SIGNATURES.values()),
+    )
+    check_command.add_argument(
+        "--time", action="store_true", help="then time it (separate processes, 95 %% intervals)"
+    )
+    check_command.add_argument(
+        "--sizes",
+        type=int_list,
+        default=list(head_to_head.DEFAULT_SIZES),
+        metavar="M,M,...",
+        help="with --time: example counts m (default %(default)s)",
+    )
+    check_command.add_argument(
+        "--n", type=positive, default=head_to_head.DEFAULT_N, help="features (default %(default)s)"
+    )
+    check_command.add_argument(
+        "--threads", type=positive, default=1, help="threads for every pool (default %(default)s)"
+    )
+    check_command.add_argument(
+        "--passes",
+        type=positive,
+        default=head_to_head.DEFAULT_PASSES,
+        help="separate processes (default %(default)s)",
+    )
+    check_command.add_argument(
+        "--budget",
+        type=float,
+        default=head_to_head.DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help="a function whose call takes longer is not timed at that m or above "
+        "(default %(default)s)",
+    )
+    check_command.set_defaults(handler=_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopvec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -509,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare each cell's speedup against BACKEND in its own run (across machines)",
     )
     compare.set_defaults(handler=_compare)
+
+    _add_check(commands)
 
     info = commands.add_parser("info", help="print this machine's record and the backends")
     info.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth measurement")

@@ -1,0 +1,197 @@
+"""Someone else's gradient: found from `path/to/file.py:function` or `package.module:function`,
+adapted from the course's common signatures to loopvec's kernel, and named by its source.
+
+    gradient(w, b, X, Y) -> (dw, db)                      loopvec's kernel (the default)
+    propagate(w, b, X, Y) -> (grads, cost)                the course's, grads["dw"], grads["db"]
+
+Shapes as everywhere in loopvec: X (n, m) features x examples, Y (1, m), w (n, 1), b a number.
+Anything wrong with the target itself (no such file, no such function, a syntax error, an import
+that fails) is one `TargetError` line naming the file and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopvec.sources import digest
+
+#: The user's function, called as the course calls it.
+UserFunction = Callable[..., Any]
+
+#: signature name -> how to call it, shown in the report.
+SIGNATURES = {
+    "gradient": "gradient(w, b, X, Y) -> (dw, db)",
+    "propagate": 'propagate(w, b, X, Y) -> (grads, cost), grads["dw"] and grads["db"]',
+}
+
+
+class TargetError(ValueError):
+    """The target cannot be loaded: one line saying which file (and line) and why."""
+
+
+class ResultShapeError(TypeError):
+    """The function returned something other than its signature's (dw, db) or (grads, cost)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A user's function and where it came from.
+
+    label: as the user named it ("solutions/alice.py:gradient", or the function's own name);
+    fingerprint: a digest of its source (the file's bytes, or the function's source text), which
+    stands for its code the way a backend's source files do for a built-in backend.
+    """
+
+    function: UserFunction
+    label: str
+    fingerprint: str
+
+
+def load_target(text: str) -> Target:
+    """The function `text` names: FILE.py:FUNCTION (a path) or MODULE:FUNCTION (importable; the
+    current folder is on the path, as with `python -m`). TargetError says what is wrong."""
+    where, colon, name = text.rpartition(":")
+    if not colon or not where or not name.isidentifier():
+        raise TargetError(
+            f"TARGET must be FILE.py:FUNCTION or MODULE:FUNCTION (for example "
+            f"solutions/alice.py:gradient); got {text!r}"
+        )
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module, source = _load_file(Path(where))
+    else:
+        module = _import_module(where)
+        source = Path(module.__file__).read_bytes() if getattr(module, "__file__", None) else b""
+    function = getattr(module, name, None)
+    if function is None:
+        defined = sorted(
+            k for k, v in vars(module).items() if inspect.isfunction(v) and not k.startswith("_")
+        )
+        listed = ", ".join(defined) or "none"
+        raise TargetError(f"{where} has no function {name!r} (the functions it defines: {listed})")
+    if not callable(function):
+        raise TargetError(f"{where}: {name} is a {type(function).__name__}, not a function")
+    return Target(function, text, digest(source) if source else of_function(function).fingerprint)
+
+
+def of_function(function: UserFunction) -> Target:
+    """A function handed over in Python (a notebook's, say): named by itself, fingerprinted by
+    its source text where Python can find it, else by its compiled code."""
+    if not callable(function):
+        raise TypeError(f"function must be callable; got {type(function).__name__}")
+    label = getattr(function, "__qualname__", None) or repr(function)
+    try:
+        source = inspect.getsource(function).encode()
+    except (OSError, TypeError):  # defined in a REPL, or a builtin: its bytecode stands for it
+        code = getattr(function, "__code__", None)
+        source = code.co_code if code is not None else repr(function).encode()
+    return Target(function, label, digest(source))
+
+
+def _load_file(path: Path) -> tuple[Any, bytes]:
+    """(module, its source bytes) of the Python file at `path`, imported under a name of its own
+    (`loopvec_user_<stem>`) with its folder on sys.path, so that it can import its neighbours."""
+    if not path.is_file():
+        reason = "is a folder" if path.is_dir() else "does not exist"
+        raise TargetError(f"{path}: {reason}; TARGET is FILE.py:FUNCTION")
+    source = path.read_bytes()
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as error:
+        raise TargetError(f"{path}, line {error.lineno}: syntax error: {error.msg}") from None
+    name = f"loopvec_user_{''.join(c if c.isalnum() else '_' for c in path.stem)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None  # a .py path always has one
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    sys.modules[name] = module  # pickle (and cloudpickle) find the function through it
+    try:
+        exec(code, module.__dict__)
+    except Exception as error:  # the module's own code failed as it was imported
+        del sys.modules[name]
+        raise TargetError(f"{_where_raised(error, path)}: {_one_line(error)}") from None
+    return module, source
+
+
+def _import_module(name: str) -> Any:
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: the current folder's modules
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and name.startswith(error.name):
+            raise TargetError(
+                f"no module named {error.name!r} (not installed, and not in {Path.cwd()})"
+            ) from None
+        raise TargetError(f"{name}: {_one_line(error)}") from None
+    except SyntaxError as error:
+        raise TargetError(
+            f"{error.filename}, line {error.lineno}: syntax error: {error.msg}"
+        ) from None
+    except Exception as error:
+        raise TargetError(f"{name}: {_one_line(error)}") from None
+
+
+def _where_raised(error: BaseException, path: Path) -> str:
+    """'FILE, line N' of the deepest frame of `error` in the user's file (else the file)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
+    return f"{path}, line {frames[-1].lineno}" if frames else str(path)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def call_as_gradient(function: UserFunction, signature: str, *args: Any) -> tuple[Any, Any, Any]:
+    """(dw, db, cost) of `function` called with (w, b, X, Y) in its `signature`; cost is None
+    for the kernel's signature. ResultShapeError where the return value is not of that form."""
+    return split_result(function(*args), signature)
+
+
+def split_result(result: Any, signature: str) -> tuple[Any, Any, Any]:
+    """(dw, db, cost) of what a function of `signature` returned (see `call_as_gradient`)."""
+    if signature == "gradient":
+        if _is_grads(result):
+            raise ResultShapeError(
+                "it returned (grads, cost), the course's propagate form: check it with "
+                '--signature propagate (signature="propagate" in Python)'
+            )
+        if not isinstance(result, tuple | list) or len(result) != 2:
+            raise ResultShapeError(
+                f"{SIGNATURES['gradient']} must return a pair (dw, db); it returned "
+                f"{_describe(result)}"
+            )
+        dw, db = result
+        return dw, db, None
+    if signature == "propagate":
+        if not isinstance(result, tuple | list) or len(result) != 2 or not _is_grads(result[0]):
+            raise ResultShapeError(
+                f"{SIGNATURES['propagate']} must return (grads, cost) with grads a dict holding "
+                f'"dw" and "db"; it returned {_describe(result)}'
+            )
+        grads, cost = result
+        return grads["dw"], grads["db"], cost
+    raise ValueError(f"signature must be one of {', '.join(SIGNATURES)}; got {signature!r}")
+
+
+def _is_grads(value: Any) -> bool:
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = value[0]
+    return isinstance(value, dict) and {"dw", "db"} <= value.keys()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))}"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,329 @@
+"""`loopvec check`: planted student solutions (tests/fixtures/solutions) each get the right verdict
+and diagnosis; targets that cannot be loaded are one line; --time measures in processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import loopvec
+from loopvec.checks import check
+from loopvec.cli import main
+from loopvec.diagnosis import (
+    CHECK_M,
+    CHECK_N,
+    Expected,
+    check_problem,
+    describe_db,
+    describe_dw,
+    diagnose,
+    large_z_problem,
+)
+from loopvec.runner.head_to_head import Spec, run_pass
+from loopvec.target import TargetError, load_target
+
+SOLUTIONS = Path(__file__).parent / "fixtures" / "solutions"
+
+#: solution file -> {check name: (status, words its detail must hold)}; the other checks pass
+#: (cost: not applicable to the gradient signature).
+PLANTED = {
+    "vectorized": {},
+    "loops": {},
+    "refuses_float32": {"float32 inputs": ("pass", "refused clearly: TypeError")},
+    "no_one_over_m": {"gradient": ("FAIL", "no 1/m: dw and db are sums, m = 37 times")},
+    "m_minus_one": {"gradient": ("FAIL", "divided by m - 1 instead of m")},
+    "sign": {"gradient": ("FAIL", "the sign of dZ: dw and db are negated")},
+    "db_sum": {"gradient": ("FAIL", "db is a sum, np.sum(dZ), not the mean")},
+    "bias_ignored": {"gradient": ("FAIL", "the bias is ignored")},
+    "dw_row": {"shapes and types": ("FAIL", "dw has shape (1, n) = (1, 5), a row")},
+    "x_transposed": {"runs": ("FAIL", "X transposed: given X as (m, n) = (37, 5)")},
+    "in_place": {"inputs unchanged": ("FAIL", "X was changed in place")},
+    "stateful": {  # its global grows with each call: every later call is wrong
+        "large |z|": ("FAIL", "at z from -1000 to 1000: dw is wrong"),
+        "float32 inputs": ("FAIL", "dw is wrong in a way no known mistake explains"),
+        "same answer twice": ("FAIL", "keeps state between calls"),
+    },
+    "naive_sigmoid": {"large |z|": ("FAIL", "the sigmoid overflows: 1 / (1 + np.exp(-z))")},
+    "nan_sigmoid": {"large |z|": ("FAIL", "the sigmoid gives NaN")},
+    "unknown": {"gradient": ("FAIL", "no known mistake matches\ndw[0] = ")},
+    "raises": {"runs": ("FAIL", "raised NameError: name 'valeus' is not defined")},
+}
+#: Checks that only say "not applicable" after a failure of the kind planted.
+NOT_APPLICABLE_AFTER = {
+    "gradient": {"large |z|", "float32 inputs"},
+    "runs": {"shapes and types", "gradient", "large |z|", "float32 inputs"}
+    | {"inputs unchanged", "same answer twice"},
+}
+
+
+@pytest.mark.parametrize("name", list(PLANTED))
+def test_planted_solution_gets_its_verdict_and_diagnosis(name: str) -> None:
+    result = check(load_target(f"{SOLUTIONS / name}.py:gradient"))
+    planted = PLANTED[name]
+    skipped = set().union(*(NOT_APPLICABLE_AFTER.get(c, set()) for c in planted))
+    for c in result.checks:
+        if c.name in planted:
+            status, words = planted[c.name]
+            assert c.status == status, c
+            assert words in c.detail, c
+        else:
+            assert c.status == ("n/a" if c.name in skipped | {"cost"} else "pass"), c
+    assert bool(result) == all(status == "pass" for status, _ in planted.values())
+
+
+def test_a_sign_error_is_not_reported_as_a_scale_error() -> None:
+    problem = check_problem()
+    expected = Expected.of(problem)
+    words = diagnose(-expected.with_bias.dw, -expected.with_bias.db, expected)
+    assert words == ["the sign of dZ: dw and db are negated (dZ = Y - A where it is A - Y)"]
+    both = diagnose(-CHECK_M * expected.with_bias.dw, expected.with_bias.db, expected)
+    assert both == [
+        "the sign of dZ: dw is negated (dZ = Y - A where it is A - Y)",
+        f"dw is not divided by m: it is m = {CHECK_M} times too large",
+    ]
+
+
+def test_mistakes_combine_and_each_part_is_named() -> None:
+    expected = Expected.of(check_problem())
+    unbiased = expected.without_bias
+    words = diagnose(CHECK_M * unbiased.dw, CHECK_M * unbiased.db, expected)
+    assert words == [
+        f"no 1/m: dw and db are sums, m = {CHECK_M} times the mean (divide both by m)",
+        "the bias is ignored: Z = w.T X, where it is Z = w.T X + b",
+    ]
+    assert diagnose(expected.with_bias.dw + 1.0, expected.with_bias.db, expected) == [
+        "dw is wrong in a way no known mistake explains (see below)"
+    ]
+
+
+def test_the_propagate_signature_checks_the_cost_too() -> None:
+    result = check(load_target(f"{SOLUTIONS}/propagate.py:propagate"), signature="propagate")
+    assert result
+    assert [c.status for c in result.checks] == ["pass"] * 8
+    wrong_form = check(load_target(f"{SOLUTIONS}/propagate.py:propagate"))
+    assert not wrong_form
+    (shapes,) = [c for c in wrong_form.checks if c.name == "shapes and types"]
+    assert "--signature propagate" in shapes.detail
+
+
+def test_the_traceback_starts_in_the_users_file() -> None:
+    result = check(load_target(f"{SOLUTIONS}/raises.py:gradient"))
+    runs = result.checks[0]
+    assert f'File "{SOLUTIONS}/raises.py", line 17, in total' in runs.traceback
+    assert f'File "{SOLUTIONS}/raises.py", line 12, in gradient' in runs.traceback
+    assert "loopvec" not in runs.traceback.replace(str(SOLUTIONS), "")
+
+
+def test_the_check_problems_show_each_mistake() -> None:
+    problem = check_problem()
+    assert problem.n != problem.m
+    assert problem.m & (problem.m - 1)  # not a power of two
+    assert problem.b != 0
+    assert {0.0, 1.0} < set(problem.Y[0])
+    assert any(0 < y < 1 for y in problem.Y[0])
+    z = large_z_problem()
+    values = (z.w.T @ z.X + z.b)[0]
+    np.testing.assert_allclose(sorted(values), np.linspace(-1000, 1000, CHECK_M), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("dw", "words"),
+    [
+        (np.zeros((1, CHECK_N)), "a row"),
+        (np.zeros(CHECK_N), "a flat vector"),
+        (np.zeros((CHECK_N, CHECK_M)), "broadcast where it should be summed"),
+        (np.zeros((CHECK_M, 1)), "X is used transposed"),
+        (np.zeros((CHECK_N, 1), dtype=int), "not a float dtype"),
+        ([0.0] * CHECK_N, "dw is a list"),
+        (np.zeros((CHECK_N, 1)), None),
+    ],
+)
+def test_dw_shapes_are_named(dw: object, words: str | None) -> None:
+    got = describe_dw(dw, CHECK_N, CHECK_M)
+    assert got is None if words is None else words in (got or "")
+
+
+@pytest.mark.parametrize(
+    ("db", "words"),
+    [
+        (np.array([[0.5]]), "holding one number, not a number"),
+        (np.zeros((1, CHECK_M)), "sum dZ over all examples"),
+        (True, "a bool"),
+        ("0.5", "a str"),
+        (np.float64(0.5), None),
+        (np.array(0.5), None),
+        (1, None),
+    ],
+)
+def test_db_types_are_named(db: object, words: str | None) -> None:
+    got = describe_db(db)
+    assert got is None if words is None else words in (got or "")
+
+
+def test_a_float32_crash_is_not_a_clear_refusal(tmp_path: Path) -> None:
+    source = tmp_path / "asserts.py"
+    source.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(SOLUTIONS)!r})
+            from vectorized import gradient as right
+
+            def gradient(w, b, X, Y):
+                assert X.dtype == "float64"
+                return right(w, b, X, Y)
+            """
+        )
+    )
+    result = check(load_target(f"{source}:gradient"))
+    (single,) = [c for c in result.checks if c.name == "float32 inputs"]
+    assert single.status == "FAIL"
+    assert "AssertionError" in single.detail
+    assert "line 7, in gradient" in single.traceback
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "words"),
+    [
+        (None, "missing.py:gradient", "missing.py: does not exist"),
+        ("def gradient(w, b, X, Y)\n    pass\n", "bad.py:gradient", "bad.py, line 1: syntax error"),
+        ("import os\nimport not_a_module_here\n", "bad.py:gradient", "bad.py, line 2: Module"),
+        ("def helper():\n    pass\n", "bad.py:gradient", "has no function 'gradient' (the"),
+        ("gradient = 3\n", "bad.py:gradient", "gradient is a int, not a function"),
+        (None, "bad.py", "TARGET must be FILE.py:FUNCTION or MODULE:FUNCTION"),
+        (None, "not_a_module_here:gradient", "no module named 'not_a_module_here'"),
+    ],
+)
+def test_a_target_that_cannot_load_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str | None,
+    target: str,
+    words: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if source is not None:
+        (tmp_path / "bad.py").write_text(source)
+    with pytest.raises(TargetError) as error:
+        load_target(target)
+    assert words in str(error.value)
+    assert main(["check", target]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert words in err
+
+
+def test_an_importable_module_is_a_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "course_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "grad.py").write_text((SOLUTIONS / "loops.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target = load_target("course_pkg.grad:gradient")
+    assert check(target)
+    assert target.fingerprint == load_target(f"{package / 'grad.py'}:gradient").fingerprint
+
+
+def test_cli_exit_status_and_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", f"{SOLUTIONS}/vectorized.py:gradient"]) == 0
+    out = capsys.readouterr().out
+    assert "7 passed, 0 failed, 1 not applicable: all checks pass" in out
+    assert main(["check", f"{SOLUTIONS}/sign.py:gradient", "--time"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  gradient           the sign of dZ" in out
+    assert "not timed: a function that fails a check is never timed" in out
+
+
+def test_the_result_prints_and_shows_in_a_notebook() -> None:
+    def gradient(w, b, X, Y):  # type: ignore[no-untyped-def]  # a notebook's: <, > escaped
+        return np.dot(X, (loopvec.gradient(w, b, X, Y)[0] * 0 + 1)), 0.0
+
+    result = loopvec.check(gradient)
+    assert not result
+    assert result.failed
+    assert str(result).splitlines()[0].startswith("loopvec check test_the_result_prints")
+    page = result._repr_html_()
+    assert "<table>" in page
+    assert "&lt;locals&gt;" in page  # escaped
+    assert "FAIL" in page
+
+
+def test_time_measures_against_the_baselines_in_processes() -> None:
+    result = check(
+        load_target(f"{SOLUTIONS}/vectorized.py:gradient"),
+        time=True,
+        sizes=[10, 200],
+        n=3,
+        passes=2,
+        pass_time_s=0.02,
+        say=lambda text: None,
+    )
+    timing = result.timing
+    assert timing.passes == 2
+    assert timing.wall_s > 0
+    for size in timing.sizes:
+        assert {"yours", "python_loops", "numpy_vectorized"} <= size.times.keys()
+        assert {"python_loops", "numpy_vectorized"} <= size.speedups.keys()
+        for estimate in size.speedups.values():
+            assert 0 < estimate.low <= estimate.value <= estimate.high
+        assert size.sentence().startswith(f"m = {size.m:,}, n = 3: yours ")
+    assert "faster than the loops" in str(timing)
+
+
+def test_time_ships_a_function_defined_in_main(tmp_path: Path) -> None:
+    script = tmp_path / "notebook.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import loopvec
+
+            def mine(w, b, X, Y):
+                m = X.shape[1]
+                e = np.exp(-np.abs(w.T @ X + b))
+                A = np.where(w.T @ X + b >= 0, 1 / (1 + e), e / (1 + e))
+                return X @ (A - Y).T / m, float(np.sum(A - Y)) / m
+
+            result = loopvec.check(mine, time=True, sizes=[10], n=2, passes=2, pass_time_s=0.01)
+            print(result.timing.sizes[0].sentence())
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "m = 10, n = 2: yours" in done.stdout
+    assert "faster than the loops" in done.stdout
+
+
+def test_a_function_wrong_at_a_timed_size_is_never_timed() -> None:
+    right = load_target(f"{SOLUTIONS}/vectorized.py:gradient").function
+
+    def wrong_when_large(w, b, X, Y):  # type: ignore[no-untyped-def]
+        dw, db = right(w, b, X, Y)
+        return (dw * 2 if X.shape[1] >= 50 else dw), db
+
+    spec = Spec(
+        "wrong_when_large",
+        "gradient",
+        (10, 50),
+        3,
+        1,
+        2,
+        0.005,
+        1.0,
+        {"10": "numba_fused", "50": "numba_fused"},
+        [],
+    )
+    timed = run_pass(spec, wrong_when_large, 1, seed=0)
+    assert set(timed["samples"]["yours"]) == {"10"}
+    assert "DisagreementError here, never timed" in timed["skipped"]["yours"]["50"]
+    assert set(timed["samples"]["numba_fused"]) == {"10", "50"}
