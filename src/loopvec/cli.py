@@ -60,7 +60,7 @@ from loopvec.results import (
     write_json_atomic,
 )
 from loopvec.runner import head_to_head
-from loopvec.runner.settings import int_list, positive
+from loopvec.runner.settings import int_list, limit_s, positive
 from loopvec.stats import DEFAULT_TIE_BAND
 from loopvec.target import SIGNATURES
 from loopvec.training import DataLost, TrainingInterrupted, accuracy, train
@@ -300,18 +300,34 @@ def _nothing_in_common(args: argparse.Namespace, a: Results, b: Results) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """0 if every check passes, 1 if one fails; a target that cannot be loaded is a TargetError."""
+    """0 if every check passes (and, with --time, the timing was done), 1 if not; a target that
+    cannot be loaded is a TargetError (2). The checks print before the timing starts."""
     from loopvec.checks import check  # noqa: PLC0415
     from loopvec.target import load_target  # noqa: PLC0415
 
     target = load_target(args.target)
-    timing = {"sizes": args.sizes, "n": args.n, "threads": args.threads, "passes": args.passes}
-    timing["budget_s"] = args.budget
-    result = check(target, signature=args.signature, time=args.time, **timing)
-    print(result)
-    if args.time and not result:
+    result = check(target, signature=args.signature)
+    print(result, flush=True)
+    if not args.time:
+        return 0 if result else 1
+    if not result:
         print("not timed: a function that fails a check is never timed")
-    return 0 if result else 1
+        return 1
+    try:
+        timing = head_to_head.time_against(
+            target,
+            args.signature,
+            sizes=args.sizes,
+            n=args.n,
+            threads=args.threads,
+            passes=args.passes,
+            budget_s=args.budget,
+        )
+    except head_to_head.TimingError as error:
+        print(f"not timed: {error}")
+        return 1
+    print(timing)
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -502,7 +518,7 @@ def _add_check(commands: Any) -> None:
     )
     check_command.add_argument(
         "--budget",
-        type=float,
+        type=limit_s,
         default=head_to_head.DEFAULT_BUDGET_S,
         metavar="SECONDS",
         help="a function whose call takes longer is not timed at that m or above "

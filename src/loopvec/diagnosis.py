@@ -128,19 +128,29 @@ def diagnose(
     """The known mistakes (dw, db) shows, one sentence each; empty if it shows none known.
 
     dw is (n, 1) float64 here (reshaped by the caller where it had n entries); rtol is the
-    agreement check's (float32's is looser), never below MATCH_RTOL."""
-    rtol = max(rtol, MATCH_RTOL)
-    dw_variants = matching(dw, [expected.dw(v) for v in VARIANTS], rtol)
-    db_variants = matching(db, [expected.db(v) for v in VARIANTS], rtol)
-    if not dw_variants and not db_variants:
+    agreement check's: a part within it of the exact value is right, one only within
+    MATCH_RTOL (or rtol, if looser) of a variant is that variant."""
+    dw_match = _match(dw, [expected.dw(v) for v in VARIANTS], rtol)
+    db_match = _match(db, [expected.db(v) for v in VARIANTS], rtol)
+    if dw_match is None and db_match is None:
         return []
-    dw_variant = VARIANTS[dw_variants[0]] if dw_variants else None
-    db_variant = VARIANTS[db_variants[0]] if db_variants else None
-    return _words(dw_variant, db_variant, expected.m)
+    return _words(dw_match, db_match, expected.m, rtol)
 
 
-def _words(dw: Variant | None, db: Variant | None, m: int) -> list[str]:
-    """Sentences for the mistakes of dw's and db's variants (None: matched no variant)."""
+#: A part of the gradient and how it matched: (its variant, True if only to MATCH_RTOL).
+Match = tuple[Variant, bool]
+
+
+def _match(got: Any, candidates: list[tuple[Any, Any]], rtol: float) -> Match | None:
+    if matching(got, candidates[:1], rtol):  # VARIANTS[0] is the lesson's formula
+        return VARIANTS[0], False
+    loose = matching(got, candidates, max(rtol, MATCH_RTOL))
+    return (VARIANTS[loose[0]], True) if loose else None
+
+
+def _words(dw_match: Match | None, db_match: Match | None, m: int, rtol: float) -> list[str]:
+    """Sentences for the mistakes of dw's and db's matches (None: matched no variant)."""
+    dw, db = (match[0] if match else None for match in (dw_match, db_match))
     words = []
     parts = [(name, v) for name, v in (("dw", dw), ("db", db)) if v is not None]
     if any(v.sign < 0 for _, v in parts):
@@ -163,9 +173,14 @@ def _words(dw: Variant | None, db: Variant | None, m: int) -> list[str]:
         )
     if any(not v.bias for _, v in parts):
         words.append("the bias is ignored: Z = w.T X, where it is Z = w.T X + b")
-    for name, v in (("dw", dw), ("db", db)):
-        if v is None:
+    for name, match in (("dw", dw_match), ("db", db_match)):
+        if match is None:
             words.append(f"{name} is wrong in a way no known mistake explains (see below)")
+        elif match[0].correct and match[1]:
+            words.append(
+                f"{name} is close to the exact value but beyond the tolerance {rtol:g}: computed "
+                "in float32 somewhere, or in a way that loses digits?"
+            )
     return words
 
 
@@ -197,8 +212,10 @@ def describe_dw(dw: Any, n: int, m: int) -> str | None:
     if not isinstance(dw, np.ndarray):
         return f"dw is a {type(dw).__name__}, not a numpy array of shape (n, 1) = ({n}, 1)"
     if dw.shape == (n, 1):
-        if not np.issubdtype(dw.dtype, np.floating):
+        if np.issubdtype(dw.dtype, np.integer):
             return f"dw has dtype {dw.dtype}, not a float dtype (an integer gradient is rounded)"
+        if not np.issubdtype(dw.dtype, np.floating):
+            return f"dw has dtype {dw.dtype}, not a real float dtype"
         return None
     known = {
         (1, n): f"dw has shape (1, n) = (1, {n}), a row: it is the transpose of the column "
@@ -233,17 +250,24 @@ def describe_db(db: Any) -> str | None:
 def as_column(dw: Any, n: int) -> NDArray[np.float64] | None:
     """dw as an (n, 1) float64 column if it has n real entries (a row or a flat vector too),
     so that its values can be checked whatever its shape; None if it cannot be one."""
-    try:
-        values = np.asarray(dw, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return values.reshape(n, 1) if values.size == n else None
+    values = _real(dw)
+    return values.reshape(n, 1) if values is not None and values.size == n else None
 
 
 def as_number(db: Any) -> float | None:
     """db as a float if it is one real number (a 1-element array too); None otherwise."""
+    values = _real(db)
+    return float(values.reshape(())) if values is not None and values.size == 1 else None
+
+
+def _real(value: Any) -> NDArray[np.float64] | None:
+    """`value` as a float64 array if it holds real numbers (of any array library); else None."""
     try:
-        values = np.asarray(db, dtype=np.float64)
-    except (TypeError, ValueError):
+        values = np.asarray(value)
+    except Exception:  # a tensor that needs .detach(), an object numpy cannot read
         return None
-    return float(values.reshape(())) if values.size == 1 else None
+    if values.dtype == object or not (
+        np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)
+    ):
+        return None  # complex, str, bool and objects are not read as numbers
+    return values.astype(np.float64)

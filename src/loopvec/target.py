@@ -91,13 +91,18 @@ def of_function(function: UserFunction) -> Target:
         source = inspect.getsource(function).encode()
     except (OSError, TypeError):  # defined in a REPL, or a builtin: its bytecode stands for it
         code = getattr(function, "__code__", None)
-        source = code.co_code if code is not None else repr(function).encode()
+        source = (code.co_code + repr(code.co_consts).encode()) if code else repr(function).encode()
     return Target(function, label, digest(source))
 
 
 def _load_file(path: Path) -> tuple[Any, bytes]:
-    """(module, its source bytes) of the Python file at `path`, imported under a name of its own
-    (`loopvec_user_<stem>`) with its folder on sys.path, so that it can import its neighbours."""
+    """(module, its source bytes) of the Python file at `path`, run with its folder first on
+    sys.path so that it can import its neighbours (a helper.py beside it).
+
+    Afterwards sys.path is as it was, and the module and the neighbours it imported are taken
+    out of sys.modules (`_forget`): the next file checked imports its own helper.py, never this
+    one's, and cloudpickle sends them to the timing processes by value.
+    """
     if not path.is_file():
         reason = "is a folder" if path.is_dir() else "does not exist"
         raise TargetError(f"{path}: {reason}; TARGET is FILE.py:FUNCTION")
@@ -110,16 +115,42 @@ def _load_file(path: Path) -> tuple[Any, bytes]:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None  # a .py path always has one
     module = importlib.util.module_from_spec(spec)
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[name] = module  # pickle (and cloudpickle) find the function through it
+    folder = path.resolve().parent
+    path_before, modules_before = list(sys.path), set(sys.modules)
+    sys.path.insert(0, str(folder))
+    sys.modules[name] = module  # while it runs: dataclasses and pickle look it up there
     try:
         exec(code, module.__dict__)
-    except Exception as error:  # the module's own code failed as it was imported
-        del sys.modules[name]
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # its own code failed as it was imported (SystemExit too)
         raise TargetError(f"{_where_raised(error, path)}: {_one_line(error)}") from None
+    finally:
+        sys.path[:] = path_before
+        _forget(set(sys.modules) - modules_before, path_before)
     return module, source
+
+
+def _forget(added: set[str], path: list[str]) -> None:
+    """Take out of sys.modules the modules in `added` that `path` cannot import under their
+    names: the target's own, its neighbours, and any it reached by changing sys.path itself."""
+    roots = [Path(entry or ".").resolve() for entry in path]
+    for name in added:
+        file = getattr(sys.modules[name], "__file__", None)
+        if not file or not _importable(name, Path(file).resolve(), roots):
+            del sys.modules[name]
+
+
+def _importable(name: str, file: Path, roots: list[Path]) -> bool:
+    """Is `file` what `import name` finds under one of `roots` (a module or a package)?"""
+    parts = name.split(".")
+    for root in roots:
+        home = root.joinpath(*parts)
+        if file.parent == home and file.name.startswith("__init__."):
+            return True
+        if file.parent == home.parent and file.name.split(".")[0] == parts[-1]:
+            return True
+    return False
 
 
 def _import_module(name: str) -> Any:

@@ -40,7 +40,14 @@ from loopvec.results import write_json_atomic
 from loopvec.runner.plan import NO_WARMUP_FROM_S, RoundPlan, rest_before_s, round_plan
 from loopvec.runner.plan import pass_order as grid_pass_order
 from loopvec.runner.timing import time_one_call, wait_until_quiet
-from loopvec.stats import Estimate, ratio_estimate, seed_of, time_estimate, verdict
+from loopvec.stats import (
+    DEFAULT_TIE_BAND,
+    Estimate,
+    ratio_estimate,
+    seed_of,
+    time_estimate,
+    verdict,
+)
 from loopvec.target import Target, split_result
 
 #: The user's function, among the contenders.
@@ -52,14 +59,18 @@ BASELINES = ("python_loops", "numpy_vectorized")
 _SCREENED = ("vectorized", "jit", "framework")
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 DEFAULT_N = 100
-DEFAULT_PASSES = 3
+DEFAULT_PASSES = 5
 DEFAULT_BLOCKS = 3
 #: Time per contender, size and pass (the blocks share it), as the grid's `pass_time_s`.
 DEFAULT_PASS_TIME_S = 0.1
 #: A contender whose checked call takes longer is not timed at that size nor at larger ones.
-DEFAULT_BUDGET_S = 2.0
+DEFAULT_BUDGET_S = 5.0
 #: Calls per backend in the screen for the fastest (after a warm-up call).
 _SCREEN_CALLS = 9
+
+
+class TimingError(RuntimeError):
+    """The timing could not be done: the function cannot be pickled, or a pass failed."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,14 @@ class SizeResult:
             them = "the loops" if name == "python_loops" else name
             if verdict(speedup) == "same":
                 parts.append(f"a tie with {them} ({format_estimate(speedup)})")
-            elif name == "python_loops" or speedup.value > 1:
+            elif speedup.value > 1:
                 parts.append(f"{format_estimate(speedup)} faster than {them}")
             else:
-                parts.append(f"{format_estimate(speedup)} {them}'s speed")
+                whose = "the loops'" if name == "python_loops" else f"{name}'s"
+                parts.append(f"{format_estimate(speedup)} {whose} speed")
         parts += [f"{name} not timed ({why})" for name, why in self.skipped.items()]
-        yours = format_seconds(self.times[YOURS].value)
+        mine = self.times[YOURS]
+        yours = f"{format_seconds(mine.value)} ±{mine.half_width:.0%}"
         return f"m = {self.m:,}, n = {self.n}: yours {yours}; " + ", ".join(parts)
 
 
@@ -131,8 +144,8 @@ class HeadToHead:
         lines = [
             f"{self.label} (source {self.fingerprint}) timed on {self.machine}, {self.threads} "
             f"thread{'s' * (self.threads > 1)}, {self.passes} passes (separate processes) x "
-            f"{self.blocks} interleaved blocks, 95 % intervals, ties within 2 %{stopped}; "
-            f"wall time {format_seconds(self.wall_s)}",
+            f"{self.blocks} interleaved blocks, 95 % intervals, ties within "
+            f"{DEFAULT_TIE_BAND * 100:g} %{stopped}; wall time {format_seconds(self.wall_s)}",
             f"  the fastest backend at each size was screened from {', '.join(self.screened)}",
         ]
         lines += [f"  {size.sentence()}" for size in self.sizes]
@@ -288,13 +301,17 @@ def screen_fastest(m: int, n: int, threads: int) -> tuple[str, list[str]]:
 
 
 def _pickled(target: Target) -> bytes:
-    """The function for the passes: by value unless it lives in a module they can import."""
+    """The function for the passes, by cloudpickle: by value where its module is importable
+    nowhere else (`__main__`, a notebook, a file loaded by path), by reference otherwise."""
     import cloudpickle  # noqa: PLC0415 (only --time needs it)
 
-    module = sys.modules.get(getattr(target.function, "__module__", "") or "")
-    if module is not None and module.__name__.startswith("loopvec_user_"):
-        cloudpickle.register_pickle_by_value(module)  # loaded from a path, not importable
-    return bytes(cloudpickle.dumps(target.function))
+    try:
+        return bytes(cloudpickle.dumps(target.function))
+    except Exception as error:  # a closure over a lock, an open file, a C object ...
+        raise TimingError(
+            f"{target.label} cannot be sent to the timing processes: {type(error).__name__}: "
+            f"{error}"
+        ) from None
 
 
 def time_against(
@@ -315,6 +332,7 @@ def time_against(
     from loopvec.machine import machine_record  # noqa: PLC0415
 
     start = time.perf_counter()
+    pickled = _pickled(target)  # before anything is measured: a function that cannot travel
     machine = machine_record(measure_bandwidth=False)
     where = f"{machine.get('cpu')} ({machine.get('cpu_target')})"
     say(f"loopvec check: screening the fastest backend at {len(sizes)} sizes")
@@ -323,23 +341,23 @@ def time_against(
     for m in sizes:
         fastest[str(m)], screened = screen_fastest(m, n, threads)
     spec = Spec(
-        target.label,
-        signature,
-        tuple(sizes),
-        n,
-        threads,
-        blocks,
-        pass_time_s,
-        budget_s,
-        fastest,
-        list(sys.path),
+        label=target.label,
+        signature=signature,
+        sizes=tuple(sizes),
+        n=n,
+        threads=threads,
+        blocks=blocks,
+        pass_time_s=pass_time_s,
+        budget_s=budget_s,
+        fastest=fastest,
+        sys_path=list(sys.path),
     )
     seed = seed_of("head_to_head", target.fingerprint)
     outcomes, interrupted = [], False
     with tempfile.TemporaryDirectory(prefix="loopvec-check-") as folder:
         spec_path, function_path = Path(folder) / "spec.json", Path(folder) / "function.pkl"
         spec_path.write_text(json.dumps(asdict(spec)))
-        function_path.write_bytes(_pickled(target))
+        function_path.write_bytes(pickled)
         for number in range(1, passes + 1):
             so_far = format_seconds(time.perf_counter() - start)
             say(f"loopvec check: pass {number} of {passes} ({so_far} so far)")
@@ -363,24 +381,23 @@ def time_against(
                 interrupted = True
                 break
             if code != 0:
-                raise RuntimeError(
+                raise TimingError(
                     f"pass {number} of the timing failed (exit status {code}): see above"
                 )
             outcomes.append(json.loads(out.read_text()))
     if not outcomes:
         raise KeyboardInterrupt
-    results = [_size_result(m, n, spec, outcomes) for m in sizes]
     return HeadToHead(
-        target.label,
-        target.fingerprint,
-        where,
-        threads,
-        len(outcomes),
-        blocks,
-        results,
-        time.perf_counter() - start,
-        screened,
-        interrupted,
+        label=target.label,
+        fingerprint=target.fingerprint,
+        machine=where,
+        threads=threads,
+        passes=len(outcomes),
+        blocks=blocks,
+        sizes=[_size_result(m, n, spec, outcomes) for m in sizes],
+        wall_s=time.perf_counter() - start,
+        screened=screened,
+        interrupted=interrupted,
     )
 
 
