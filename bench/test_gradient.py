@@ -41,6 +41,8 @@ def start(cell: Cell, run: Pass) -> None:
 
     With no cost model for its backend yet (its first sizes), the cell's checked first call
     predicts it: over the budget, it is skipped after that one call."""
+    if why := run.plugin_refused(cell.backend):  # a plug-in that is wrong is never timed
+        pytest.skip(run.skip(cell, why))
     spec = BACKENDS[cell.backend]
     model = run.model(cell)
     predicted_s = model.predict_s(cell.m, cell.n) if model else None

@@ -29,6 +29,8 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
     cell = training_cell
     if run.timed_before(cell):
         pytest.skip(run.resumed(cell))
+    if why := run.plugin_refused(cell.backend):  # a plug-in that is wrong is never timed
+        pytest.skip(run.skip(cell, why))
     try:
         problem, reference = run.training_problem(cell)
     except ImportError as error:

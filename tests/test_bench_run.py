@@ -311,4 +311,6 @@ def test_bad_grid_options_are_usage_errors_naming_the_choices(tmp_path: Path) ->
     assert result.returncode != 0
     assert "expected some of float64, float32; got 'f32'" in result.stdout + result.stderr
     result = run_bench(tmp_path, "--grid", "smoke", "--backends", "numpy")
-    assert "expected some of python_loops, partly_vectorized" in result.stdout + result.stderr
+    assert "--backends: numpy not a backend; the backends: python_loops, partly_vectorized" in (
+        result.stdout + result.stderr
+    )

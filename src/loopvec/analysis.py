@@ -162,10 +162,17 @@ def is_framework(backend: str) -> bool:
 
 
 def ours_and_theirs(cells: Cells, m: int, n: int) -> tuple[Record | None, Record | None]:
-    """The fastest loopvec backend and the fastest framework backend at (m, n)."""
-    ours = fastest({k: r for k, r in cells.items() if not is_framework(k[0])}, m, n)
-    theirs = fastest({k: r for k, r in cells.items() if is_framework(k[0])}, m, n)
+    """The fastest of loopvec's own backends and the fastest framework backend at (m, n); a
+    plug-in is neither (it is not loopvec's, and not the frameworks' as their users use them)."""
+    own = {k: r for k, r in cells.items() if r.origin == "loopvec"}
+    ours = fastest({k: r for k, r in own.items() if not is_framework(k[0])}, m, n)
+    theirs = fastest({k: r for k, r in own.items() if is_framework(k[0])}, m, n)
     return ours, theirs
+
+
+def not_ours(records: Sequence[AnyRecord]) -> dict[str, str]:
+    """{backend: origin} of the records' backends that are not loopvec's own (plug-ins)."""
+    return {r.backend: r.origin for r in records if r.origin != "loopvec"}
 
 
 def fit_models(

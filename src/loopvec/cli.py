@@ -33,7 +33,7 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names
+from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names, plugin_problems
 from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
 from loopvec.datasets import DATASETS, load
 from loopvec.formatting import format_seconds
@@ -334,9 +334,15 @@ def _info(args: argparse.Namespace) -> int:
     record = machine_record(measure_bandwidth=not args.no_bandwidth)
     available = available_backends()
     record["backends"] = {
-        name: {"family": spec.family, "summary": spec.summary, "available": name in available}
+        name: {
+            "family": spec.family,
+            "summary": spec.summary,
+            "available": name in available,
+            "origin": spec.origin,
+        }
         for name, spec in BACKENDS.items()
     }
+    record["plugin_problems"] = plugin_problems()  # entry points that could not be used
     print(json.dumps(record, indent=1))
     return 0
 

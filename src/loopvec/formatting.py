@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from loopvec.analysis import predicted_ratio, ratio, run_date
+from loopvec.analysis import not_ours, predicted_ratio, ratio, run_date
 from loopvec.results import AnyRecord, TrainingRecord
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 
@@ -70,12 +70,23 @@ def size_label(value: int) -> str:
 
 
 def context(machine: dict[str, Any], records: Sequence[AnyRecord], threads: int | None) -> str:
-    """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says."""
+    """'AMD EPYC, 2 cores, 2 threads, 2026-11-28': what every title says; and on a line of its
+    own, the backends that are not loopvec's own."""
     date = run_date(records)
     parts = [machine.get("cpu", "unknown CPU"), f"{machine.get('logical_cores', '?')} cores"]
     if threads is not None:
         parts.append(f"{threads} thread{'s' if threads > 1 else ''}")
-    return ", ".join([*parts, date] if date else parts)
+    text = ", ".join([*parts, date] if date else parts)
+    others = not_ours(records)  # short in a title: REPORT.md and the page say where from
+    return f"{text}\nnot loopvec's own: {', '.join(others)}" if others else text
+
+
+def plugins_note(records: Sequence[AnyRecord]) -> str:
+    """'not loopvec's own: mine (--backend alice.py:gradient)': what marks a plug-in; '' if the
+    records hold none."""
+    others = not_ours(records)
+    listed = ", ".join(f"{backend} ({origin})" for backend, origin in others.items())
+    return f"not loopvec's own: {listed}" if others else ""
 
 
 def training_speedup(mine: TrainingRecord | None, loops: TrainingRecord | None) -> str:

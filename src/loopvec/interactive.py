@@ -29,7 +29,13 @@ from matplotlib.colors import to_hex
 
 from loopvec.analysis import at_threads, backends_in, fit_models, max_threads, ratio, winner
 from loopvec.compare import Comparison, expected_by_chance
-from loopvec.formatting import GB, format_record_time, format_seconds, format_speedup
+from loopvec.formatting import (
+    GB,
+    format_record_time,
+    format_seconds,
+    format_speedup,
+    plugins_note,
+)
 from loopvec.plots import TIE_GREY, backend_color
 from loopvec.report import METHOD, headline, provenance
 from loopvec.results import AnyRecord, Record, TrainingRecord
@@ -655,6 +661,8 @@ def render_page(
         f"`{machine.get('host', '?')}`. {METHOD}"
     )
     lines = [intro, *provenance([*records, *training])]
+    if note := plugins_note([*records, *training]):  # plug-ins, marked as in the figures
+        lines.append(f"Plug-ins, {note}: timed and checked as the others, never counted as ours.")
     timed = any(r.timed for r in cells.values())
     lines += headline(cells, {(m, n) for (_, m, n) in cells}) if timed else []
     data = {

@@ -21,6 +21,7 @@ from typing import Any
 
 from loopvec.backends import get_backend
 from loopvec.sources import json_digest, source_digests
+from loopvec.target import of_function
 
 #: The cell-file format: 2 added the run, machine and code fingerprints, 3 the samples of every
 #: round by pass and block. Files of another format
@@ -96,20 +97,26 @@ def _version(distribution: str) -> str | None:
 
 
 def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
-    """What a cell of `backend` timed: {"code_fingerprint": hash, "code_modules": {module:
-    source hash}, "code_versions": {distribution: version}}. `training`: a training cell."""
+    """What a cell of `backend` timed: {"origin": whose, "code_fingerprint": hash,
+    "code_modules": {module: source hash}, "code_versions": {distribution: version}}.
+    `training`: a training cell."""
     spec = get_backend(backend)
-    roots = (
-        f"loopvec.backends.{spec.module}",
-        *(TRAINING_MODULES if training else PROBLEM_MODULES),
-    )
-    modules = source_digests(*roots)
+    problem = TRAINING_MODULES if training else PROBLEM_MODULES
+    if spec.own:
+        modules = source_digests(f"loopvec.backends.{spec.module}", *problem)
+    else:  # a plug-in's own source files: its module (and loopvec's it imports), its kernel's
+        modules = source_digests(*((spec.module,) if spec.module else ()), *problem)
+        if spec.kernel is not None:
+            modules[f"kernel {getattr(spec.kernel, '__qualname__', '?')}"] = of_function(
+                spec.kernel
+            ).fingerprint
     versions = {
         distribution: _version(distribution)
         for package in spec.requires
         for distribution in DISTRIBUTIONS.get(package, (package,))
     }
     return {
+        "origin": spec.origin,
         "code_fingerprint": json_digest({"modules": modules, "versions": versions}),
         "code_modules": modules,
         "code_versions": versions,

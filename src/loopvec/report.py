@@ -39,6 +39,7 @@ from loopvec.formatting import (
     format_seconds,
     format_signed_seconds,
     format_speedup,
+    plugins_note,
     training_speedup,
 )
 from loopvec.results import AnyRecord, Record, TrainingRecord
@@ -512,6 +513,18 @@ def layout_table(records: Sequence[Record], threads: int, machine: dict[str, Any
     return ["", heading, "", layout_sentence(records, threads), "", *_table(header, rows), ""]
 
 
+def _plugins_lines(records: Sequence[Record | TrainingRecord]) -> list[str]:
+    """The paragraph that marks plug-ins (none: no lines)."""
+    note = plugins_note(records)
+    if not note:
+        return []
+    return [
+        f"**Plug-ins.** {note[0].upper()}{note[1:]}: timed and checked as the others, never "
+        "counted as loopvec's in a comparison with the frameworks.",
+        "",
+    ]
+
+
 def render_report(
     records: Sequence[Record],
     machine: dict[str, Any],
@@ -542,6 +555,7 @@ def render_report(
         "",
         *provenance([*records, *training]),
         "",
+        *_plugins_lines([*every_layout, *training]),
         "## Headline",
         "",
         *headline(cells, sizes),

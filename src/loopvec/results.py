@@ -63,6 +63,7 @@ class Provenance:
     run: str = ""
     machine_fingerprint: str = ""
     code_fingerprint: str = ""
+    origin: str = "loopvec"  #: whose backend: loopvec's own, or a plug-in's (`Backend.origin`)
     git_commit: str | None = None
     git_dirty: bool | None = None
     passes: tuple[int, ...] = ()  #: the pass numbers the samples come from

@@ -83,14 +83,17 @@ def load_target(text: str) -> Target:
 
 def of_function(function: UserFunction) -> Target:
     """A function handed over in Python (a notebook's, say): named by itself, fingerprinted by
-    its source text where Python can find it, else by its compiled code."""
+    the file it was defined in, else its source text, else its compiled code."""
     if not callable(function):
         raise TypeError(f"function must be callable; got {type(function).__name__}")
     label = getattr(function, "__qualname__", None) or repr(function)
+    code = getattr(function, "__code__", None)
+    file = Path(code.co_filename) if code is not None else None
+    if file is not None and file.is_file():  # its whole file: a helper beside it counts too
+        return Target(function, label, digest(file.read_bytes()))
     try:
         source = inspect.getsource(function).encode()
     except (OSError, TypeError):  # defined in a REPL, or a builtin: its bytecode stands for it
-        code = getattr(function, "__code__", None)
         source = (code.co_code + repr(code.co_consts).encode()) if code else repr(function).encode()
     return Target(function, label, digest(source))
 

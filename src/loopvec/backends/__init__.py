@@ -30,10 +30,13 @@ need more (autograd leaves) defines its own `step` with the same signature.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -71,6 +74,20 @@ class Backend:
     compiles_per_shape: bool = False
     #: how its `compiled_loop` runs the whole training loop in compiled code; "" if it has none
     compiled_loop: str = ""
+    #: who wrote it: "loopvec", or where a plug-in came from ("entry point DIST", "--backend
+    #: TARGET"); a backend not loopvec's own is never counted as loopvec's in a claim
+    origin: str = "loopvec"
+    #: a spec that carries its functions (a plug-in's `Backend`): the kernel, and optionally its
+    #: adapters and training step; else they are `module`'s (a plug-in's module is a full path)
+    kernel: Kernel | None = None
+    to_native: Callable[..., tuple[Any, ...]] | None = None
+    to_numpy: Callable[[Any], Any] | None = None
+    step: Callable[..., tuple[Any, Any]] | None = None
+
+    @property
+    def own(self) -> bool:
+        """Is it loopvec's own (a module of loopvec.backends)?"""
+        return self.origin == "loopvec"
 
 
 def backend_names() -> list[str]:
@@ -88,8 +105,76 @@ def _importable(package: str) -> bool:
 
 
 def available_backends() -> list[str]:
-    """The registered backends whose dependencies import on this machine."""
-    return [name for name, spec in BACKENDS.items() if all(map(_importable, spec.requires))]
+    """The registered backends whose dependencies import on this machine (a plug-in's module
+    too: one that fails to import is in `plugin_problems` instead)."""
+    return [
+        name
+        for name, spec in BACKENDS.items()
+        if all(map(_importable, spec.requires)) and name not in plugin_problems()
+    ]
+
+
+#: A backend's entry point names a module that defines `gradient`, or a `Backend`.
+ENTRY_POINTS = "loopvec.backends"
+
+
+def _from_entry_point(entry: EntryPoint) -> Backend:
+    """The backend an entry point names: a `Backend` (loaded now), or a module (loaded when
+    used: a module plug-in costs nothing until it is timed)."""
+    origin = f"entry point of {entry.dist.name if entry.dist else entry.value}"
+    if entry.attr:
+        spec = entry.load()
+        if not isinstance(spec, Backend):
+            raise TypeError(f"{entry.value} is a {type(spec).__name__}, not a loopvec.Backend")
+        return dataclasses.replace(spec, origin=origin)
+    summary = f"plug-in: {entry.value}.gradient"
+    return Backend(entry.value, "plug-in", (), "blas", summary, origin=origin)
+
+
+_PROBLEMS: dict[str, str] = {}
+
+
+def plugin_problems() -> dict[str, str]:
+    """{name: why} of the plug-ins that cannot be used: an entry point that fails to load, a
+    module without `gradient`, a name loopvec's own backends hold."""
+    for name, spec in BACKENDS.items():
+        if not spec.own and spec.kernel is None and name not in _PROBLEMS:
+            try:
+                _module(name).gradient  # noqa: B018 (imports the plug-in's module)
+            except Exception as error:  # a plug-in's bug must not stop the run
+                _PROBLEMS[name] = f"{type(error).__name__}: {error}"
+    return dict(_PROBLEMS)
+
+
+def discover_plugins() -> None:
+    """Register the backends of the installed entry points (`ENTRY_POINTS`)."""
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name in _BUILT_IN:
+            _PROBLEMS[entry.name] = f"{entry.value}: the name is one of loopvec's own backends"
+            continue
+        try:
+            BACKENDS[entry.name] = _from_entry_point(entry)
+        except Exception as error:
+            _PROBLEMS[entry.name] = f"{entry.value}: {type(error).__name__}: {error}"
+
+
+def register(name: str, target: str | Backend | Callable[..., Any]) -> None:
+    """Add a backend that is not loopvec's own for this process: a TARGET as `loopvec check`
+    takes it (FILE.py:FUNCTION or MODULE:FUNCTION), a `Backend`, or a function."""
+    from loopvec.target import load_target, of_function  # noqa: PLC0415 (target imports us)
+
+    if not name.isidentifier():
+        raise ValueError(f"a backend's name must be an identifier; got {name!r}")
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is one of loopvec's own backends: choose another name")
+    if isinstance(target, Backend):
+        BACKENDS[name] = target if not target.own else dataclasses.replace(target, origin="yours")
+        return
+    loaded = load_target(target) if isinstance(target, str) else of_function(target)
+    origin = f"--backend {target}" if isinstance(target, str) else f"function {loaded.label}"
+    BACKENDS[name] = Backend(
+        "", "yours", (), "blas", f"yours: {loaded.label}", origin=origin, kernel=loaded.function
+    )
 
 
 def get_backend(name: str) -> Backend:
@@ -123,7 +208,17 @@ def get_kernel(name: str) -> Kernel:
 
 
 def _module(name: str) -> Any:
-    return importlib.import_module(f"{__name__}.{get_backend(name).module}")
+    """The module of backend `name` (loopvec's, or a plug-in's), or for a spec that carries its
+    functions a namespace of them: `gradient`, and `to_native`, `to_numpy`, `step` if given."""
+    spec = get_backend(name)
+    if spec.kernel is not None:
+        given = {"to_native": spec.to_native, "to_numpy": spec.to_numpy, "step": spec.step}
+        base = importlib.import_module(spec.module) if spec.module else None
+        functions = {k: v for k, v in given.items() if v is not None}
+        return SimpleNamespace(
+            **{**vars(base or SimpleNamespace()), "gradient": spec.kernel, **functions}
+        )
+    return importlib.import_module(spec.module if not spec.own else f"{__name__}.{spec.module}")
 
 
 def _same(*arrays: Any) -> Any:
@@ -312,3 +407,5 @@ BACKENDS: dict[str, Backend] = {
         extra_bytes_per_element=8,
     ),
 }
+#: loopvec's own backends; plug-ins join BACKENDS beside them (`discover_plugins`, `register`).
+_BUILT_IN = frozenset(BACKENDS)

@@ -42,7 +42,9 @@ from loopvec.runner.settings import (
     int_list,
     limit_s,
     make_settings,
+    names,
     positive,
+    register_user_backends,
 )
 from loopvec.validation import DTYPES
 
@@ -58,7 +60,16 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--m", type=int_list, help="example counts, e.g. 1,1000,1e6 (overrides grid)")
     group.addoption("--n", type=int_list, help="feature counts, e.g. 1,100 (overrides grid)")
     group.addoption(
-        "--backends", type=choices(loopvec.backend_names()), help="backend names (default: all)"
+        "--backends",
+        type=names,
+        help=f"backend names (default: all): {', '.join(loopvec.backend_names())}, and yours",
+    )
+    group.addoption(
+        "--backend",
+        action="append",
+        metavar="NAME=TARGET",
+        help="time your gradient too: TARGET as `loopvec check` takes it (FILE.py:FUNCTION or "
+        "MODULE:FUNCTION), checked before it is timed; repeatable",
     )
     group.addoption("--threads", type=int_list, help="thread counts (default: 1 and all cores)")
     group.addoption(
@@ -118,7 +129,7 @@ def settings_of(config: pytest.Config) -> Settings:
             "backend against the reference without timing, run the tests (python -m nox -s tests)"
         )
     dests = (
-        *("grid", "m", "n", "backends", "threads", "dtypes", "layouts", "budget"),
+        *("grid", "m", "n", "backends", "backend", "threads", "dtypes", "layouts", "budget"),
         *("train_budget", "results_dir", "fresh", "update_reference", "no_bandwidth"),
         *("passes", "pass_number", "blocks", "order_seed", "report"),
     )
@@ -167,6 +178,7 @@ class BenchPlugin:
         self.driven = PASS_ENV in os.environ
         if self.driven:
             spec = PassSpec.from_json(os.environ[PASS_ENV])
+            register_user_backends(spec.settings.user_backends)  # the driver checked them
             notes: list[str] = []
         else:  # a pass run alone (--pass K), or pytest asked only to show: its own driver
             settings = settings_of(config)

@@ -22,6 +22,8 @@ import psutil
 
 import loopvec
 from loopvec.agreement import REFERENCE, Reference
+from loopvec.backends import get_adapters, get_backend, get_kernel
+from loopvec.checks import check
 from loopvec.datasets import load
 from loopvec.formatting import format_seconds
 from loopvec.grid import Cell, CostModel, TrainingCell, fit_cost_model
@@ -73,6 +75,7 @@ class Pass:
     notes: list[str] = field(default_factory=list)  # said at the start and in the summary
     last_block: tuple[str, int] | None = None  # (backend, threads) of the block timed last
     settled_s: float = 0.0  # waited for other backends' thread pools to sleep, untimed
+    refused: dict[str, str | None] = field(default_factory=dict)  # plug-in -> why not timed
     _medians: dict[tuple[str, int], float] = field(default_factory=dict)
     _models: dict[tuple[str, int, str, str], CostModel | None] = field(default_factory=dict)
     _generated: tuple[tuple[int, int, str], Problem] | None = None
@@ -89,6 +92,26 @@ class Pass:
                 self.done[record["cell_id"]] = record
             elif record.get("status") == "skipped":
                 self.skips[record["cell_id"]] = record
+
+    def plugin_refused(self, backend: str) -> str | None:
+        """Why a backend that is not loopvec's own is never timed: it fails `loopvec check`
+        (run once a process, before its first cell); None if it passes, or is loopvec's."""
+        if get_backend(backend).own:
+            return None
+        if backend not in self.refused:
+            kernel, (to_native, to_numpy) = get_kernel(backend), get_adapters(backend)
+
+            def in_course_arrays(w: Any, b: Any, X: Any, Y: Any) -> Any:
+                return to_numpy(kernel(*to_native(w, b, X, Y)))
+
+            failed = check(in_course_arrays).failed
+            first = failed[0] if failed else None
+            self.refused[backend] = (
+                f"fails loopvec check ({first.name}: {first.detail.splitlines()[0]})"
+                if first
+                else None
+            )
+        return self.refused[backend]
 
     # What is resumed, and what the earlier passes decided
 

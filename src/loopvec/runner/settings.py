@@ -18,7 +18,7 @@ from typing import Any
 
 import numba
 
-from loopvec.backends import get_backend, not_installed
+from loopvec.backends import get_backend, not_installed, plugin_problems, register
 from loopvec.grid import GRIDS, Grid, default_threads
 from loopvec.provenance import run_name
 from loopvec.results import REFERENCE_RUN
@@ -64,6 +64,11 @@ def limit_s(text: str) -> float:
     return value
 
 
+def names(text: str) -> list[str]:
+    """'a,b' -> ['a', 'b'] (checked against the backends once plug-ins are registered)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     """An option type: a comma-separated subset of `allowed`, or a usage error naming them."""
 
@@ -104,6 +109,8 @@ class Settings:
     update_reference: bool = False
     measure_bandwidth: bool = True
     report: bool = False  #: draw the run's report when its last pass is done
+    #: --backend NAME=TARGET: backends that are not loopvec's own, registered in every process
+    user_backends: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def available(self) -> list[str]:
@@ -160,7 +167,8 @@ def unavailable_backends(names: Sequence[str]) -> dict[str, str]:
     """Of `names`, the backends whose packages are not installed here, each with why. Found
     without importing them: the driver stays light (torch, JAX and Dask would hold memory the
     passes' memory rule counts as taken); a pass that cannot import one fails, saying why."""
-    reasons = {}
+    reasons = {name: f"plug-in {name}: {why}" for name, why in plugin_problems().items()}
+    reasons = {name: why for name, why in reasons.items() if name in names}
     for name in names:
         for package in get_backend(name).requires:
             if importlib.util.find_spec(package) is None:
@@ -185,7 +193,14 @@ def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Setti
     results_dir = Path(options["results_dir"])
     if results_dir.exists() and not results_dir.is_dir():
         raise SettingsError(f"--results-dir: expected a folder; got the file {results_dir}")
-    backends = tuple(options["backends"] or all_backends)
+    user_backends = register_user_backends(options.get("backend") or [])
+    known = [*all_backends, *(name for name in user_backends if name not in all_backends)]
+    if unknown := [name for name in options["backends"] or () if name not in known]:
+        raise SettingsError(
+            f"--backends: {', '.join(unknown)} not a backend; the backends: {', '.join(known)} "
+            "(add yours with --backend NAME=TARGET)"
+        )
+    backends = tuple(options["backends"] or known)
     max_time_s = options["max_time_s"]
     return Settings(
         grid=options["grid"],
@@ -208,4 +223,26 @@ def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Setti
         update_reference=options["update_reference"],
         measure_bandwidth=not options["no_bandwidth"],
         report=options["report"],
+        user_backends=user_backends,
     )
+
+
+def register_user_backends(given: Sequence[str] | dict[str, str]) -> dict[str, str]:
+    """Register each NAME=TARGET (`loopvec.backends.register`) in this process; {name: target}.
+    SettingsError naming the one that cannot be loaded."""
+    pairs = dict(given) if isinstance(given, dict) else dict(_name_and_target(g) for g in given)
+    for name, target in pairs.items():
+        try:
+            register(name, target)
+        except ValueError as error:  # TargetError included: one line naming the file
+            raise SettingsError(f"--backend {name}={target}: {error}") from None
+    return pairs
+
+
+def _name_and_target(text: str) -> tuple[str, str]:
+    name, equals, target = text.partition("=")
+    if not equals or not name or not target:
+        raise SettingsError(
+            f"--backend: expected NAME=TARGET (mine=solutions/alice.py:gradient); got {text!r}"
+        )
+    return name, target
