@@ -3,6 +3,9 @@ that name the file, the value and where it is."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,8 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from test_runner import options
 
 from loopvec import userdata
+from loopvec.grid import GRIDS
+from loopvec.runner.settings import SettingsError, make_settings
 from loopvec.userdata import load_data
 
 #: Four examples (rows) of three features, and their labels.
@@ -224,3 +230,65 @@ def test_an_unknown_extension_names_the_accepted_forms(tmp_path: Path) -> None:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
         load_data(tmp_path / "absent.csv", label="target")
+
+
+# --data in the benchmark grid
+
+BACKENDS = ["numpy_vectorized", "numba_fused"]
+
+
+def _csv(path: Path, labels: list[float]) -> Path:
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((len(labels), 4))
+    lines = ["a,b,label,c"] + [
+        f"{r[0]},{r[1]},{y:g},{r[2]}" for r, y in zip(rows, labels, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_data_options_are_checked_once_by_the_settings(tmp_path: Path) -> None:
+    good = _csv(tmp_path / "good.csv", [0, 1] * 30)
+    settings = make_settings(options(data=str(good), label="label", standardize=True), BACKENDS)
+    assert (settings.m_values, settings.n_values) == ((60,), (3,))
+    assert settings.run_grid == f"data-{settings.data_sha256[:8]}"
+    assert settings.training_problems() == [("data", 60, 3, GRIDS["smoke"].training.iterations)]
+    bad = _csv(tmp_path / "bad.csv", [0, 1, 2] * 20)
+    with pytest.raises(SettingsError, match=r"--data .*bad.csv: labels must be 0 and 1"):
+        make_settings(options(data=str(bad), label="label"), BACKENDS)
+    with pytest.raises(SettingsError, match="leave out --m and --n"):
+        make_settings(options(data=str(good), label="label", m=[10]), BACKENDS)
+    with pytest.raises(SettingsError, match="--label and --standardize are options of --data"):
+        make_settings(options(label="label"), BACKENDS)
+
+
+@pytest.mark.usefixtures("as_a_user_runs_it")
+def test_a_run_on_a_csv_times_its_shape_and_trains_on_it(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "mine.csv", [0, 1, 1] * 20)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "bench")]
+    command += ["-p", "no:cacheprovider", "--grid=smoke", f"--data={data}", "--label=label"]
+    command += ["--standardize", "--threads=1", "--passes=2", "--blocks=2", "--no-bandwidth"]
+    command += ["--backends=numpy_vectorized,numba_fused", "--dtypes=float64"]
+    command += ["--benchmark-max-time=0.02", f"--results-dir={results}", "--report"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run,) = list(results.iterdir())
+    cells = {p.stem: json.loads(p.read_text()) for p in run.glob("*-m*.json")}
+    assert set(cells) == {
+        *(f"{b}-m60-n3-t1-float64-{o}" for b in ("numpy_vectorized", "numba_fused") for o in "CF"),
+        "train-data-m60-n3-numpy_vectorized-t1",
+        "train-data-m60-n3-numba_fused-t1",
+        "train-data-m60-n3-numba_fused-t1-compiled",
+    }
+    for cell in cells.values():
+        assert cell["status"] == "timed"
+        assert (cell["data"], cell["data_shape"], cell["data_standardized"]) == (
+            "mine.csv",
+            [60, 3],
+            True,
+        )
+    assert (
+        "**Data.** `mine.csv`: 60 examples x 3 features, standardized"
+        in (run / "REPORT.md").read_text()
+    )

@@ -513,16 +513,25 @@ def layout_table(records: Sequence[Record], threads: int, machine: dict[str, Any
     return ["", heading, "", layout_sentence(records, threads), "", *_table(header, rows), ""]
 
 
-def _plugins_lines(records: Sequence[Record | TrainingRecord]) -> list[str]:
-    """The paragraph that marks plug-ins (none: no lines)."""
-    note = plugins_note(records)
-    if not note:
-        return []
-    return [
-        f"**Plug-ins.** {note[0].upper()}{note[1:]}: timed and checked as the others, never "
-        "counted as loopvec's in a comparison with the frameworks.",
-        "",
-    ]
+def _user_lines(records: Sequence[Record | TrainingRecord]) -> list[str]:
+    """The paragraphs that name what the user brought: plug-ins, data (none: no lines)."""
+    lines = []
+    if note := plugins_note(records):
+        lines += [
+            f"**Plug-ins.** {note[0].upper()}{note[1:]}: timed and checked as the others, never "
+            "counted as loopvec's in a comparison with the frameworks.",
+            "",
+        ]
+    for name, sha256, scaled, m, n in sorted(
+        {(r.data, r.data_sha256, r.data_standardized, r.m, r.n) for r in records if r.data}
+    ):
+        how = "standardized" if scaled else "as stored, not standardized"
+        lines += [
+            f"**Data.** `{name}`: {m:,} examples x {n} features, {how}, sha256 "
+            f"`{(sha256 or '')[:16]}`: the gradient timed at its shape, and trained on.",
+            "",
+        ]
+    return lines
 
 
 def render_report(
@@ -555,7 +564,7 @@ def render_report(
         "",
         *provenance([*records, *training]),
         "",
-        *_plugins_lines([*every_layout, *training]),
+        *_user_lines([*every_layout, *training]),
         "## Headline",
         "",
         *headline(cells, sizes),

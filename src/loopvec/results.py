@@ -64,6 +64,9 @@ class Provenance:
     machine_fingerprint: str = ""
     code_fingerprint: str = ""
     origin: str = "loopvec"  #: whose backend: loopvec's own, or a plug-in's (`Backend.origin`)
+    data: str | None = None  #: --data: the user's data set it was timed on, and its hash
+    data_sha256: str | None = None
+    data_standardized: bool | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
     passes: tuple[int, ...] = ()  #: the pass numbers the samples come from

@@ -65,6 +65,19 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"backend names (default: all): {', '.join(loopvec.backend_names())}, and yours",
     )
     group.addoption(
+        "--data",
+        metavar="PATH",
+        help="time the gradient at your data's shape, and train on it: a .npz (X as (m, n) rows, "
+        "y), a .npy (the last column the label), a .csv (with --label), a Zarr folder, or "
+        "sklearn:NAME",
+    )
+    group.addoption("--label", metavar="COLUMN", help="with --data: the CSV's label column")
+    group.addoption(
+        "--standardize",
+        action="store_true",
+        help="with --data: scale each feature to mean 0, std 1 (recorded; never done silently)",
+    )
+    group.addoption(
         "--backend",
         action="append",
         metavar="NAME=TARGET",
@@ -131,7 +144,8 @@ def settings_of(config: pytest.Config) -> Settings:
     dests = (
         *("grid", "m", "n", "backends", "backend", "threads", "dtypes", "layouts", "budget"),
         *("train_budget", "results_dir", "fresh", "update_reference", "no_bandwidth"),
-        *("passes", "pass_number", "blocks", "order_seed", "report"),
+        *("passes", "pass_number", "blocks", "order_seed", "report", "data", "label"),
+        "standardize",
     )
     options = {dest: config.getoption(dest) for dest in dests}
     # The grid's time per cell, unless the command line says otherwise.
@@ -230,7 +244,7 @@ class BenchPlugin:
                 ids=[f"{c.cell_id}-b{b}" for c in cells for b in blocks],
             )
         if "training_cell" in metafunc.fixturenames:
-            problems = settings.grid_spec.training.problems()
+            problems = settings.training_problems()
             training = make_training_cells(problems, settings.available, settings.threads)
             metafunc.parametrize("training_cell", training, ids=[c.cell_id for c in training])
 

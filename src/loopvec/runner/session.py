@@ -27,7 +27,7 @@ from loopvec.checks import check
 from loopvec.datasets import load
 from loopvec.formatting import format_seconds
 from loopvec.grid import Cell, CostModel, TrainingCell, fit_cost_model
-from loopvec.problem import Problem
+from loopvec.problem import Problem, make_problem
 from loopvec.provenance import FORMAT, code_identity
 from loopvec.results import read_cells, samples_of, write_json_atomic
 from loopvec.runner.folder import set_aside
@@ -38,6 +38,7 @@ from loopvec.runner.settings import Settings
 from loopvec.runner.timing import wait_until_quiet
 from loopvec.stats import time_estimate
 from loopvec.training import Descent, TrainResult
+from loopvec.userdata import UserData
 
 AnyCell = Cell | TrainingCell
 
@@ -123,7 +124,13 @@ class Pass:
             "machine_fingerprint": self.machine["fingerprint"],
             **_code(cell.backend, training=isinstance(cell, TrainingCell)),
             **self.git,
+            **(self.data.provenance() if self.settings.data else {}),
         }
+
+    @functools.cached_property
+    def data(self) -> UserData:
+        """The --data set, loaded once in this process, outside any timing."""
+        return self.settings.load_data()
 
     def stale(self, cell: AnyCell, record: dict[str, Any]) -> str | None:
         return resume_refused(record, cell.params(), self.provenance(cell))
@@ -257,11 +264,12 @@ class Pass:
         self._problem = self._generated = None  # the grid is done: free its last problems
         key = (cell.dataset, cell.m, cell.n, cell.iterations, cell.learning_rate, cell.record_every)
         if key not in self._training:
-            data = (
-                loopvec.make_problem(cell.m, cell.n, seed=0)
-                if cell.dataset == "synthetic"
-                else load(cell.dataset)
-            )
+            if cell.dataset == "data":
+                data: Any = self.data
+            elif cell.dataset == "synthetic":
+                data = loopvec.make_problem(cell.m, cell.n, seed=0)
+            else:
+                data = load(cell.dataset)
             problem = Problem(w=np.zeros((cell.n, 1)), b=0.0, X=data.X, Y=data.Y)
             reference = Descent(REFERENCE, problem.w, problem.b, data.X, data.Y).run(
                 learning_rate=cell.learning_rate,
@@ -281,13 +289,25 @@ class Pass:
             self._problem = None  # free the previous problem before building a larger one
             if self._generated is None or self._generated[0] != size:
                 self._generated = None
-                generated = loopvec.make_problem(cell.m, cell.n, seed=0)
-                if cell.layout == "F":
-                    generated = dataclasses.replace(generated, X=np.asfortranarray(generated.X))
+                generated = (
+                    self._data_problem() if self.settings.data else make_problem(cell.m, cell.n)
+                )
+                in_order = np.asfortranarray if cell.layout == "F" else np.ascontiguousarray
+                generated = dataclasses.replace(generated, X=in_order(generated.X))
                 self._generated = (size, generated)
             problem = self._generated[1].astype(cell.dtype)
             self._problem = (key, problem, Reference.of(problem))  # of its values exactly
         return self._problem[1], self._problem[2]
+
+    def _data_problem(self) -> Problem:
+        """The gradient problem of the --data set: its X and Y as loaded (X in Fortran order,
+        the transpose of the rows), at a small random w and b seeded by the data's hash (not at
+        zero, so that every term of the sum matters, as in `make_problem`); for C order the
+        caller copies X, outside the timing."""
+        data = self.data
+        rng = np.random.default_rng(int(data.sha256[:16], 16))
+        w = 0.01 * rng.standard_normal((data.n, 1))
+        return Problem(w=w, b=0.01 * float(rng.standard_normal()), X=data.X, Y=data.Y)
 
     def available_bytes(self, cell: Cell) -> int:
         """Free memory, counting the cached problems as free where this cell's size replaces

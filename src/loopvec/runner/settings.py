@@ -23,6 +23,7 @@ from loopvec.grid import GRIDS, Grid, default_threads
 from loopvec.provenance import run_name
 from loopvec.results import REFERENCE_RUN
 from loopvec.sources import json_digest
+from loopvec.userdata import UserData, load_data
 
 
 class SettingsError(ValueError):
@@ -111,6 +112,12 @@ class Settings:
     report: bool = False  #: draw the run's report when its last pass is done
     #: --backend NAME=TARGET: backends that are not loopvec's own, registered in every process
     user_backends: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: --data: the user's data set (`loopvec.userdata`), its label column and whether to
+    #: standardize it; its content hash, so that every pass times the same data
+    data: str | None = None
+    data_label: str | None = None
+    standardize: bool = False
+    data_sha256: str | None = None
 
     @property
     def available(self) -> list[str]:
@@ -122,12 +129,27 @@ class Settings:
 
     @property
     def run_grid(self) -> str:
-        """The grid's name, or for explicit sizes "custom-" and a hash of them: runs of other
-        sizes never merge into one folder."""
+        """The grid's name, or for explicit sizes "custom-" and a hash of them, or for --data
+        "data-" and the data's hash: runs of other sizes or data never merge into one folder."""
+        if self.data_sha256 is not None:
+            return f"data-{self.data_sha256[:8]}"
         if not self.custom_sizes:
             return self.grid
         sizes = [sorted(set(self.m_values)), sorted(set(self.n_values))]
         return f"custom-{json_digest(sizes)[:6]}"
+
+    def training_problems(self) -> list[tuple[str, int, int, int]]:
+        """(dataset, m, n, iterations) of the training cells: the grid's, or with --data the
+        user's data alone ("data")."""
+        training = self.grid_spec.training
+        if self.data_sha256 is not None:
+            return [("data", self.m_values[0], self.n_values[0], training.iterations)]
+        return training.problems()
+
+    def load_data(self) -> UserData:
+        """The --data set (loaded once a process: see `Pass`), the content this run began with."""
+        assert self.data is not None
+        return checked_data(self.data, self.data_label, self.standardize, self.data_sha256)
 
     @property
     def pass_time_s(self) -> float:
@@ -202,10 +224,21 @@ def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Setti
         )
     backends = tuple(options["backends"] or known)
     max_time_s = options["max_time_s"]
+    m_values, n_values = tuple(options["m"] or grid.m_values), tuple(options["n"] or grid.n_values)
+    data = None
+    if options.get("data") is not None:
+        if options["m"] or options["n"]:
+            raise SettingsError("--data times the data's own shape: leave out --m and --n")
+        data = checked_data(
+            str(options["data"]), options.get("label"), bool(options.get("standardize"))
+        )
+        m_values, n_values = (data.m,), (data.n,)
+    elif options.get("label") or options.get("standardize"):
+        raise SettingsError("--label and --standardize are options of --data")
     return Settings(
         grid=options["grid"],
-        m_values=tuple(options["m"] or grid.m_values),
-        n_values=tuple(options["n"] or grid.n_values),
+        m_values=m_values,
+        n_values=n_values,
         custom_sizes=bool(options["m"] or options["n"]),
         backends=backends,
         unavailable=unavailable_backends(backends),
@@ -224,7 +257,25 @@ def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Setti
         measure_bandwidth=not options["no_bandwidth"],
         report=options["report"],
         user_backends=user_backends,
+        data=None if data is None else str(options["data"]),
+        data_label=options.get("label"),
+        standardize=bool(options.get("standardize")),
+        data_sha256=None if data is None else data.sha256,
     )
+
+
+def checked_data(
+    path: str, label: str | None, standardize: bool, sha256: str | None = None
+) -> UserData:
+    """`loopvec.userdata.load_data`, its errors a SettingsError; and where `sha256` is given,
+    a SettingsError unless the content is still that."""
+    try:
+        data = load_data(path, label=label, standardize=standardize)
+    except (OSError, ValueError, MemoryError) as error:
+        raise SettingsError(f"--data {path}: {error}") from None
+    if sha256 is not None and data.sha256 != sha256:
+        raise SettingsError(f"--data {path}: its content changed since the run began")
+    return data
 
 
 def register_user_backends(given: Sequence[str] | dict[str, str]) -> dict[str, str]:
