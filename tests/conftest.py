@@ -51,6 +51,7 @@ LONGEST_FIRST = (
     "test_bench_run.py::test_a_run_of_another_machine_or_the_reference",
     "test_dask.py::test_the_scale_study_runs_end_to_end",
     "test_plugins.py::test_plugins_are_found_checked_timed_and_marked",
+    "test_examples.py::test_the_lesson_notebook_runs",
     "test_jit_cache.py::test_second_process_loads_every_kernel",
     "test_dask.py::test_ctrl_c_during_the_scale_study",
     "test_bench_run.py::test_sigterm_keeps_finished_cells",

@@ -24,7 +24,7 @@ from loopvec.results import cell_paths
 
 pytestmark = pytest.mark.usefixtures("as_a_user_runs_it")
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[1] / "bench"  # the checkout's, as `pytest bench`
 GRADIENT = BENCH / "test_gradient.py"  # the grid alone, for the tests that count its cells
 FIXTURE_RUN = next((Path(__file__).parent / "fixtures" / "results").iterdir())
 FAST = [
@@ -277,6 +277,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
         "run",
         "machine_fingerprint",
         "code_fingerprint",
+        "origin",
         "code_modules",
         "code_versions",
         "git_commit",

@@ -52,7 +52,7 @@ from loopvec.runner.rules import (
 from loopvec.runner.session import Pass
 from loopvec.runner.settings import Settings, SettingsError, make_settings
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[1] / "src" / "loopvec" / "suite"
 CELL = Cell("numba_fused", 1000, 10, 1)
 MINE = {
     "format": FORMAT,

@@ -1,5 +1,7 @@
 """loopvec: loops vs vectorization vs JIT for the logistic-regression gradient, measured."""
 
+from typing import TYPE_CHECKING
+
 from loopvec.backends import (
     Backend,
     available_backends,
@@ -16,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "BenchResults",
     "CheckResult",
     "Problem",
     "TrainResult",
@@ -24,6 +27,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "backend_names",
+    "bench",
     "check",
     "gradient",
     "loss",
@@ -33,6 +37,20 @@ __all__ = [
     "train",
     "worked_example",
 ]
+
+
+if TYPE_CHECKING:  # loaded on first use (`__getattr__`)
+    from loopvec.benchmark import BenchResults, bench
+
+
+def __getattr__(name: str) -> object:
+    """`bench` and `BenchResults` load the analysis (scipy) only when asked for."""
+    if name in {"bench", "BenchResults"}:
+        from loopvec import benchmark  # noqa: PLC0415
+
+        return getattr(benchmark, name)
+    raise AttributeError(f"module 'loopvec' has no attribute {name!r}")
+
 
 # Last: a plug-in's spec module imports loopvec and needs its names (loopvec.Backend).
 discover_plugins()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import marshal
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +66,8 @@ def load_target(text: str) -> Target:
             f"TARGET must be FILE.py:FUNCTION or MODULE:FUNCTION (for example "
             f"solutions/alice.py:gradient); got {text!r}"
         )
+    if where.endswith(".pkl"):  # a function a notebook sent with cloudpickle (`loopvec.bench`)
+        return _load_pickled(Path(where), name, text)
     if where.endswith(".py") or "/" in where or "\\" in where:
         module, source = _load_file(Path(where))
     else:
@@ -93,9 +97,56 @@ def of_function(function: UserFunction) -> Target:
         return Target(function, label, digest(file.read_bytes()))
     try:
         source = inspect.getsource(function).encode()
-    except (OSError, TypeError):  # defined in a REPL, or a builtin: its bytecode stands for it
-        source = (code.co_code + repr(code.co_consts).encode()) if code else repr(function).encode()
+    except (OSError, TypeError):  # a REPL's, an unpickled one: its code object stands for it
+        # marshal, not repr: a nested code object's repr holds its address, new each process
+        source = marshal.dumps(code) if code is not None else repr(function).encode()
     return Target(function, label, digest(source))
+
+
+def _load_pickled(path: Path, name: str, text: str) -> Target:
+    """The function cloudpickle wrote to `path` (`pickled_target`), named `name`."""
+    import cloudpickle  # noqa: PLC0415 (only functions sent from a notebook need it)
+
+    if not path.is_file():
+        raise TargetError(f"{path}: does not exist; TARGET is FILE.pkl:NAME")
+    data = path.read_bytes()
+    try:
+        function = cloudpickle.loads(data)
+    except Exception as error:
+        raise TargetError(f"{path}: cannot be unpickled: {_one_line(error)}") from None
+    if not callable(function):
+        raise TargetError(f"{path}: holds a {type(function).__name__}, not a function")
+    return Target(function, name, digest(data))
+
+
+def pickled_target(function: UserFunction, name: str, folder: Path) -> str:
+    """FILE.pkl:NAME of `function` written by cloudpickle into `folder` (by value where its
+    module is importable nowhere else: a notebook's), for other processes to load."""
+    import cloudpickle  # noqa: PLC0415
+
+    module = sys.modules.get(getattr(function, "__module__", "") or "")
+    by_value = module is not None and _users_own(module)
+    if by_value:  # a user's module, importable here only through this process's sys.path
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        data = cloudpickle.dumps(function)
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+    path = folder / f"{name}-{digest(data)}.pkl"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(data)
+    return f"{path}:{name}"
+
+
+def _users_own(module: Any) -> bool:
+    """Is `module` a user's file (not __main__, not installed, not the standard library)?"""
+    file = getattr(module, "__file__", None)
+    if module.__name__ == "__main__" or not file:
+        return False
+    installed = {sysconfig.get_path(key) for key in ("purelib", "platlib", "stdlib")}
+    return not any(Path(file).resolve().is_relative_to(Path(p).resolve()) for p in installed)
 
 
 def _load_file(path: Path) -> tuple[Any, bytes]:
