@@ -16,8 +16,6 @@ measures, and what a number means: docs/method.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from loopvec.runner.plugin import add_options, configure, drive, run_of
@@ -34,7 +32,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    configure(config, bench=Path(__file__).parent)
+    configure(config, bench=config.rootpath)  # the checkout running it, for its git state
 
 
 @pytest.fixture
