@@ -50,8 +50,7 @@ def test_bench_returns_the_runs_results(tmp_path: Path) -> None:
     said: list[str] = []
     results = loopvec.bench(
         ["python_loops", "numpy_vectorized", mine],
-        m=[10, 1e2],
-        n=[3],
+        sizes=[(10, 3), (1e2, 3)],
         threads=[1],
         passes=2,
         training=False,
@@ -69,5 +68,7 @@ def test_bench_returns_the_runs_results(tmp_path: Path) -> None:
     assert "<table>" in results._repr_html_()
     assert "runtime_vs_m" in results.plot()
     assert results.to_html().startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError, match="sizes must be every m with every n"):
+        loopvec.bench(sizes=[(10, 3), (100, 30)])
     with pytest.raises(BenchError, match="--backends: nothing_here not a backend"):
         loopvec.bench(["nothing_here"], results_dir=tmp_path, say=said.append)

@@ -164,7 +164,7 @@ def test_plugins_are_found_checked_timed_and_marked(tmp_path: Path) -> None:
     }
     results = tmp_path / "results"
     command = [sys.executable, "-m", "pytest", str(ROOT / "bench" / "test_gradient.py")]
-    command += ["-p", "no:cacheprovider", "--m=10,100", "--n=3", "--threads=1"]
+    command += ["-p", "no:cacheprovider", "--grid=smoke", "--threads=1"]
     command += ["--dtypes=float64", "--layouts=C", "--passes=2", "--blocks=2", "--no-bandwidth"]
     command += ["--benchmark-max-time=0.02", f"--results-dir={results}", "--report"]
     command += ["--backends=numpy_vectorized,example_module,example_spec,broken,wrong,mine,bad"]
@@ -177,11 +177,11 @@ def test_plugins_are_found_checked_timed_and_marked(tmp_path: Path) -> None:
     (run,) = [p for p in results.iterdir() if p.is_dir()]
     cells = {p.stem: json.loads(p.read_text()) for p in run.glob("*-m*.json")}
     for name in ("example_module", "example_spec", "mine"):
-        cell = cells[f"{name}-m100-n3-t1-float64-C"]
+        cell = cells[f"{name}-m100-n10-t1-float64-C"]
         assert cell["status"] == "timed"
         assert cell["origin"] != "loopvec"
     for name in ("wrong", "bad"):
-        cell = cells[f"{name}-m100-n3-t1-float64-C"]
+        cell = cells[f"{name}-m100-n10-t1-float64-C"]
         assert cell["status"] == "skipped"
         assert cell["reason"].startswith("fails loopvec check (gradient:")
     assert not any(name.startswith("broken") for name in cells)

@@ -110,6 +110,41 @@ class BenchResults:
         )
 
 
+def _backend_options(backends: Sequence[str | Callable[..., Any]], folder: Path) -> list[str]:
+    """--backend NAME=TARGET for each function and NAME=TARGET, and --backends naming all."""
+    names, arguments = [], []
+    for backend in backends:
+        if callable(backend):
+            name = getattr(backend, "__name__", "yours")
+            arguments.append(f"--backend={name}={pickled_target(backend, name, folder)}")
+        elif "=" in backend:
+            name = backend.partition("=")[0]
+            arguments.append(f"--backend={backend}")
+        else:
+            name = backend
+        names.append(name)
+    return [*arguments, f"--backends={','.join(names)}"] if names else arguments
+
+
+def _size_options(
+    m: Sequence[float] | None,
+    n: Sequence[float] | None,
+    sizes: Sequence[tuple[float, float]] | None,
+) -> list[str]:
+    """--m and --n of m and n, or of (m, n) pairs that make a grid (every m with every n)."""
+    if sizes is not None:
+        if m is not None or n is not None:
+            raise TypeError("give sizes=[(m, n), ...] or m= and n=, not both")
+        m, n = sorted({s[0] for s in sizes}), sorted({s[1] for s in sizes})
+        if len(set(sizes)) != len(m) * len(n):
+            raise ValueError(
+                f"sizes must be every m with every n (the grid times their product); got "
+                f"{list(sizes)}: give m={m} and n={n} for their product"
+            )
+    pairs = (("m", _as_option(m)), ("n", _as_option(n)))
+    return [f"--{option}={value}" for option, value in pairs if value is not None]
+
+
 def _as_option(values: Sequence[float] | None) -> str | None:
     if values is None:
         return None
@@ -123,6 +158,7 @@ def bench(
     *,
     m: Sequence[float] | None = None,
     n: Sequence[float] | None = None,
+    sizes: Sequence[tuple[float, float]] | None = None,
     grid: str = "quick",
     threads: Sequence[int] | None = None,
     passes: int | None = None,
@@ -140,28 +176,14 @@ def bench(
 
     backends: names (`loopvec.backend_names()`), "NAME=TARGET" strings (as `--backend`), or
     functions gradient(w, b, X, Y) -> (dw, db) (named by their __name__); default: all.
-    m, n: the sizes (default: `grid`'s); data: a data set instead (`docs/data.md`). The other
-    keywords are the bench's options; `options` passes any more, as on the command line.
+    m, n: the sizes (default: `grid`'s), every m with every n; or sizes: (m, n) pairs that make
+    such a grid; data: a data set instead (`docs/data.md`). The other keywords are the bench's
+    options; `options` passes any more, as on the command line.
     """
     results_dir = Path(results_dir).absolute()
-    names: list[str] = []
     arguments = [f"--grid={grid}", f"--results-dir={results_dir}", "--report"]
-    for backend in backends or ():
-        if callable(backend):
-            name = getattr(backend, "__name__", "yours")
-            target = pickled_target(backend, name, results_dir / FUNCTIONS)
-            arguments.append(f"--backend={name}={target}")
-        elif "=" in backend:
-            name = backend.partition("=")[0]
-            arguments.append(f"--backend={backend}")
-        else:
-            name = backend
-        names.append(name)
-    if names:
-        arguments.append(f"--backends={','.join(names)}")
-    for option, value in (("m", _as_option(m)), ("n", _as_option(n))):
-        if value is not None:
-            arguments.append(f"--{option}={value}")
+    arguments += _backend_options(backends or (), results_dir / FUNCTIONS)
+    arguments += _size_options(m, n, sizes)
     if threads is not None:
         arguments.append(f"--threads={','.join(map(str, threads))}")
     if passes is not None:
