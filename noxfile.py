@@ -21,7 +21,10 @@ def tests(session: nox.Session) -> None:
     session.install(".[test,peers,dask]")
     # A process per core (pytest-xdist): most of the time goes to child processes and waits
     # (bench runs, Dask clusters, a browser); worksteal evens out the long end-to-end tests.
-    session.run("pytest", "-n", "auto", "--dist", "worksteal", *session.posargs, env=ENV)
+    # --durations: CI's log shows what the time went to (the notebook's execution among it).
+    session.run(
+        "pytest", "-n", "auto", "--dist", "worksteal", "--durations=12", *session.posargs, env=ENV
+    )
 
 
 @nox.session
