@@ -68,6 +68,10 @@ def test_bench_returns_the_runs_results(tmp_path: Path) -> None:
     assert "<table>" in results._repr_html_()
     assert "runtime_vs_m" in results.plot()
     assert results.to_html().startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError, match="must be an identifier and not one of loopvec's"):
+        loopvec.bench([lambda w, b, X, Y: (w, b)], results_dir=tmp_path)
+    with pytest.raises(ValueError, match="each backend once: mine given twice"):
+        loopvec.bench([mine, mine], results_dir=tmp_path)
     with pytest.raises(ValueError, match="sizes must be every m with every n"):
         loopvec.bench(sizes=[(10, 3), (100, 30)])
     with pytest.raises(BenchError, match="--backends: nothing_here not a backend"):

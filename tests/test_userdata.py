@@ -251,7 +251,7 @@ def test_data_options_are_checked_once_by_the_settings(tmp_path: Path) -> None:
     good = _csv(tmp_path / "good.csv", [0, 1] * 30)
     settings = make_settings(options(data=str(good), label="label", standardize=True), BACKENDS)
     assert (settings.m_values, settings.n_values) == ((60,), (3,))
-    assert settings.run_grid == f"data-{settings.data_sha256[:8]}"
+    assert settings.run_grid == f"data-{settings.data_sha256[:8]}-std"  # other data than raw
     assert settings.training_problems() == [("data", 60, 3, GRIDS["smoke"].training.iterations)]
     bad = _csv(tmp_path / "bad.csv", [0, 1, 2] * 20)
     with pytest.raises(SettingsError, match=r"--data .*bad.csv: labels must be 0 and 1"):

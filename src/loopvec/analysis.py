@@ -157,8 +157,9 @@ def fastest(cells: Cells, m: int, n: int) -> Record | None:
 
 
 def is_framework(backend: str) -> bool:
+    """One of the frameworks loopvec compares itself with (a plug-in never is)."""
     spec = BACKENDS.get(backend)
-    return spec is not None and spec.family == "framework"
+    return spec is not None and spec.own and spec.family == "framework"
 
 
 def ours_and_theirs(cells: Cells, m: int, n: int) -> tuple[Record | None, Record | None]:

@@ -16,15 +16,18 @@ cloudpickle and timed as `--backend NAME=FILE.pkl:NAME`, checked before it is ti
 from __future__ import annotations
 
 import html
+import importlib.util
 import math
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopvec.analysis import Winner, at_threads, max_threads, ratio, winner
+from loopvec.backends import BACKENDS
 from loopvec.formatting import format_estimate, format_record_time
 from loopvec.results import Record, Results, TrainingRecord, load_results
 from loopvec.stats import Estimate
@@ -115,7 +118,13 @@ def _backend_options(backends: Sequence[str | Callable[..., Any]], folder: Path)
     names, arguments = [], []
     for backend in backends:
         if callable(backend):
-            name = getattr(backend, "__name__", "yours")
+            name = getattr(backend, "__name__", "")
+            if not name.isidentifier() or name in BACKENDS:
+                raise ValueError(
+                    f"a function timed as a backend is named by its __name__, which must be an "
+                    f"identifier and not one of loopvec's backends; got {name!r}: give it as "
+                    "def my_name(w, b, X, Y), or as 'my_name=FILE.py:FUNCTION'"
+                )
             arguments.append(f"--backend={name}={pickled_target(backend, name, folder)}")
         elif "=" in backend:
             name = backend.partition("=")[0]
@@ -123,6 +132,8 @@ def _backend_options(backends: Sequence[str | Callable[..., Any]], folder: Path)
         else:
             name = backend
         names.append(name)
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"each backend once: {', '.join(twice)} given twice")
     return [*arguments, f"--backends={','.join(names)}"] if names else arguments
 
 
@@ -180,6 +191,12 @@ def bench(
     such a grid; data: a data set instead (`docs/data.md`). The other keywords are the bench's
     options; `options` passes any more, as on the command line.
     """
+    for package in ("pytest", "pytest_benchmark"):
+        if importlib.util.find_spec(package) is None:
+            raise ImportError(
+                f"loopvec.bench runs the bench with pytest-benchmark, and {package} is not "
+                "installed: pip install 'loopvec[bench]'"
+            )
     results_dir = Path(results_dir).absolute()
     arguments = [f"--grid={grid}", f"--results-dir={results_dir}", "--report"]
     arguments += _backend_options(backends or (), results_dir / FUNCTIONS)
@@ -193,9 +210,19 @@ def bench(
         arguments += ["--standardize"] if standardize else []
     arguments += [f"--dtypes={','.join(dtypes)}", f"--layouts={','.join(layouts)}", *options]
     suite = SUITE if training else SUITE / "test_gradient.py"
-    command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", *arguments]
+    # The suite's own settings, never those of a pytest.ini or conftest.py where it is called.
+    own = ["-c", str(SUITE / "pytest.ini"), f"--rootdir={SUITE}", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", str(suite), *own, *arguments]
     folder = _run(command, say)
     return BenchResults(folder, load_results([folder]))
+
+
+def _follow(lines: Iterable[str], said: list[str], say: Callable[[str], None]) -> None:
+    """Keep every line of the bench's output in `said`; pass its progress lines to `say`."""
+    for line in lines:
+        said.append(line.rstrip())
+        if line.startswith(_SHOWN):
+            say(line.rstrip())
 
 
 def _run(command: list[str], say: Callable[[str], None]) -> Path:
@@ -206,12 +233,14 @@ def _run(command: list[str], say: Callable[[str], None]) -> Path:
     ) as child:
         assert child.stdout is not None
         try:
-            for line in child.stdout:
-                said.append(line.rstrip())
-                if line.startswith(_SHOWN):
-                    say(line.rstrip())
-        except KeyboardInterrupt:  # the passes stop too (they share the process group)
-            child.terminate()
+            _follow(child.stdout, said, say)
+        except KeyboardInterrupt:
+            # In a terminal Ctrl-C reached the bench too (one process group); in Jupyter only
+            # this process: pass it on once, and let the bench end its pass and keep its cells.
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+            _follow(child.stdout, said, lambda line: None)
+            child.wait()
             raise
     folders = [
         Path(line.rpartition("cell files in ")[2])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loopvec.backends import get_backend
-from loopvec.sources import json_digest, source_digests
+from loopvec.sources import digest, json_digest, source_digests, source_path
 from loopvec.target import of_function
 
 #: The cell-file format: 2 added the run, machine and code fingerprints, 3 the samples of every
@@ -105,11 +105,10 @@ def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
     if spec.own:
         modules = source_digests(f"loopvec.backends.{spec.module}", *problem)
     else:  # a plug-in's own source files: its module (and loopvec's it imports), its kernel's
-        modules = source_digests(*((spec.module,) if spec.module else ()), *problem)
+        modules = {**source_digests(*problem), **_plugin_module(spec.module)}
         if spec.kernel is not None:
-            modules[f"kernel {getattr(spec.kernel, '__qualname__', '?')}"] = of_function(
-                spec.kernel
-            ).fingerprint
+            kernel = f"kernel {getattr(spec.kernel, '__qualname__', '?')}"
+            modules[kernel] = spec.fingerprint or of_function(spec.kernel).fingerprint
     versions = {
         distribution: _version(distribution)
         for package in spec.requires
@@ -121,6 +120,17 @@ def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
         "code_modules": modules,
         "code_versions": versions,
     }
+
+
+def _plugin_module(module: str) -> dict[str, str]:
+    """{module: hash} of a plug-in's module and the loopvec modules it imports; for a compiled
+    extension (Cython, Rust), the hash of its file's bytes."""
+    if not module:
+        return {}
+    try:
+        return source_digests(module)
+    except (SyntaxError, ValueError, UnicodeDecodeError):  # not Python source
+        return {module: digest(source_path(module).read_bytes())}
 
 
 def git_state(folder: Path) -> dict[str, Any]:
@@ -144,3 +154,20 @@ def git_state(folder: Path) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": commit, "git_dirty": bool(changes)}
+
+
+def loopvec_checkout_state(folder: Path) -> dict[str, Any]:
+    """`git_state` of the checkout holding `folder` if it holds the loopvec running, else None
+    for both: an installed loopvec in a virtual environment inside a user's repository is not
+    that repository's commit."""
+    state = git_state(folder)
+    if state["git_commit"] is None:
+        return state
+    done = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    top = Path(done.stdout.strip()).resolve()
+    if done.returncode != 0 or not Path(__file__).resolve().is_relative_to(top):
+        return {"git_commit": None, "git_dirty": None}
+    return state

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import marshal
 import sys
 import sysconfig
 import traceback
@@ -98,9 +97,16 @@ def of_function(function: UserFunction) -> Target:
     try:
         source = inspect.getsource(function).encode()
     except (OSError, TypeError):  # a REPL's, an unpickled one: its code object stands for it
-        # marshal, not repr: a nested code object's repr holds its address, new each process
-        source = marshal.dumps(code) if code is not None else repr(function).encode()
+        source = _code_bytes(code) if code is not None else repr(function).encode()
     return Target(function, label, digest(source))
+
+
+def _code_bytes(code: Any) -> bytes:
+    """A code object's bytecode, names and constants, nested code objects by their own bytes:
+    the same in every process (a code object's repr holds its address, and marshal's output
+    depends on reference counts)."""
+    consts = [_code_bytes(c) if hasattr(c, "co_code") else repr(c).encode() for c in code.co_consts]
+    return b"\x1f".join([code.co_code, repr(code.co_names).encode(), *consts])
 
 
 def _load_pickled(path: Path, name: str, text: str) -> Target:

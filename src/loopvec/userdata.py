@@ -159,8 +159,8 @@ def _check_memory(
         raise MemoryError(
             f"{text} needs about {_size(needed)} as float64 ({values:,} numbers{extra}) but "
             f"{_size(available)} of memory is available, of which at most {MEMORY_SHARE:.0%} may "
-            f"be used: write it to a Zarr store and time it with a Dask backend (dask_fused), "
-            f"which reads it a chunk at a time"
+            "be used: --data loads it whole; write it to a Zarr store (loopvec.zarr_store) and "
+            "compute on it with a Dask backend (dask_fused), which reads it a chunk at a time"
         )
 
 

@@ -83,6 +83,10 @@ class Backend:
     to_native: Callable[..., tuple[Any, ...]] | None = None
     to_numpy: Callable[[Any], Any] | None = None
     step: Callable[..., tuple[Any, Any]] | None = None
+    #: a spec's compiled training loop (`Loop`), with `compiled_loop` saying how it works
+    loop: Loop | None = None
+    #: a digest of a plug-in's own source, where `register` knows it (a file's, a pickle's)
+    fingerprint: str = ""
 
     @property
     def own(self) -> bool:
@@ -99,7 +103,7 @@ def backend_names() -> list[str]:
 def _importable(package: str) -> bool:
     try:
         importlib.import_module(package)
-    except ImportError:
+    except Exception:  # ImportError, or a package broken in another way: not usable here
         return False
     return True
 
@@ -151,11 +155,18 @@ def discover_plugins() -> None:
     for entry in entry_points(group=ENTRY_POINTS):
         if entry.name in _BUILT_IN:
             _PROBLEMS[entry.name] = f"{entry.value}: the name is one of loopvec's own backends"
-            continue
-        try:
-            BACKENDS[entry.name] = _from_entry_point(entry)
-        except Exception as error:
-            _PROBLEMS[entry.name] = f"{entry.value}: {type(error).__name__}: {error}"
+        elif not entry.name.isidentifier():
+            _PROBLEMS[entry.name] = f"{entry.value}: a backend's name must be an identifier"
+        elif entry.name in BACKENDS:
+            _PROBLEMS[entry.name] = f"{entry.value}: two plug-ins take the name {entry.name!r}"
+            del BACKENDS[entry.name]
+        else:
+            try:
+                BACKENDS[entry.name] = _from_entry_point(entry)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # a plug-in's import must never stop loopvec's
+                _PROBLEMS[entry.name] = f"{entry.value}: {type(error).__name__}: {error}"
 
 
 def register(name: str, target: str | Backend | Callable[..., Any]) -> None:
@@ -173,7 +184,14 @@ def register(name: str, target: str | Backend | Callable[..., Any]) -> None:
     loaded = load_target(target) if isinstance(target, str) else of_function(target)
     origin = f"--backend {target}" if isinstance(target, str) else f"function {loaded.label}"
     BACKENDS[name] = Backend(
-        "", "yours", (), "blas", f"yours: {loaded.label}", origin=origin, kernel=loaded.function
+        "",
+        "yours",
+        (),
+        "blas",
+        f"yours: {loaded.label}",
+        origin=origin,
+        kernel=loaded.function,
+        fingerprint=loaded.fingerprint,
     )
 
 
@@ -212,7 +230,12 @@ def _module(name: str) -> Any:
     functions a namespace of them: `gradient`, and `to_native`, `to_numpy`, `step` if given."""
     spec = get_backend(name)
     if spec.kernel is not None:
-        given = {"to_native": spec.to_native, "to_numpy": spec.to_numpy, "step": spec.step}
+        given = {
+            "to_native": spec.to_native,
+            "to_numpy": spec.to_numpy,
+            "step": spec.step,
+            "compiled_loop": spec.loop,
+        }
         base = importlib.import_module(spec.module) if spec.module else None
         functions = {k: v for k, v in given.items() if v is not None}
         return SimpleNamespace(
@@ -281,8 +304,10 @@ def get_loop(name: str, loop: str = "python") -> Loop:
             f"backend {name!r} has no compiled training loop (loop='compiled'); these do: {having}"
         )
     kernel, step, module = get_kernel(name), get_step(name), _module(name)
-    if hasattr(module, f"{loop}_loop"):
+    if getattr(module, f"{loop}_loop", None) is not None:
         return getattr(module, f"{loop}_loop")  # type: ignore[no-any-return]
+    if loop == "compiled":  # declared but not given (a plug-in's spec): never the Python loop
+        raise ValueError(f"backend {name!r} declares a compiled loop but has none (Backend.loop)")
 
     def python_loop(
         w: Any, b: Any, X: Any, Y: Any, learning_rate: float, weight_decay: float

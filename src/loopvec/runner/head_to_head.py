@@ -278,7 +278,7 @@ def screen_fastest(m: int, n: int, threads: int) -> tuple[str, list[str]]:
     """The backend with the shortest median of a few checked calls at (m, n), among the
     available non-loop, non-Dask backends; and the names screened. Not a measurement: the passes
     time the one chosen."""
-    names = [b for b in available_backends() if BACKENDS[b].family in _SCREENED]
+    names = [b for b in available_backends() if BACKENDS[b].own and BACKENDS[b].family in _SCREENED]
     problem = make_problem(m, n, seed=seed_of("screen", m, n))
     reference = Reference.of(problem)
     calls: dict[str, Callable[[], Any]] = {}

@@ -114,6 +114,26 @@ class Pass:
             )
         return self.refused[backend]
 
+    def not_timed(self, cell: AnyCell) -> str | None:
+        """Why `cell` is not timed in this pass, decided before anything is built: its passes
+        were resumed, or it is a plug-in's that `plugin_refused`; the words of its skip."""
+        if self.timed_before(cell):
+            return self.resumed(cell)
+        if why := self.plugin_refused(cell.backend):  # a plug-in that is wrong is never timed
+            return self.skip_this_pass(cell, why)
+        return None
+
+    def failed(self, cell: AnyCell, error: Exception, prefix: str = "") -> str | None:
+        """Record `cell` as failed. A plug-in's failure is its own: its other cells are refused
+        in this pass, and the words of the skip are returned (the run goes on without it); for
+        loopvec's own backends None (the run stops: it is loopvec's bug)."""
+        reason = f"{prefix}{type(error).__name__}: {error}"
+        self.write_cell(cell, "failed", reason=reason)
+        if get_backend(cell.backend).own:
+            return None
+        self.refused[cell.backend] = f"failed an earlier cell ({reason.splitlines()[0]})"
+        return f"{cell.cell_id}: {reason}"
+
     # What is resumed, and what the earlier passes decided
 
     def provenance(self, cell: AnyCell) -> dict[str, Any]:
@@ -191,9 +211,10 @@ class Pass:
         self.progress.decided(cell.cell_id, "skipped", reason)
         return f"{cell.cell_id}: {reason}"
 
-    def skip_for_memory(self, cell: AnyCell, reason: str, **fields: Any) -> str:
-        """Skip `cell`, which does not fit in the free memory now: recorded, unless earlier
-        passes timed it (they are kept; this pass alone cannot run). The words of its skip."""
+    def skip_this_pass(self, cell: AnyCell, reason: str, **fields: Any) -> str:
+        """Skip `cell` for a reason of this pass (it does not fit in the free memory now, a
+        plug-in failed in this pass): recorded, unless earlier passes timed it (they are kept;
+        this pass alone cannot run). The words of its skip."""
         if not self.earlier_passes(cell):
             return self.skip(cell, reason, **fields)
         reason = f"{reason} (pass {self.number} only)"
@@ -264,8 +285,8 @@ class Pass:
         self._problem = self._generated = None  # the grid is done: free its last problems
         key = (cell.dataset, cell.m, cell.n, cell.iterations, cell.learning_rate, cell.record_every)
         if key not in self._training:
-            if cell.dataset == "data":
-                data: Any = self.data
+            if cell.dataset == "data":  # in the course's layout, as every training problem
+                data: Any = dataclasses.replace(self.data, X=np.ascontiguousarray(self.data.X))
             elif cell.dataset == "synthetic":
                 data = loopvec.make_problem(cell.m, cell.n, seed=0)
             else:

@@ -131,8 +131,8 @@ class Settings:
     def run_grid(self) -> str:
         """The grid's name, or for explicit sizes "custom-" and a hash of them, or for --data
         "data-" and the data's hash: runs of other sizes or data never merge into one folder."""
-        if self.data_sha256 is not None:
-            return f"data-{self.data_sha256[:8]}"
+        if self.data_sha256 is not None:  # standardized data is other data
+            return f"data-{self.data_sha256[:8]}{'-std' if self.standardize else ''}"
         if not self.custom_sizes:
             return self.grid
         sizes = [sorted(set(self.m_values)), sorted(set(self.n_values))]
@@ -281,7 +281,14 @@ def checked_data(
 def register_user_backends(given: Sequence[str] | dict[str, str]) -> dict[str, str]:
     """Register each NAME=TARGET (`loopvec.backends.register`) in this process; {name: target}.
     SettingsError naming the one that cannot be loaded."""
-    pairs = dict(given) if isinstance(given, dict) else dict(_name_and_target(g) for g in given)
+    if isinstance(given, dict):
+        pairs = dict(given)
+    else:
+        named = [_name_and_target(g) for g in given]
+        pairs = dict(named)
+        if len(pairs) < len(named):
+            twice = sorted({n for n, _ in named if [m for m, _ in named].count(n) > 1})
+            raise SettingsError(f"--backend: each name once; {', '.join(twice)} given twice")
     for name, target in pairs.items():
         try:
             register(name, target)

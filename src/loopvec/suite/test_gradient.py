@@ -41,8 +41,6 @@ def start(cell: Cell, run: Pass) -> None:
 
     With no cost model for its backend yet (its first sizes), the cell's checked first call
     predicts it: over the budget, it is skipped after that one call."""
-    if why := run.plugin_refused(cell.backend):  # a plug-in that is wrong is never timed
-        pytest.skip(run.skip(cell, why))
     spec = BACKENDS[cell.backend]
     model = run.model(cell)
     predicted_s = model.predict_s(cell.m, cell.n) if model else None
@@ -51,7 +49,7 @@ def start(cell: Cell, run: Pass) -> None:
     if why := run.check_budget(cell, reason, predicted_s=predicted_s):
         pytest.skip(why)
     if reason := memory_reason(cell, run.available_bytes(cell)):
-        pytest.skip(run.skip_for_memory(cell, reason, predicted_s=predicted_s))
+        pytest.skip(run.skip_this_pass(cell, reason, predicted_s=predicted_s))
 
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
@@ -69,7 +67,8 @@ def start(cell: Cell, run: Pass) -> None:
             got, first_call_s = time_one_call(kernel, args)
             reference.check(cell.backend, to_numpy(got), rtol=RTOL[cell.dtype])
         except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
-            run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
+            if why := run.failed(cell, error):
+                pytest.skip(why)  # a plug-in's: the run goes on without it
             raise
         if predicted_s is None:  # no cost model yet: the first call predicts the cell
             compiled = spec.compiles_per_shape
@@ -98,6 +97,8 @@ def start(cell: Cell, run: Pass) -> None:
 
 
 def test_gradient(benchmark, cell: Cell, block: int, run: Pass) -> None:  # type: ignore[no-untyped-def]
+    if block == 0 and (why := run.not_timed(cell)):
+        pytest.skip(why)
     if run.timed_before(cell):
         pytest.skip(run.resumed(cell))
     if block == 0:

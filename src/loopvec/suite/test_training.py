@@ -29,10 +29,8 @@ from loopvec.training import Descent, accuracy
 
 def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  # type: ignore[no-untyped-def]
     cell = training_cell
-    if run.timed_before(cell):
-        pytest.skip(run.resumed(cell))
-    if why := run.plugin_refused(cell.backend):  # a plug-in that is wrong is never timed
-        pytest.skip(run.skip(cell, why))
+    if why := run.not_timed(cell):
+        pytest.skip(why)
     try:
         problem, reference = run.training_problem(cell)
     except ImportError as error:
@@ -46,7 +44,6 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
         "record_every": cell.record_every,
         "loop": cell.loop,
     }
-    signature = (cell.backend, "float64", "C")
     run.settle(cell)
     with thread_limit(cell.threads):
         try:
@@ -60,22 +57,24 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
             # the kernel (JAX's jitted step or fori_loop, numba's loop, torch.compile), untimed.
             _, loop_compile_s = time_one_call(lambda: descent.run(**{**steps, "iterations": 1}))
         except Exception as error:  # crashed: recorded, never timed, fails the run
-            run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
+            if why := run.failed(cell, error):
+                pytest.skip(why)  # a plug-in's: the run goes on without it
             raise
-        run.compile_s.setdefault(signature, first_call_s)
-        predicted_s = cell.iterations * call_s
-        reason = training_reason(cell, call_s, run.settings.passes, run.settings.train_budget_s)
-        if why := run.check_budget(cell, reason, predicted_s=predicted_s):
+        run.compile_s.setdefault(_signature(cell), first_call_s)
+        settings = run.settings
+        reason = training_reason(cell, call_s, settings.passes, settings.train_budget_s)
+        if why := run.check_budget(cell, reason, predicted_s=cell.iterations * call_s):
             pytest.skip(why)
         if run.earlier_passes(cell):  # checked in its first pass, on the same machine and code
             learned = {k: run.done[cell.cell_id][k] for k in ("accuracy", "final_cost")}
-            run_s = predicted_s
+            run_s = cell.iterations * call_s
         else:
             try:
                 checked, run_s = time_one_call(lambda: descent.run(**steps))
                 check_training(cell.backend, checked, reference)
             except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
-                run.write_cell(cell, "failed", reason=f"{type(error).__name__}: {error}")
+                if why := run.failed(cell, error):
+                    pytest.skip(why)  # a plug-in's: the run goes on without it
                 raise
             learned = {
                 "accuracy": accuracy(checked.w, checked.b, problem.X, problem.Y),
@@ -92,9 +91,14 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
     run.benchmarks.append(benchmark.stats)
     entry = run.pass_entry(
         cell,
-        compile_s=run.compile_s[signature],
+        compile_s=run.compile_s[_signature(cell)],
         first_call_s=first_call_s,
         first_step_s=loop_compile_s,  # the loop's own compilation, with one step
         blocks=[list(benchmark.stats.stats.data)],
     )
-    run.write_pass(cell, entry, predicted_s=predicted_s, **learned)
+    run.write_pass(cell, entry, predicted_s=cell.iterations * call_s, **learned)
+
+
+def _signature(cell: TrainingCell) -> tuple[str, str, str]:
+    """The key of the kernel's first call in this process: a training run's is float64, C."""
+    return (cell.backend, "float64", "C")
