@@ -24,6 +24,7 @@ from loopvec.analysis import is_framework, ours_and_theirs
 from loopvec.backends import _PROBLEMS, BACKENDS, Backend, get_kernel, get_loop, register
 from loopvec.formatting import context, plugins_note
 from loopvec.provenance import code_identity
+from loopvec.report import headline
 from loopvec.results import Record
 from loopvec.runner.settings import SettingsError, register_user_backends
 from loopvec.sources import digest
@@ -118,6 +119,8 @@ def test_a_plugin_is_never_counted_as_loopvecs_own() -> None:
     ours, theirs = ours_and_theirs(cells, 1000, 10)
     assert (ours.backend, theirs.backend) == ("numba_fused", "torch_formula")
     assert plugins_note(records) == "not loopvec's own: mine (--backend alice.py:gradient)"
+    (line,) = headline(cells, {(1000, 10)})
+    assert line.startswith("- **m = 1,000, n = 10**: fastest is `mine` (a plug-in)")
     assert context({"cpu": "AMD EPYC"}, records, 1).endswith("\nnot loopvec's own: mine")
     assert "not loopvec's own" not in context({"cpu": "AMD EPYC"}, records[:2], 1)
 

@@ -130,6 +130,11 @@ def _column_name(record: Record, threaded: set[str]) -> str:
     return record.backend + threads + (" f32" if record.dtype == "float32" else "")
 
 
+def _named(record: Record) -> str:
+    """'`numba_fused`', or '`mine` (a plug-in)' for a backend that is not loopvec's own."""
+    return f"`{record.backend}`" + (" (a plug-in)" if record.origin != "loopvec" else "")
+
+
 def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
     lines = []
     for m, n in [s for s in HEADLINE_SIZES if s in sizes] or [max(sizes)]:
@@ -144,11 +149,11 @@ def headline(cells: Cells, sizes: set[tuple[int, int]]) -> list[str]:
             and _speedup(cells, best.backend, other, m, n)
         ]
         who = (
-            f"fastest is `{best.backend}` (by {format_estimate(won.margin)})"
+            f"fastest is {_named(best)} (by {format_estimate(won.margin)})"
             if won.decisive and won.margin
-            else f"fastest is `{best.backend}`"
+            else f"fastest is {_named(best)}"
             if won.decisive
-            else "a tie for fastest: " + " ≈ ".join(f"`{r.backend}`" for r in won.tied)
+            else "a tie for fastest: " + " ≈ ".join(_named(r) for r in won.tied)
         )
         lines.append(
             f"- **m = {m:,}, n = {n:,}**: {who}, {format_record_time(best)} per gradient"
