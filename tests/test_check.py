@@ -25,8 +25,8 @@ from loopvec.diagnosis import (
     diagnose,
     large_z_problem,
 )
-from loopvec.runner.head_to_head import Spec, run_pass, time_against
-from loopvec.target import TargetError, load_target
+from loopvec.runner.head_to_head import time_against
+from loopvec.target import TargetError, load_target, of_function
 
 SOLUTIONS = Path(__file__).parent / "fixtures" / "solutions"
 
@@ -256,17 +256,24 @@ def test_the_result_prints_and_shows_in_a_notebook() -> None:
     assert "FAIL" in page
 
 
-def test_time_measures_against_the_baselines_in_processes() -> None:
+#: The bench's options that keep a timing test short (no timing is asserted).
+QUICK = ["--benchmark-max-time=0.02", "--blocks=2", "--no-bandwidth"]
+
+
+@pytest.mark.usefixtures("as_a_user_runs_it")
+def test_time_measures_against_the_baselines_by_the_grid(tmp_path: Path) -> None:
     timing = time_against(
         load_target(f"{SOLUTIONS}/vectorized.py:gradient"),
         sizes=[10, 200],
         n=3,
         passes=2,
-        pass_time_s=0.02,
+        results_dir=tmp_path,
+        options=QUICK,
         say=lambda text: None,
     )
     assert timing.passes == 2
     assert timing.wall_s > 0
+    assert Path(timing.folder).parent == tmp_path
     for size in timing.sizes:
         assert {"yours", "python_loops", "numpy_vectorized"} <= size.times.keys()
         assert {"python_loops", "numpy_vectorized"} <= size.speedups.keys()
@@ -276,6 +283,7 @@ def test_time_measures_against_the_baselines_in_processes() -> None:
     assert "the loops" in str(timing)
 
 
+@pytest.mark.usefixtures("as_a_user_runs_it")
 def test_time_ships_a_function_defined_in_main(tmp_path: Path) -> None:
     script = tmp_path / "notebook.py"
     script.write_text(
@@ -303,29 +311,23 @@ def test_time_ships_a_function_defined_in_main(tmp_path: Path) -> None:
     assert "the loops" in done.stdout
 
 
-def test_a_function_wrong_at_a_timed_size_is_never_timed() -> None:
+@pytest.mark.usefixtures("as_a_user_runs_it")
+def test_a_function_wrong_at_a_timed_size_is_never_timed(tmp_path: Path) -> None:
     right = load_target(f"{SOLUTIONS}/vectorized.py:gradient").function
 
     def wrong_when_large(w, b, X, Y):  # type: ignore[no-untyped-def]
         dw, db = right(w, b, X, Y)
         return (dw * 2 if X.shape[1] >= 50 else dw), db
 
-    spec = Spec(
-        label="wrong_when_large",
-        signature="gradient",
-        sizes=(10, 50),
-        n=3,
-        threads=1,
-        blocks=2,
-        pass_time_s=0.005,
-        budget_s=1.0,
-        fastest={"10": "numba_fused", "50": "numba_fused"},
-        sys_path=[],
-    )
-    timed = run_pass(spec, wrong_when_large, 1, seed=0)
-    assert set(timed["samples"]["yours"]) == {"10"}
-    assert "DisagreementError here, never timed" in timed["skipped"]["yours"]["50"]
-    assert set(timed["samples"]["numba_fused"]) == {"10", "50"}
+    timing = time_against(
+        of_function(wrong_when_large), sizes=[10, 50], n=3, passes=2, results_dir=tmp_path,
+        options=QUICK, say=lambda text: None,
+    )  # fmt: skip
+    small, large = timing.sizes
+    assert "yours" in small.times
+    assert "yours" not in large.times
+    assert "DisagreementError" in large.skipped["yours"]
+    assert large.sentence().startswith("m = 50, n = 3: yours not timed (")
 
 
 #: A solution's first lines, to build on the right vectorized one: `right(w, b, X, Y)`.

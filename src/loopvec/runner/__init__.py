@@ -11,7 +11,7 @@
     timing.py     one call timed by hand; waiting for thread pools to sleep
     plugin.py     pytest's side (needs the bench extra): options, `BenchPlugin`
     head_to_head.py   `loopvec check --time`: a user's function against the loops, numpy and
-                  the fastest backend, with the same plan, order and statistics
+                  the fastest backend, timed by the grid itself (`loopvec.bench`)
 
 What a run measures and what its numbers mean: docs/method.md.
 """
