@@ -54,6 +54,8 @@ from loopvec.target import (
 )
 
 Status = Literal["pass", "FAIL", "n/a"]
+#: Why a function that fails a check has no timing (`check(..., time=True)`, `loopvec check`).
+NEVER_TIMED = "a function that fails a check is never timed"
 #: The checks, in the order they are reported.
 NAMES = (
     "runs",
@@ -439,7 +441,7 @@ def check(
     if not time:
         return result
     if not result:
-        return dataclasses.replace(result, not_timed="a function that fails a check is never timed")
+        return dataclasses.replace(result, not_timed=NEVER_TIMED)
     from loopvec.runner.head_to_head import TimingError, time_against  # noqa: PLC0415
 
     try:

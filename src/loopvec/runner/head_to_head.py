@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,6 @@ class HeadToHead:
         lines += [f"  {size.sentence()}" for size in self.sizes]
         return "\n".join(lines)
 
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def screen_fastest(m: int, n: int, threads: int) -> tuple[str, list[str]]:
     """The backend with the shortest median of a few checked calls at (m, n), among the
@@ -168,7 +165,6 @@ def time_against(
     """Time the (checked) function against the baselines and the fastest backend at each size,
     by the benchmark grid (`loopvec.bench`)."""
     from loopvec.benchmark import BenchError, bench  # noqa: PLC0415 (the bench loads late)
-    from loopvec.machine import machine_record  # noqa: PLC0415
 
     start = time.perf_counter()
     try:  # before anything is measured: a function that cannot travel
@@ -178,7 +174,6 @@ def time_against(
             f"{target.label} cannot be sent to the timing processes: {type(error).__name__}: "
             f"{error}"
         ) from None
-    machine = machine_record(measure_bandwidth=False)
     say(f"loopvec check: screening the fastest backend at {len(sizes)} sizes")
     fastest = {m: screen_fastest(m, n, threads) for m in sizes}
     contenders = list(dict.fromkeys([*BASELINES, *(name for name, _ in fastest.values())]))
@@ -199,7 +194,7 @@ def time_against(
     return HeadToHead(
         label=target.label,
         fingerprint=target.fingerprint,
-        machine=f"{machine.get('cpu')} ({machine.get('cpu_target')})",
+        machine=f"{results.machine.get('cpu')} ({results.machine.get('cpu_target')})",
         threads=threads,
         passes=max((len(r.passes) for r in results.records), default=0),
         sizes=[_size_result(results, m, n, threads, [*BASELINES, fastest[m][0]]) for m in sizes],

@@ -22,7 +22,7 @@ import psutil
 
 import loopvec
 from loopvec.agreement import REFERENCE, Reference
-from loopvec.backends import get_adapters, get_backend, get_kernel
+from loopvec.backends import call, get_backend
 from loopvec.checks import check
 from loopvec.datasets import load
 from loopvec.formatting import format_seconds
@@ -100,12 +100,8 @@ class Pass:
         if get_backend(backend).own:
             return None
         if backend not in self.refused:
-            kernel, (to_native, to_numpy) = get_kernel(backend), get_adapters(backend)
-
-            def in_course_arrays(w: Any, b: Any, X: Any, Y: Any) -> Any:
-                return to_numpy(kernel(*to_native(w, b, X, Y)))
-
-            failed = check(in_course_arrays).failed
+            # `call`: numpy in, numpy out, through the backend's own arrays
+            failed = check(functools.partial(call, backend)).failed
             first = failed[0] if failed else None
             self.refused[backend] = (
                 f"fails loopvec check ({first.name}: {first.detail.splitlines()[0]})"
