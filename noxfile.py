@@ -13,6 +13,9 @@ nox.options.sessions = ["tests", "lint"]  # bench and plots write under results/
 # one folder shared by every session, so each kernel is compiled once per machine and version of
 # its code: inside, a folder per code fingerprint (loopvec.backends._jit) keeps versions apart.
 ENV = {"NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / "loopvec-numba-cache")}
+# The machine may pin OpenBLAS to an older kernel (a workaround for old builds); the benchmark
+# measures numpy as it runs by default. machine.json records the kernel used.
+BENCH_ENV = {**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
 
 
 @nox.session
@@ -48,10 +51,17 @@ def _bench(session: nox.Session, install: str) -> None:
         "--benchmark-columns=median,iqr,rounds",
         "--report",  # the driver hands the run it timed to `loopvec report`
         *session.posargs,
-        # The machine may pin OpenBLAS to an older kernel (a workaround for old builds); the
-        # benchmark measures numpy as it runs by default. machine.json records the kernel used.
-        env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
+        env=BENCH_ENV,
     )
+
+
+@nox.session
+def aa(session: nox.Session) -> None:
+    """How often a comparison calls a change where there is none: HEAD timed against itself,
+    in two separate runs and in one run of two versions (ABBA), with a planted 10 % slowdown
+    that both must find (`python -m loopvec.runner.aa`; `-- --repeat 3`; about 15 min each)."""
+    session.install(".[bench]")
+    session.run("python", "-m", "loopvec.runner.aa", *session.posargs, env=BENCH_ENV)
 
 
 @nox.session
@@ -60,10 +70,7 @@ def scale(session: nox.Session) -> None:
     machine's memory, training against dask-ml and dask-glm; into results/scale/ (about
     40 GB of free disk; `-- --smoke` for tiny sizes)."""
     session.install(".[dask,peers]")
-    session.run(
-        "loopvec", "scale", *session.posargs,
-        env={**ENV, "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None},
-    )  # fmt: skip
+    session.run("loopvec", "scale", *session.posargs, env=BENCH_ENV)
 
 
 @nox.session

@@ -174,7 +174,7 @@ def test_cli_compare_json_has_one_object_per_cell(
     assert main(["compare", str(RUN), str(slow), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == sum(r.timed for r in RECORDS)
-    assert set(rows[0]) == {"cell", "ratio", "ci", "verdict", "code_changed"}
+    assert set(rows[0]) == {"cell", "ratio", "ci", "verdict", "drift", "code_changed"}
     slowed = [row for row in rows if row["cell"].startswith("numba_loops")]
     assert all(row["verdict"] == "slower" and row["ci"][0] > 1 for row in slowed)
     assert {row["verdict"] for row in rows if row not in slowed} == {"same"}

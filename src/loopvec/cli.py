@@ -8,6 +8,7 @@
     loopvec report RUN_A RUN_B --html   # one page: two runs side by side, B/A per cell
     loopvec report results/reference --update-reference   # re-make the reference's report
     loopvec compare RUN_A RUN_B --fail-above 10
+    loopvec compare RUN              # a run of two versions (pytest bench --against REV): B/A
     loopvec info                    # this machine's record (what a run saves as machine.json)
     loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000 --loop compiled
 
@@ -34,8 +35,15 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names, plugin_problems
-from loopvec.compare import Comparison, compare_runs, expected_by_chance, regressions
+from loopvec.compare import (
+    DRIFTED,
+    Comparison,
+    compare_runs,
+    expected_by_chance,
+    regressions,
+)
 from loopvec.datasets import DATASETS, load
+from loopvec.drift import Drift, canary_drift
 from loopvec.formatting import format_seconds
 from loopvec.front_page import update_readme
 from loopvec.grid import TRAIN_LEARNING_RATE
@@ -44,9 +52,7 @@ from loopvec.machine import machine_record
 from loopvec.plots import cost_curve, figures_for
 from loopvec.report import render_report
 from loopvec.results import (
-    FIGURES as FIGURES_FOLDER,
-)
-from loopvec.results import (
+    AGAINST_FILE,
     PAGE_FILE,
     REPORT_FILE,
     Record,
@@ -54,10 +60,14 @@ from loopvec.results import (
     ResultsWriteError,
     TrainingRecord,
     load_results,
+    read_canaries,
     reference_run,
     run_folder,
     write_bytes_atomic,
     write_json_atomic,
+)
+from loopvec.results import (
+    FIGURES as FIGURES_FOLDER,
 )
 from loopvec.runner import head_to_head
 from loopvec.runner.settings import int_list, limit_s, positive
@@ -226,18 +236,34 @@ def _describe(path: Path, results: Results) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    against = args.run_a / AGAINST_FILE
+    if args.run_b is None:
+        if not against.is_file():
+            raise FileNotFoundError(
+                f"{args.run_a} is not a run of two versions (no {AGAINST_FILE}, made by "
+                "`pytest bench --against REV`): give two runs to compare"
+            )
+        versions = json.loads(against.read_text(encoding="utf-8"))["versions"]
+        args.run_a, args.run_b = (args.run_a / v["folder"] for v in versions)
+        labels = [f"{v['folder']} = {v['label']}" for v in versions]
     a, b = _load([args.run_a]), _load([args.run_b])
     band = args.tie_band / 100
+    drifts = None if against.is_file() else _drifts(args.run_a, args.run_b, band)
     comparisons = compare_runs(
         [*a.records, *a.training],
         [*b.records, *b.training],
         tie_band=band,
         relative_to=args.relative_to,
+        drifts=drifts,
+        interleaved=against.is_file(),
     )
     if args.json:
         print(json.dumps([c.as_json() for c in comparisons], indent=1))
     else:
-        _print_comparisons(a, b, comparisons, args.relative_to, band)
+        if against.is_file():
+            print(f"{args.run_a.parent}: two versions, their passes alternating (ABBA); "
+                  f"B/A pairs pass k of each: {'; '.join(labels)}")  # fmt: skip
+        _print_comparisons(a, b, comparisons, args.relative_to, band, drifts)
     if not comparisons:
         if args.json:  # stdout holds the (empty) JSON alone: the reason goes to stderr
             print(f"loopvec compare: {_nothing_in_common(args, a, b)}", file=sys.stderr)
@@ -253,8 +279,21 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drifts(run_a: Path, run_b: Path, band: float) -> dict[str, Drift]:
+    """The canaries' verdicts on two separate runs (`loopvec.drift`), read warnings said."""
+    sides = [read_canaries(run_a), read_canaries(run_b)]
+    for warning in (w for _, warnings in sides for w in warnings):
+        print(f"loopvec: warning: {warning}", file=sys.stderr)
+    return canary_drift(sides[0][0], sides[1][0], band)
+
+
 def _print_comparisons(
-    a: Results, b: Results, comparisons: list[Comparison], relative_to: str | None, band: float
+    a: Results,
+    b: Results,
+    comparisons: list[Comparison],
+    relative_to: str | None,
+    band: float,
+    drifts: dict[str, Drift] | None = None,
 ) -> None:
     for side, results in (("A", a), ("B", b)):
         machines = ", ".join(f"{fp} (host {m.get('host')})" for fp, m in results.machines.items())
@@ -266,22 +305,44 @@ def _print_comparisons(
             "A and B are different machine states: B/A compares the machines, not only the code "
             "(--relative-to BACKEND compares their speedups instead)"
         )
+    if drifts is not None:
+        print(_drift_line(drifts))
     if not comparisons:
         print("no cell was timed in both runs")
         return
-    print(f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':7} code")
+    wide = max(7, *(len(c.verdict) for c in comparisons))
+    print(f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':{wide}} code")
     for c in comparisons:
         print(
             f"{c.cell:58} {format_seconds(c.a.median_s or 0):>9} "
-            f"{format_seconds(c.b.median_s or 0):>9} {c.interval:>24}  {c.verdict:7} "
+            f"{format_seconds(c.b.median_s or 0):>9} {c.interval:>24}  {c.verdict:{wide}} "
             f"{'changed' if c.code_changed else 'same'}"
         )
     counts = Counter(c.verdict for c in comparisons)
+    drifted = f", {counts[DRIFTED]} not called: the machine drifted" if counts[DRIFTED] else ""
     print(
         f"{len(comparisons)} cells compared: {counts['faster']} faster, {counts['slower']} "
-        f"slower, {counts['same']} the same (within the {band:.0%} tie band or its interval); "
-        f"were nothing changed, at most {expected_by_chance(len(comparisons)):.1f} would be "
-        "called a change by chance"
+        f"slower, {counts['same']} the same (within the {band:.0%} tie band or its interval)"
+        f"{drifted}; were nothing changed, at most {expected_by_chance(len(comparisons)):.1f} "
+        "would be called a change by chance"
+    )
+
+
+def _drift_line(drifts: dict[str, Drift]) -> str:
+    """One line: whether the machine's own speed moved, by the canaries of both runs."""
+    if any(d.between is None for d in drifts.values()):
+        return (
+            "canary: a run has none (timed by an older loopvec): the machine's drift between "
+            "the runs is not checked; `pytest bench --against REV` needs none"
+        )
+    moved = [d for d in drifts.values() if d.moved]
+    if not moved:
+        steady = ", ".join(d.describe() for d in drifts.values())
+        return f"canary: the machine kept its speed ({steady})"
+    return (
+        f"canary: the machine drifted ({'; '.join(d.describe() for d in moved)}): cells that "
+        "follow it are not called changed; time the two versions in one run "
+        "(`pytest bench --against REV`) to compare them"
     )
 
 
@@ -584,8 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_report)
 
     compare = commands.add_parser("compare", help="B/A per cell of two runs, with intervals")
-    compare.add_argument("run_a", type=Path)
-    compare.add_argument("run_b", type=Path)
+    compare.add_argument("run_a", type=Path, help="run A (or a run of two versions alone)")
+    compare.add_argument("run_b", type=Path, nargs="?", help="run B")
     compare.add_argument(
         "--fail-above",
         type=_percent,

@@ -7,14 +7,23 @@ most 5 % of the cells compared would be called a change by chance (fewer, thanks
 
 Runs of different machines are compared fairly by their speedups within each run against one
 backend (`relative_to`): (B's time / B's reference) / (A's time / A's reference).
+
+Two separate runs share no moment: a machine that was slower for the minutes of one run moves
+every cell of it. Each pass's canary (`loopvec.drift`) shows that: where the workload a cell's
+time follows moved, between the runs or within one, the cell is not called faster or slower but
+"machine drifted". Two versions timed in one run whose passes alternate (ABBA, `interleaved`)
+need no canary: pass k of A and pass k of B ran next to each other, and B/A is Student's t over
+those pairs' log ratios, so a slow few minutes hit both sides of a pair alike.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from loopvec.backends import BACKENDS
+from loopvec.drift import Drift, affected, workloads_of
 from loopvec.results import AnyRecord, TrainingRecord, shared_passes
 from loopvec.stats import (
     CONFIDENCE,
@@ -23,19 +32,25 @@ from loopvec.stats import (
     between_runs,
     difference_between_runs,
     pass_log_ratios,
+    ratio_estimate,
     verdict,
 )
+
+#: The verdict of a cell that would be called a change, but whose machine moved (`loopvec.drift`).
+DRIFTED = "machine drifted"
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One cell timed in both runs: change = time B / time A (above 1: B is slower), or the
-    same of their speedups against a reference backend; verdict faster | slower | same."""
+    same of their speedups against a reference backend; verdict faster | slower | same, or
+    DRIFTED where it would be a change but the machine moved (`drift` names how)."""
 
     a: AnyRecord
     b: AnyRecord
     change: Estimate
     verdict: str
+    drift: tuple[str, ...] = ()  #: the canary workloads that moved and that this cell follows
 
     @property
     def cell(self) -> str:
@@ -47,7 +62,8 @@ class Comparison:
                 f"train {r.dataset} {r.backend} m={r.m} n={r.n} t={r.threads} i={r.iterations}"
                 + loop
             )
-        return f"{r.backend} m={r.m} n={r.n} t={r.threads} {r.dtype}"
+        layout = " F-order" if r.layout == "F" else ""  # the course's C order unsaid
+        return f"{r.backend} m={r.m} n={r.n} t={r.threads} {r.dtype}{layout}"
 
     @property
     def ratio(self) -> float:
@@ -71,6 +87,7 @@ class Comparison:
             # null: one pass on a side, the spread between processes unknown
             "ci": [x if math.isfinite(x) and x > 0 else None for x in (c.low, c.high)],
             "verdict": self.verdict,
+            "drift": list(self.drift),
             "code_changed": self.code_changed,
         }
 
@@ -95,9 +112,13 @@ def compare_runs(
     *,
     tie_band: float = DEFAULT_TIE_BAND,
     relative_to: str | None = None,
+    drifts: Mapping[str, Drift] | None = None,
+    interleaved: bool = False,
 ) -> list[Comparison]:
     """The cells (gradient or training) timed in both runs, whatever their hosts, in A's order;
-    with `relative_to`, those timed beside that backend in both (that backend's own left out)."""
+    with `relative_to`, those timed beside that backend in both (that backend's own left out).
+    `drifts`: the canaries' verdicts (`drift.canary_drift`); `interleaved`: A and B are two
+    versions of one ABBA run, pass k of each timed next to the other's."""
     timed_a = {_key(r): r for r in a if r.timed}
     timed_b = {_key(r): r for r in b if r.timed}
     comparisons = []
@@ -105,7 +126,12 @@ def compare_runs(
         record_b = timed_b.get(key)
         if record_b is None:
             continue
-        if relative_to is None:
+        if interleaved:
+            mine, theirs, _ = shared_passes(record_b, record_a)
+            if not mine:
+                continue
+            change = ratio_estimate(mine, theirs, paired=False)  # per pair of neighbours
+        elif relative_to is None:
             change = between_runs(record_a.samples, record_b.samples)
         else:
             ref_a = timed_a.get(_reference_of(record_a, relative_to))
@@ -114,8 +140,20 @@ def compare_runs(
                 continue
             logs_a, logs_b = _relative_logs(record_a, ref_a), _relative_logs(record_b, ref_b)
             change = difference_between_runs(logs_a, logs_b)
-        comparisons.append(Comparison(record_a, record_b, change, verdict(change, tie_band)))
+        called = verdict(change, tie_band)
+        moved = _moved(record_a, drifts or {})
+        if moved and called != "same":
+            called = DRIFTED
+        comparisons.append(Comparison(record_a, record_b, change, called, moved))
     return comparisons
+
+
+def _moved(record: AnyRecord, drifts: Mapping[str, Drift]) -> tuple[str, ...]:
+    """The workloads `record`'s time follows (`drift.workloads_of`) where the machine moved."""
+    backend = BACKENDS.get(record.backend)
+    family = backend.family if backend else None
+    workloads = workloads_of(family, record.m, record.n, getattr(record, "dtype", "float64"))
+    return tuple(d.workload for d in affected(workloads, drifts))
 
 
 def expected_by_chance(cells: int) -> float:

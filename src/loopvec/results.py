@@ -29,11 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from loopvec.backends import backend_names
+from loopvec.drift import CanaryMoment
 from loopvec.grid import Cell, TrainingCell
 from loopvec.provenance import FORMAT
 from loopvec.stats import Estimate, instability, seed_of, time_estimate
 
 RAW = "raw"
+#: Each pass process's canary (`loopvec.runner.canary`): passes/pass-K-PID.json.
+CANARY_FOLDER = "passes"
+#: In a run of two versions (`pytest bench --against REV`): the versions and their passes' order.
+AGAINST_FILE = "against.json"
 FIGURES = "figures"
 REPORT_FILE = "REPORT.md"
 #: The interactive report, beside REPORT.md.
@@ -262,6 +267,26 @@ def run_folder(path: Path) -> Path | None:
         return newest_run(path)
     except FileNotFoundError:
         return None
+
+
+def read_canaries(path: Path) -> tuple[list[CanaryMoment], list[str]]:
+    """The canary moments of the run `path` stands for (`run_folder`), in pass order, and a
+    sentence for each canary file that cannot be read. None in a run of an older version."""
+    folder = run_folder(path)
+    moments: list[CanaryMoment] = []
+    warnings: list[str] = []
+    if folder is None:
+        return moments, warnings
+    for file in sorted(folder.glob(f"{CANARY_FOLDER}/pass-*.json")):
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+            moments += [
+                CanaryMoment(folder.name, int(record["pass"]), int(record["pid"]), moment, seconds)
+                for moment, seconds in record["canary"].items()
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.append(f"{file} skipped: it cannot be read ({type(error).__name__}: {error})")
+    return sorted(moments, key=lambda c: (c.pass_number, c.pid, c.moment != "start")), warnings
 
 
 def newest_run(results_dir: Path) -> Path:

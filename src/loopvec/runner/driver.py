@@ -88,18 +88,22 @@ class Driver:
         return OK
 
     def run_pass(self, number: int, spec: PassSpec) -> int:
-        """Pass `number` as a child process, to its end; Ctrl-C reaches the child too (its
-        process group), SIGTERM is passed on."""
+        """Pass `number` as a child process (`run_child`)."""
         arguments = [a for a in self.command if a != "--fresh"]
         command = [sys.executable, "-m", "pytest", *arguments, f"--pass={number}"]
-        env = {**os.environ, PASS_ENV: spec.to_json()}
-        child = subprocess.Popen(command, cwd=self.cwd, env=env)
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.terminate()
-            child.wait()
-            return INTERRUPTED
+        return run_child(command, self.cwd, {**os.environ, PASS_ENV: spec.to_json()})
+
+
+def run_child(command: Sequence[str], cwd: Path, env: dict[str, str]) -> int:
+    """A pass as a child process, to its end: its exit code. Ctrl-C reaches the child too (its
+    process group), SIGTERM is passed on: INTERRUPTED once it has stopped."""
+    child = subprocess.Popen(command, cwd=cwd, env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait()
+        return INTERRUPTED
 
 
 def draw_report(folder: Path, update_reference: bool) -> int:

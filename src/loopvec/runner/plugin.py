@@ -5,6 +5,7 @@ Needs pytest and pytest-benchmark (the `bench` extra); bench/conftest.py registe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -31,6 +32,7 @@ from loopvec.grid import (
 )
 from loopvec.provenance import git_state
 from loopvec.results import RAW, REFERENCE_RUN, ResultsWriteError, write_json_atomic
+from loopvec.runner.canary import PassCanary
 from loopvec.runner.driver import PASS_ENV, Driver, PassSpec, begin, locate
 from loopvec.runner.folder import FolderError, locked
 from loopvec.runner.plan import pass_order, training_order
@@ -46,6 +48,7 @@ from loopvec.runner.settings import (
     positive,
     register_user_backends,
 )
+from loopvec.runner.versions import DEFAULT_PASSES, AgainstDriver
 from loopvec.validation import DTYPES
 
 _UNUSED = "pytest_benchmark.logger.PytestBenchmarkWarning"
@@ -132,6 +135,14 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         help="after the last pass, draw the run's figures, REPORT.md and report.html",
     )
+    group.addoption(
+        "--against",
+        action="append",
+        metavar="REV",
+        help="time the working tree and git revision REV in one run, their passes alternating "
+        f"(ABBA, {DEFAULT_PASSES} each unless --passes), then compare them; given twice, the two "
+        "revisions",
+    )
 
 
 def settings_of(config: pytest.Config) -> Settings:
@@ -160,14 +171,30 @@ def settings_of(config: pytest.Config) -> Settings:
 def drive(config: pytest.Config) -> int | None:
     """Without --pass, run the passes one after the other, each in a child process, holding
     the run folder's lock for all of them (`Driver`); None to let pytest run this process."""
+    if config.getoption("pass_number") and config.getoption("against"):
+        raise pytest.UsageError("--pass runs one pass of a run; --against runs them all")
     if config.getoption("pass_number") or _only_shows(config):
         return None
     settings = settings_of(config)
     signal.signal(signal.SIGTERM, _interrupt)
+    arguments, cwd = config.invocation_params.args, config.invocation_params.dir
     try:
-        return Driver(settings, config.invocation_params.args, config.invocation_params.dir).run()
+        if revisions := config.getoption("against"):
+            return AgainstDriver(_against(config, settings), revisions, arguments, cwd).run()
+        return Driver(settings, arguments, cwd).run()
     except (FolderError, SettingsError) as error:
         raise pytest.UsageError(f"loopvec: {error}") from None
+
+
+def _against(config: pytest.Config, settings: Settings) -> Settings:
+    """The settings of a run of two versions: DEFAULT_PASSES passes each unless given."""
+    if len(config.getoption("against")) > 2:
+        raise SettingsError("--against: one revision (against the working tree) or two")
+    if not config.getoption("passes"):
+        return dataclasses.replace(settings, passes=DEFAULT_PASSES)
+    if settings.passes < 2:
+        raise SettingsError(f"--passes: --against pairs passes, at least 2; got {settings.passes}")
+    return settings
 
 
 def _only_shows(config: pytest.Config) -> bool:
@@ -275,6 +302,20 @@ class BenchPlugin:
         if reporter is not None:
             for note in self.run.notes:
                 reporter.write_line(f"loopvec: {note}", yellow=True)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """The canary (`loopvec.runner.canary`) right before the pass's first cell and right
+        after its last, outside every cell: how fast the machine itself was, for `compare`."""
+        if session.config.option.collectonly or not self.run.progress.cells:
+            return (yield)
+        try:
+            canary = PassCanary(self.run.folder, self.run.number)
+            result = yield  # interrupted or stopped: the start moment alone is kept
+            canary.finish(self.run.progress.counts["timed"])
+        except ResultsWriteError as error:  # a full disk: what was written is intact
+            pytest.exit(f"loopvec: stopping the run: {error}", returncode=3)
+        return result
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """A pass whose driver died (killed) stops before its next cell, keeping what it wrote:
