@@ -3,9 +3,12 @@
 Every pass times three fixed workloads at its start and its end (`loopvec.runner.canary`). Each
 such moment gives one time per workload (the median of its rounds). Between two runs, a workload
 *moved* when B/A of its moments' times (Welch's t over the moments of each run, as cells are
-compared) lies wholly beyond the tie band; within a run, when its moments spread wider than the
-band plus what the canary's own round-to-round noise explains. A cell whose time follows a
-workload that moved is not called changed: its verdict is "machine drifted" (`affected`).
+compared) lies wholly beyond the tie band; within a run, when its passes (each the mean of its
+start and end, on log scale) spread wider than the band plus what the canary's own round-to-round
+noise explains. (A cell's interval holds the spread between its passes; a level the whole run
+kept, it cannot see: the between-run test is the one that guards a comparison.) A cell whose
+time follows a workload that moved is not called changed: its verdict is "machine drifted"
+(`affected`).
 
 Which workloads a cell's time follows (`workloads_of`): a loop in Python follows the interpreter;
 a cell whose X is beyond the caches (`MEMORY_BOUND_BYTES`) follows compute and memory; a smaller
@@ -55,7 +58,7 @@ class Drift:
 
     workload: str
     between: Estimate | None  # None: a side has no canary
-    within_a: float  # largest / smallest moment of run A (1.0: one moment, or none)
+    within_a: float  # slowest / fastest pass of run A (1.0: one pass, or none)
     within_b: float
     limit_a: float  # the spread run A's canary noise explains (a ratio >= 1 + band)
     limit_b: float
@@ -97,31 +100,34 @@ def canary_drift(
     """Per workload, how the machine's speed moved between runs A and B and within each."""
     drifts = {}
     for workload in WORKLOADS:
-        logs_a = [math.log(c.median_s(workload)) for c in a if workload in c.seconds]
-        logs_b = [math.log(c.median_s(workload)) for c in b if workload in c.seconds]
+        mine = [c for c in a if workload in c.seconds]
+        theirs = [c for c in b if workload in c.seconds]
+        logs_a = [math.log(c.median_s(workload)) for c in mine]
+        logs_b = [math.log(c.median_s(workload)) for c in theirs]
         between = difference_between_runs(logs_a, logs_b) if logs_a and logs_b else None
-        drifts[workload] = Drift(
-            workload,
-            between,
-            _spread(logs_a),
-            _spread(logs_b),
-            _limit([c for c in a if workload in c.seconds], workload, band),
-            _limit([c for c in b if workload in c.seconds], workload, band),
-            band,
-        )
+        within_a, limit_a = _within(mine, workload, band)
+        within_b, limit_b = _within(theirs, workload, band)
+        drifts[workload] = Drift(workload, between, within_a, within_b, limit_a, limit_b, band)
     return drifts
 
 
-def _spread(logs: Sequence[float]) -> float:
-    return math.exp(max(logs) - min(logs)) if logs else 1.0
-
-
-def _limit(moments: Sequence[CanaryMoment], workload: str, band: float) -> float:
-    """The spread of moments that their own noise explains, beyond the band: each moment's
-    median may stray NOISE_ALLOWANCE standard errors, so two may lie twice that apart."""
-    errors = [m.standard_error(workload) for m in moments]
+def _within(moments: Sequence[CanaryMoment], workload: str, band: float) -> tuple[float, float]:
+    """(slowest / fastest pass, the most that noise explains) of one run's canary: a pass is
+    the mean log time of its moments (start, end); each pass's level may stray NOISE_ALLOWANCE
+    standard errors, so two may lie twice that apart, beyond the band."""
+    by_pass: dict[tuple[int, int], list[CanaryMoment]] = {}
+    for moment in moments:
+        by_pass.setdefault((moment.pass_number, moment.pid), []).append(moment)
+    levels = [
+        float(np.mean([math.log(m.median_s(workload)) for m in ms])) for ms in by_pass.values()
+    ]
+    errors = [
+        math.sqrt(sum(m.standard_error(workload) ** 2 for m in ms)) / len(ms)
+        for ms in by_pass.values()
+    ]
+    spread = math.exp(max(levels) - min(levels)) if levels else 1.0
     noise = 2 * NOISE_ALLOWANCE * float(np.median(errors)) if errors else 0.0
-    return math.exp(math.log1p(band) + noise)
+    return spread, math.exp(math.log1p(band) + noise)
 
 
 def workloads_of(family: str | None, m: int, n: int, dtype: str = "float64") -> tuple[str, ...]:

@@ -168,6 +168,17 @@ def interleaved(folder: Path, band: float) -> ModeResult:
     return ModeResult("interleaved", comparisons, None)
 
 
+def with_planted(options: Sequence[str]) -> list[str]:
+    """`options` with the planted backend added to a --backends list, if one is given."""
+    options = list(options)
+    for k, option in enumerate(options):
+        if option == "--backends" and k + 1 < len(options):
+            options[k + 1] += f",{PLANTED}"
+        elif option.startswith("--backends="):
+            options[k] += f",{PLANTED}"
+    return options
+
+
 @contextmanager
 def worktree_of_head(root: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="loopvec-aa-") as scratch:
@@ -193,11 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_record(measure_bandwidth=False)
     study = (args.out / f"{dt.datetime.now():%Y%m%d-%H%M%S}").absolute()
     common = [
-        "--grid",
-        args.grid,
-        "--no-bandwidth",
-        f"--backend={PLANTED}={PLANTED_FILE}:gradient",
-        *args.bench_options,
+        *("--grid", args.grid, "--no-bandwidth", f"--backend={PLANTED}={PLANTED_FILE}:gradient"),
+        *with_planted(args.bench_options),
     ]
     band = DEFAULT_TIE_BAND
     results: list[dict[str, Any]] = []
