@@ -33,6 +33,7 @@ STATS = ("tests/test_stats.py", "tests/test_compare.py")
 COMPARE = ("tests/test_compare.py",)
 RUNNER = ("tests/test_runner.py",)
 CHECK = ("tests/test_check.py",)
+DRIFT = ("tests/test_drift.py",)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,35 @@ MUTANTS = [
         "unbiased = Problem(problem.w, 0.0, problem.X, problem.Y)",
         "unbiased = problem",
         CHECK,
+    ),
+    # A machine that drifts (loopvec.drift, the interleaved comparison, the ABBA order)
+    Mutant(
+        "a drifted cell is still called changed",
+        "compare.py",
+        'if called != "same" and explains(change, moved):',
+        'if called == "same" and explains(change, moved):',
+        DRIFT,
+    ),
+    Mutant(
+        "the canary's between-run test reads run A twice",
+        "drift.py",
+        "between = difference_between_runs(levels_a, levels_b) if levels_a and levels_b else None",
+        "between = difference_between_runs(levels_a, levels_a) if levels_a and levels_b else None",
+        DRIFT,
+    ),
+    Mutant(
+        "two versions compared by Welch's t, not by their pairs of passes",
+        "compare.py",
+        "        if interleaved:\n",
+        "        if False:\n",
+        DRIFT,
+    ),
+    Mutant(
+        "ABBA runs A first in every pair (AB AB: a trend favours B)",
+        "runner/versions.py",
+        "return [(v if k % 2 else 1 - v, k) for k in range(1, passes + 1) for v in (0, 1)]",
+        "return [(v, k) for k in range(1, passes + 1) for v in (0, 1)]",
+        DRIFT,
     ),
     # The measurement protocol (loopvec.runner)
     Mutant(

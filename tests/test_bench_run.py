@@ -185,6 +185,7 @@ def test_a_run_of_another_machine_or_the_reference_is_never_resumed(tmp_path: Pa
     # --fresh clears the run once, before its first pass: each cell keeps both passes
     cells = [json.loads(path.read_text()) for path in cell_paths(run)]
     assert [[p["pass"] for p in cell["passes"]] for cell in cells] == [[1, 2]] * 6
+    assert len(list((run / "passes").glob("*.json"))) == 2  # the earlier canaries went too
 
 
 def test_budget_skip_is_recorded_with_its_prediction(tmp_path: Path) -> None:
@@ -258,6 +259,11 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     first, second = sorted((run / "raw").glob("*.json"))  # one per pass, with every round
     assert "-pass1-" in first.name
     assert "-pass2-" in second.name
+    canary = [json.loads(p.read_text()) for p in sorted((run / "passes").glob("pass-*.json"))]
+    assert [c["pass"] for c in canary] == [1, 2]  # a file per pass process: start and end
+    assert all(set(c["canary"]) == {"start", "end"} for c in canary)
+    assert all(set(c["canary"]["end"]) == {"interpreter", "compute", "memory"} for c in canary)
+    assert all(c["cells_timed"] == len(records) for c in canary)
     benchmarks = json.loads(first.read_text())["benchmarks"]
     extra = [b["extra_info"] for b in benchmarks]
     blocks = sum(len(r["passes"][0]["blocks"]) for r in gradient)

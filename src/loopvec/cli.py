@@ -235,45 +235,78 @@ def _describe(path: Path, results: Results) -> str:
     return f"{path}: run {', '.join(results.runs)}; {', '.join(machines)}"
 
 
-def _compare(args: argparse.Namespace) -> int:
-    against = args.run_a / AGAINST_FILE
-    if args.run_b is None:
+@dataclasses.dataclass(frozen=True)
+class Compared:
+    """Two runs (or the two versions of one run) read and compared (`compare_runs`)."""
+
+    a: Results
+    b: Results
+    comparisons: list[Comparison]
+    drifts: dict[str, Drift] | None  # None: two versions of one run, no canary needed
+    versions: str | None  # the versions of one run, in words
+
+
+def compared(
+    run_a: Path, run_b: Path | None, band: float, relative_to: str | None = None
+) -> Compared:
+    """`run_a` against `run_b`, or with `run_b` None the two versions of the run `run_a`
+    (`pytest bench --against`), paired pass by pass. Canary warnings go to stderr."""
+    against = run_a / AGAINST_FILE
+    if run_b is not None and against.is_file():
+        raise ValueError(
+            f"{run_a} is a run of two versions: compare it alone (loopvec compare {run_a}), or "
+            f"name one of its versions ({run_a / 'A'} or {run_a / 'B'})"
+        )
+    versions = None
+    if run_b is None:
         if not against.is_file():
             raise FileNotFoundError(
-                f"{args.run_a} is not a run of two versions (no {AGAINST_FILE}, made by "
+                f"{run_a} is not a run of two versions (no {AGAINST_FILE}, made by "
                 "`pytest bench --against REV`): give two runs to compare"
             )
-        versions = json.loads(against.read_text(encoding="utf-8"))["versions"]
-        args.run_a, args.run_b = (args.run_a / v["folder"] for v in versions)
-        labels = [f"{v['folder']} = {v['label']}" for v in versions]
-    a, b = _load([args.run_a]), _load([args.run_b])
-    band = args.tie_band / 100
-    drifts = None if against.is_file() else _drifts(args.run_a, args.run_b, band)
+        if relative_to:
+            raise ValueError(
+                "--relative-to compares runs of two machines; the versions of one run share one"
+            )
+        listed = json.loads(against.read_text(encoding="utf-8"))["versions"]
+        run_a, run_b = (run_a / v["folder"] for v in listed)
+        versions = "; ".join(f"{v['folder']} = {v['label']}" for v in listed)
+    a, b = _load([run_a]), _load([run_b])
+    drifts = None if versions else _drifts(run_a, run_b, band)
     comparisons = compare_runs(
         [*a.records, *a.training],
         [*b.records, *b.training],
         tie_band=band,
-        relative_to=args.relative_to,
+        relative_to=relative_to,
         drifts=drifts,
-        interleaved=against.is_file(),
+        interleaved=versions is not None,
     )
+    return Compared(a, b, comparisons, drifts, versions)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    band = args.tie_band / 100
+    done = compared(args.run_a, args.run_b, band, args.relative_to)
+    comparisons = done.comparisons
     if args.json:
         print(json.dumps([c.as_json() for c in comparisons], indent=1))
     else:
-        if against.is_file():
-            print(f"{args.run_a.parent}: two versions, their passes alternating (ABBA); "
-                  f"B/A pairs pass k of each: {'; '.join(labels)}")  # fmt: skip
-        _print_comparisons(a, b, comparisons, args.relative_to, band, drifts)
+        if done.versions:
+            print(
+                f"{args.run_a}: two versions, their passes alternating (ABBA); B/A pairs pass k "
+                f"of each: {done.versions}"
+            )
+        _print_comparisons(done.a, done.b, comparisons, args.relative_to, band, done.drifts)
     if not comparisons:
         if args.json:  # stdout holds the (empty) JSON alone: the reason goes to stderr
-            print(f"loopvec compare: {_nothing_in_common(args, a, b)}", file=sys.stderr)
+            print(f"loopvec compare: {_nothing_in_common(args, done.a, done.b)}", file=sys.stderr)
         return 1
     if args.fail_above is not None:
         worse = regressions(comparisons, args.fail_above)
         if worse and not args.json:
             print(
                 f"{len(worse)} cell(s) slower by more than {args.fail_above:g} % with their "
-                "whole 95 % interval"
+                "whole 95 % interval (called slower, or not called: the machine drifted)"
             )
         return 1 if worse else 0
     return 0
@@ -355,7 +388,7 @@ def _nothing_in_common(args: argparse.Namespace, a: Results, b: Results) -> str:
         return f"{sum(r.timed for r in cells)} timed cells ({', '.join(backends) or 'no backend'})"
 
     return (
-        f"no cell was timed in both runs: {args.run_a} has {timed(a)}, {args.run_b} has "
+        f"no cell was timed in both runs: {args.run_a} has {timed(a)}, {args.run_b or 'B'} has "
         f"{timed(b)}; a cell is the same backend, m, n, threads, dtype and layout"
     )
 

@@ -10,10 +10,11 @@ backend (`relative_to`): (B's time / B's reference) / (A's time / A's reference)
 
 Two separate runs share no moment: a machine that was slower for the minutes of one run moves
 every cell of it. Each pass's canary (`loopvec.drift`) shows that: where the workload a cell's
-time follows moved, between the runs or within one, the cell is not called faster or slower but
-"machine drifted". Two versions timed in one run whose passes alternate (ABBA, `interleaved`)
-need no canary: pass k of A and pass k of B ran next to each other, and B/A is Student's t over
-those pairs' log ratios, so a slow few minutes hit both sides of a pair alike.
+time follows moved, between the runs or within one, by as much as the cell's change, the cell is
+not called faster or slower but "machine drifted"; a change beyond the movement is still called.
+Two versions timed in one run whose passes alternate (ABBA, `interleaved`) need no canary: pass
+k of A and pass k of B ran next to each other, and B/A is Student's t over those pairs' log
+ratios, so a slow few minutes hit both sides of a pair alike.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopvec.backends import BACKENDS
-from loopvec.drift import Drift, affected, workloads_of
+from loopvec.drift import Drift, affected, explains, workloads_of
 from loopvec.results import AnyRecord, TrainingRecord, shared_passes
 from loopvec.stats import (
     CONFIDENCE,
@@ -50,7 +51,7 @@ class Comparison:
     b: AnyRecord
     change: Estimate
     verdict: str
-    drift: tuple[str, ...] = ()  #: the canary workloads that moved and that this cell follows
+    drift: tuple[str, ...] = ()  #: the canary workloads this cell follows that moved
 
     @property
     def cell(self) -> str:
@@ -131,6 +132,8 @@ def compare_runs(
             if not mine:
                 continue
             change = ratio_estimate(mine, theirs, paired=False)  # per pair of neighbours
+            if len(mine) < 2:  # one pair: the spread between processes is unknown
+                change = Estimate(change.value, 0.0, math.inf)
         elif relative_to is None:
             change = between_runs(record_a.samples, record_b.samples)
         else:
@@ -142,18 +145,19 @@ def compare_runs(
             change = difference_between_runs(logs_a, logs_b)
         called = verdict(change, tie_band)
         moved = _moved(record_a, drifts or {})
-        if moved and called != "same":
+        if called != "same" and explains(change, moved):
             called = DRIFTED
-        comparisons.append(Comparison(record_a, record_b, change, called, moved))
+        workloads = tuple(d.workload for d in moved)
+        comparisons.append(Comparison(record_a, record_b, change, called, workloads))
     return comparisons
 
 
-def _moved(record: AnyRecord, drifts: Mapping[str, Drift]) -> tuple[str, ...]:
+def _moved(record: AnyRecord, drifts: Mapping[str, Drift]) -> list[Drift]:
     """The workloads `record`'s time follows (`drift.workloads_of`) where the machine moved."""
     backend = BACKENDS.get(record.backend)
     family = backend.family if backend else None
     workloads = workloads_of(family, record.m, record.n, getattr(record, "dtype", "float64"))
-    return tuple(d.workload for d in affected(workloads, drifts))
+    return affected(workloads, drifts)
 
 
 def expected_by_chance(cells: int) -> float:
@@ -162,5 +166,10 @@ def expected_by_chance(cells: int) -> float:
 
 
 def regressions(comparisons: list[Comparison], percent: float) -> list[Comparison]:
-    """Cells called slower whose whole interval lies more than `percent` % above 1."""
-    return [c for c in comparisons if c.verdict == "slower" and c.change.low > 1 + percent / 100]
+    """Cells whose whole interval lies more than `percent` % above 1: called slower, or not
+    called because the machine drifted (a gate cannot vouch for those: time them again)."""
+    return [
+        c
+        for c in comparisons
+        if c.verdict in ("slower", DRIFTED) and c.change.low > 1 + percent / 100
+    ]

@@ -1,11 +1,11 @@
 """Did the machine itself change speed? The canaries of two runs, compared. Pure: no I/O.
 
 Every pass times three fixed workloads at its start and its end (`loopvec.runner.canary`). Each
-such moment gives one time per workload (the median of its rounds). Between two runs, a workload
-*moved* when B/A of its moments' times (Welch's t over the moments of each run, as cells are
-compared) lies wholly beyond the tie band; within a run, when its passes (each the mean of its
-start and end, on log scale) spread wider than the band plus what the canary's own round-to-round
-noise explains. (A cell's interval holds the spread between its passes; a level the whole run
+such moment gives one time per workload (the median of its rounds), and each pass one level (the
+mean log time of its moments). Between two runs, a workload *moved* when B/A of its passes'
+levels (Welch's t, as cells are compared) lies wholly beyond the tie band; within a run, when its
+passes' levels lie further apart than the band plus what the canary's own round-to-round noise
+explains. (A cell's interval holds the spread between its passes; a level the whole run
 kept, it cannot see: the between-run test is the one that guards a comparison.) A cell whose
 time follows a workload that moved is not called changed: its verdict is "machine drifted"
 (`affected`).
@@ -78,6 +78,18 @@ class Drift:
     def moved(self) -> bool:
         return self.moved_between or bool(self.moved_within)
 
+    @property
+    def reach(self) -> float:
+        """How far the machine's movement could move a time, on log scale: the far end of the
+        interval of B/A where it moved between the runs, the spread of a run where it moved
+        within; 0 where it did not move."""
+        reach = 0.0
+        if self.moved_between and self.between is not None and self.between.low > 0:
+            reach = max(abs(math.log(self.between.low)), abs(math.log(self.between.high)))
+        for side in self.moved_within:
+            reach = max(reach, math.log(self.within_a if side == "A" else self.within_b))
+        return reach
+
     def describe(self) -> str:
         """'memory +6.1 % [4.0, 8.3] between the runs; moved within B (5.2 % apart)'."""
         parts = []
@@ -90,7 +102,7 @@ class Drift:
             parts.append(f"{self.workload} (no canary on a side)")
         for side in self.moved_within:
             spread = self.within_a if side == "A" else self.within_b
-            parts.append(f"moved within {side} ({spread - 1:.1%} apart)")
+            parts.append(f"moved within {side} ({(spread - 1) * 100:.1f} % apart)")
         return "; ".join(parts)
 
 
@@ -100,23 +112,24 @@ def canary_drift(
     """Per workload, how the machine's speed moved between runs A and B and within each."""
     drifts = {}
     for workload in WORKLOADS:
-        mine = [c for c in a if workload in c.seconds]
-        theirs = [c for c in b if workload in c.seconds]
-        logs_a = [math.log(c.median_s(workload)) for c in mine]
-        logs_b = [math.log(c.median_s(workload)) for c in theirs]
-        between = difference_between_runs(logs_a, logs_b) if logs_a and logs_b else None
-        within_a, limit_a = _within(mine, workload, band)
-        within_b, limit_b = _within(theirs, workload, band)
-        drifts[workload] = Drift(workload, between, within_a, within_b, limit_a, limit_b, band)
+        levels_a, limit_a = _levels(a, workload, band)
+        levels_b, limit_b = _levels(b, workload, band)
+        between = difference_between_runs(levels_a, levels_b) if levels_a and levels_b else None
+        drifts[workload] = Drift(
+            workload, between, _spread(levels_a), _spread(levels_b), limit_a, limit_b, band
+        )
     return drifts
 
 
-def _within(moments: Sequence[CanaryMoment], workload: str, band: float) -> tuple[float, float]:
-    """(slowest / fastest pass, the most that noise explains) of one run's canary: a pass is
-    the mean log time of its moments (start, end); each pass's level may stray NOISE_ALLOWANCE
-    standard errors, so two may lie twice that apart, beyond the band."""
+def _levels(
+    moments: Sequence[CanaryMoment], workload: str, band: float
+) -> tuple[list[float], float]:
+    """One run's canary per pass process (the mean log time of its moments, start and end: the
+    passes are the units, as for a cell), and the spread of those levels that the canary's own
+    noise explains: each level may stray NOISE_ALLOWANCE standard errors, so two may lie twice
+    that apart, beyond the band."""
     by_pass: dict[tuple[int, int], list[CanaryMoment]] = {}
-    for moment in moments:
+    for moment in (m for m in moments if workload in m.seconds):
         by_pass.setdefault((moment.pass_number, moment.pid), []).append(moment)
     levels = [
         float(np.mean([math.log(m.median_s(workload)) for m in ms])) for ms in by_pass.values()
@@ -125,9 +138,12 @@ def _within(moments: Sequence[CanaryMoment], workload: str, band: float) -> tupl
         math.sqrt(sum(m.standard_error(workload) ** 2 for m in ms)) / len(ms)
         for ms in by_pass.values()
     ]
-    spread = math.exp(max(levels) - min(levels)) if levels else 1.0
     noise = 2 * NOISE_ALLOWANCE * float(np.median(errors)) if errors else 0.0
-    return spread, math.exp(math.log1p(band) + noise)
+    return levels, math.exp(math.log1p(band) + noise)
+
+
+def _spread(levels: Sequence[float]) -> float:
+    return math.exp(max(levels) - min(levels)) if levels else 1.0
 
 
 def workloads_of(family: str | None, m: int, n: int, dtype: str = "float64") -> tuple[str, ...]:
@@ -140,8 +156,18 @@ def workloads_of(family: str | None, m: int, n: int, dtype: str = "float64") -> 
 
 
 def affected(workloads: Sequence[str], drifts: Mapping[str, Drift]) -> list[Drift]:
-    """The drifts among `workloads` where the machine moved: a change there is not the code's."""
+    """The drifts among `workloads` where the machine moved."""
     return [drifts[w] for w in workloads if w in drifts and drifts[w].moved]
+
+
+def explains(change: Estimate, moved: Sequence[Drift]) -> bool:
+    """Whether the machine's movement (`moved`, the cell's workloads that moved) could account
+    for a cell's B/A: its interval reaches into the movement's `reach` on either side. A
+    change wholly beyond it is the code's, whatever the machine did."""
+    reach = max((d.reach for d in moved), default=0.0)
+    if reach == 0.0 or change.low <= 0:
+        return reach > 0.0
+    return not (math.log(change.low) > reach or math.log(change.high) < -reach)
 
 
 def _percent(ratio: float) -> str:

@@ -19,6 +19,7 @@ refused rather than mixed with timings of known origin.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -217,6 +218,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (text + "\n").encode("utf-8"))
 
 
+def utc_now() -> str:
+    """Now, as the files record it: '2026-12-03T19:20:53+00:00'."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 def is_run(folder: Path) -> bool:
     """Whether `folder` is a run folder (it holds a machine record)."""
     return (Path(folder) / MACHINE_FILE).is_file()
@@ -280,6 +286,8 @@ def read_canaries(path: Path) -> tuple[list[CanaryMoment], list[str]]:
     for file in sorted(folder.glob(f"{CANARY_FOLDER}/pass-*.json")):
         try:
             record = json.loads(file.read_text(encoding="utf-8"))
+            if record.get("cells_timed") == 0:
+                continue  # a pass whose every cell was resumed: it ran at no moment of the run
             moments += [
                 CanaryMoment(folder.name, int(record["pass"]), int(record["pid"]), moment, seconds)
                 for moment, seconds in record["canary"].items()

@@ -9,6 +9,9 @@
     plan.py       the rounds of a cell, the order of a pass, the rests between blocks
     progress.py   the progress line, from what the pass decided
     timing.py     one call timed by hand; waiting for thread pools to sleep
+    canary.py     the canary each pass times at its start and end (how fast the machine was)
+    versions.py   `--against REV`: two versions of the code in one run, passes in ABBA order
+    aa.py         `nox -s aa`: how often a comparison calls a change where there is none
     plugin.py     pytest's side (needs the bench extra): options, `BenchPlugin`
     head_to_head.py   `loopvec check --time`: a user's function against the loops, numpy and
                   the fastest backend, timed by the grid itself (`loopvec.bench`)

@@ -11,10 +11,11 @@ From a git worktree of HEAD (the checkout's committed code, on PYTHONPATH), each
 
 Every run also times a planted backend (`bench/planted.py`): in the second run of the separate
 pair, and in the worktree's version of the interleaved run, it does 11 % more work (REPEATS 10
-against 9). Its cells are left out of the A/A share and reported alone: a true 10 % slowdown,
-which both modes must call slower. Prints, per repetition and mode, the share of cells called
-changed, how many chance alone would call, the canaries' drift, and the planted cells found;
-writes summary.json in the study's folder.
+against 9: B/A = 1.11). Its cells are left out of the A/A share and reported alone: a true 10 %
+slowdown, which both modes must call slower (in at least half of its cells, faster in none).
+Prints, per repetition and mode, the share of cells called changed, how many chance alone would
+call, the canaries' drift, and the planted cells found; writes summary.json in the study's
+folder. Options it does not know go to every `pytest bench` (`-- --backends numba_fused`).
 """
 
 from __future__ import annotations
@@ -22,24 +23,25 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopvec.compare import DRIFTED, Comparison, compare_runs, expected_by_chance
-from loopvec.drift import Drift, canary_drift
+from loopvec.cli import compared
+from loopvec.compare import DRIFTED, Comparison, expected_by_chance
+from loopvec.drift import Drift
 from loopvec.grid import GRIDS
 from loopvec.machine import machine_record
-from loopvec.results import AGAINST_FILE, load_results, read_canaries, write_json_atomic
-from loopvec.runner.versions import checkout_root, git, resolve
+from loopvec.results import AGAINST_FILE, write_json_atomic
+from loopvec.runner.driver import run_child
+from loopvec.runner.versions import DEFAULT_PASSES, checkout_root, resolve, source_first, worktree
 from loopvec.stats import DEFAULT_TIE_BAND
 
+#: The planted backend: the lesson's gradient REPEATS times (bench/planted.py).
 PLANTED = "planted"
 PLANTED_FILE = Path("bench") / "planted.py"
 #: REPEATS of the planted backend: the baseline, and the version with 11 % more work.
@@ -72,6 +74,14 @@ class ModeResult:
 
     def found(self) -> list[Comparison]:
         return [c for c in self.planted if c.verdict == "slower"]
+
+    def met(self) -> bool:
+        """The share called is within the mode's target, and the planted slowdown is found:
+        called slower in at least half of its cells and faster in none."""
+        target = SEPARATE_TARGET if self.mode == "separate" else INTERLEAVED_TARGET
+        wrong_way = [c for c in self.planted if c.verdict == "faster"]
+        found = 2 * len(self.found()) >= len(self.planted) > 0 and not wrong_way
+        return self.share_called() <= target and found
 
     def summary(self) -> dict[str, Any]:
         drifted = [c for c in self.same_code if c.verdict == DRIFTED]
@@ -122,50 +132,23 @@ class BenchFailed(RuntimeError):
 def _bench(checkout: Path, arguments: Sequence[str], log: Path) -> None:
     """`python -m pytest bench ARGUMENTS` in `checkout`, its src first on the path (a run of
     two versions sets each version's own), its output into `log`."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(checkout / "src"), env.get("PYTHONPATH")])
-    )
     command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", *arguments]
     print(f"loopvec aa: {' '.join(command[2:])} (log: {log})", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as output:
-        done = subprocess.run(
-            command, cwd=checkout, env=env, check=False, stdout=output, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        raise BenchFailed(f"exit {done.returncode}: see {log}")
+        code = run_child(command, checkout, source_first(checkout, os.environ), output)
+    if code != 0:
+        raise BenchFailed(f"exit {code}: see {log}")
     print(f"loopvec aa: done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def _plant(checkout: Path, repeats: int) -> None:
+    """Set the planted backend's REPEATS in `checkout`."""
     path = checkout / PLANTED_FILE
-    text = path.read_text(encoding="utf-8")
-    lines = [
-        f"REPEATS = {repeats}" if line.startswith("REPEATS = ") else line
-        for line in text.splitlines()
-    ]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [f"REPEATS = {repeats}" if x.startswith("REPEATS = ") else x for x in lines]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def separate(folder: Path, band: float) -> ModeResult:
-    a, b = folder / "separate-1", folder / "separate-2"
-    ra, rb = load_results([a]), load_results([b])
-    drifts = canary_drift(read_canaries(a)[0], read_canaries(b)[0], band)
-    comparisons = compare_runs(
-        [*ra.records, *ra.training], [*rb.records, *rb.training], tie_band=band, drifts=drifts
-    )
-    return ModeResult("separate", comparisons, drifts)
-
-
-def interleaved(folder: Path, band: float) -> ModeResult:
-    run = next((folder / "interleaved").glob(f"*/{AGAINST_FILE}")).parent
-    ra, rb = load_results([run / "A"]), load_results([run / "B"])
-    comparisons = compare_runs(
-        [*ra.records, *ra.training], [*rb.records, *rb.training], tie_band=band, interleaved=True
-    )
-    return ModeResult("interleaved", comparisons, None)
 
 
 def with_planted(options: Sequence[str]) -> list[str]:
@@ -179,72 +162,69 @@ def with_planted(options: Sequence[str]) -> list[str]:
     return options
 
 
-@contextmanager
-def worktree_of_head(root: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="loopvec-aa-") as scratch:
-        path = Path(scratch) / "head"
-        git(root, "worktree", "add", "--detach", "--quiet", str(path), resolve(root, "HEAD"))
-        try:
-            yield path
-        finally:
-            git(root, "worktree", "remove", "--force", str(path))
+def repetition(checkout: Path, folder: Path, common: list[str], passes: int) -> list[ModeResult]:
+    """Both modes once into `folder`: two separate runs, then one run of two versions."""
+    for name, repeats, more in (
+        ("separate-1", BASELINE_REPEATS, []),
+        ("separate-2", SLOWER_REPEATS, []),
+        ("interleaved", SLOWER_REPEATS, ["--against=HEAD", f"--passes={passes}"]),
+    ):
+        _plant(checkout, repeats)
+        _bench(checkout, [*common, *more, f"--results-dir={folder / name}"], folder / f"{name}.log")
+    run = next((folder / "interleaved").glob(f"*/{AGAINST_FILE}")).parent
+    band = DEFAULT_TIE_BAND
+    separate = compared(folder / "separate-1", folder / "separate-2", band)
+    interleaved = compared(run, None, band)
+    return [
+        ModeResult("separate", separate.comparisons, separate.drifts),
+        ModeResult("interleaved", interleaved.comparisons, None),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The study; 0 where every repetition met the targets, 1 where one did not, 2 on a failed
+    run. Options it does not know are handed to every `pytest bench`."""
     parser = argparse.ArgumentParser(
         prog="python -m loopvec.runner.aa", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--grid", default="quick", choices=list(GRIDS))
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of both modes")
     parser.add_argument("--out", type=Path, default=Path("results") / "aa")
-    parser.add_argument("--passes", type=int, default=6, help="passes of each version, interleaved")
-    parser.add_argument("bench_options", nargs="*", help="more options for every `pytest bench`")
-    args = parser.parse_args(argv)
+    parser.add_argument("--passes", type=int, default=DEFAULT_PASSES, help="of each version")
+    args, bench_options = parser.parse_known_args(argv)
     root = checkout_root(Path.cwd())
+    head = resolve(root, "HEAD")
     machine = machine_record(measure_bandwidth=False)
     study = (args.out / f"{dt.datetime.now():%Y%m%d-%H%M%S}").absolute()
     common = [
         *("--grid", args.grid, "--no-bandwidth", f"--backend={PLANTED}={PLANTED_FILE}:gradient"),
-        *with_planted(args.bench_options),
+        *with_planted(bench_options),
     ]
-    band = DEFAULT_TIE_BAND
-    results: list[dict[str, Any]] = []
-    head = resolve(root, "HEAD")
     print(
         f"loopvec aa: HEAD {head[:8]}, {machine['cpu']} ({machine.get('cpu_target')}), "
         f"{machine['logical_cores']} cores; into {study}"
     )
-    with worktree_of_head(root) as checkout:
-        for repetition in range(1, args.repeat + 1):
-            folder = study / f"repetition-{repetition}"
+    results: list[dict[str, Any]] = []
+    met = True
+    with (
+        tempfile.TemporaryDirectory(prefix="loopvec-aa-") as scratch,
+        worktree(root, head, Path(scratch) / "head") as checkout,
+    ):
+        for k in range(1, args.repeat + 1):
             try:
-                for name, repeats, more in (
-                    ("separate-1", BASELINE_REPEATS, []),
-                    ("separate-2", SLOWER_REPEATS, []),
-                    ("interleaved", SLOWER_REPEATS, ["--against=HEAD", f"--passes={args.passes}"]),
-                ):
-                    _plant(checkout, repeats)
-                    run = [*common, *more, f"--results-dir={folder / name}"]
-                    _bench(checkout, run, folder / f"{name}.log")
+                modes = repetition(checkout, study / f"repetition-{k}", common, args.passes)
             except BenchFailed as error:
                 print(f"loopvec aa: a run failed ({error})", file=sys.stderr)
-                return 1
-            modes = [separate(folder, band), interleaved(folder, band)]
-            print(f"repetition {repetition}:")
+                return 2
+            print(f"repetition {k}:")
             for mode in modes:
                 print("\n".join(f"  {line}" for line in mode.lines()))
-            results.append({"repetition": repetition, "modes": [m.summary() for m in modes]})
-            write_json_atomic(
-                study / "summary.json",
-                {
-                    "commit": head,
-                    "machine": machine,
-                    "grid": args.grid,
-                    "tie_band": band,
-                    "repetitions": results,
-                },
-            )
-    return 0
+            met = met and all(mode.met() for mode in modes)
+            results.append({"repetition": k, "modes": [m.summary() for m in modes]})
+            summary = {"commit": head, "machine": machine, "grid": args.grid}
+            write_json_atomic(study / "summary.json", {**summary, "repetitions": results})
+    print(f"loopvec aa: targets {'met' if met else 'NOT met'}; summary in {study / 'summary.json'}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

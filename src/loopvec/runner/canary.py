@@ -9,14 +9,14 @@ canary that changes with the code could not tell the two apart):
     compute      numpy's exp of an array that stays in the L2 cache: arithmetic, no memory traffic
     memory       numpy's sum of an array 4x a large L3 cache: read bandwidth
 
-They run on one thread, interleaved round by round (`CANARY_ROUNDS` rounds each), each round
-about 2 ms (interpreter, compute) or 10 ms (memory): about 0.2 s a moment, untimed by the grid.
+They run on one thread, interleaved round by round (`CANARY_ROUNDS` rounds each, after one
+warm-up round), a round about 2 ms (interpreter, compute) or 6.5 ms (memory) on a Zen 3: about
+0.1 s a moment, untimed by the grid.
 The pass writes them to `passes/pass-K-PID.json` of its run folder (`write_pass_canary`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from loopvec.grid import thread_limit
-from loopvec.results import CANARY_FOLDER, write_json_atomic
+from loopvec.results import CANARY_FOLDER, utc_now, write_json_atomic
 
 #: Rounds of each workload per moment (the pass's start, its end).
 CANARY_ROUNDS = 7
@@ -88,20 +88,16 @@ class PassCanary:
         self.record: dict[str, Any] = {
             "pass": pass_number,
             "pid": os.getpid(),
-            "started_at": _now(),
+            "started_at": utc_now(),
             "canary": {"start": measure()},
         }
         self._write()
 
     def finish(self, cells_timed: int) -> None:
         self.record["canary"]["end"] = measure()
-        self.record.update(finished_at=_now(), cells_timed=cells_timed)
+        self.record.update(finished_at=utc_now(), cells_timed=cells_timed)
         self._write()
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, self.record)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

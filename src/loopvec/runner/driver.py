@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from loopvec.machine import machine_record
 from loopvec.runner.folder import locked, prepare
@@ -94,10 +94,15 @@ class Driver:
         return run_child(command, self.cwd, {**os.environ, PASS_ENV: spec.to_json()})
 
 
-def run_child(command: Sequence[str], cwd: Path, env: dict[str, str]) -> int:
-    """A pass as a child process, to its end: its exit code. Ctrl-C reaches the child too (its
-    process group), SIGTERM is passed on: INTERRUPTED once it has stopped."""
-    child = subprocess.Popen(command, cwd=cwd, env=env)
+def run_child(
+    command: Sequence[str], cwd: Path, env: dict[str, str], output: IO[str] | None = None
+) -> int:
+    """A pass (or a run) as a child process, to its end, its output to `output` if given: its
+    exit code. Ctrl-C reaches the child too (its process group), SIGTERM is passed on, and the
+    child is waited for (it cleans up): INTERRUPTED."""
+    child = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=output, stderr=None if output is None else output
+    )
     try:
         return child.wait()
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from typing import Any
 
 from loopvec.machine import read_bandwidths
 from loopvec.results import (
+    CANARY_FOLDER,
     DAMAGED,
     MACHINE_FILE,
     RAW,
@@ -50,7 +51,8 @@ def prepare(
     the read bandwidth: an earlier pass's on this machine state, else measured now unless
     settings say not to). Returns that record, and what to tell the user (files set aside)."""
     if settings.fresh:
-        for path in [*cell_paths(folder), folder / MACHINE_FILE, *folder.glob(f"{RAW}/*.json")]:
+        written = [folder / MACHINE_FILE, *folder.glob(f"{RAW}/*.json")]
+        for path in [*cell_paths(folder), *written, *folder.glob(f"{CANARY_FOLDER}/*.json")]:
             path.unlink(missing_ok=True)
     for path in [*folder.glob(TEMPORARY_GLOB), *folder.glob(f"{RAW}/{TEMPORARY_GLOB}")]:
         path.unlink(missing_ok=True)  # half-written by a killed run: under the lock, never ours

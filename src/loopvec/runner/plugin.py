@@ -192,8 +192,11 @@ def _against(config: pytest.Config, settings: Settings) -> Settings:
         raise SettingsError("--against: one revision (against the working tree) or two")
     if not config.getoption("passes"):
         return dataclasses.replace(settings, passes=DEFAULT_PASSES)
-    if settings.passes < 2:
-        raise SettingsError(f"--passes: --against pairs passes, at least 2; got {settings.passes}")
+    if settings.passes < 2 or settings.passes % 2:
+        raise SettingsError(
+            "--passes: --against runs pairs in ABBA order, A first as often as B: an even "
+            f"number, at least 2; got {settings.passes}"
+        )
     return settings
 
 

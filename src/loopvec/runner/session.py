@@ -9,7 +9,6 @@ nothing of pytest: the bench's tests time the blocks and raise pytest's skips wi
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import os
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from loopvec.formatting import format_seconds
 from loopvec.grid import Cell, CostModel, TrainingCell, fit_cost_model
 from loopvec.problem import Problem, make_problem
 from loopvec.provenance import FORMAT, code_identity
-from loopvec.results import read_cells, samples_of, write_json_atomic
+from loopvec.results import read_cells, samples_of, utc_now, write_json_atomic
 from loopvec.runner.folder import set_aside
 from loopvec.runner.plan import RoundPlan, cell_pass_s, rest_before_s, training_rounds
 from loopvec.runner.progress import Progress
@@ -63,7 +62,7 @@ class Pass:
     machine: dict[str, Any]  # the run's machine record (machine.json)
     number: int
     git: dict[str, Any]  # the commit of the checkout that runs the bench, and whether it is dirty
-    started_at: str = field(default_factory=lambda: _now())  # noqa: PLW0108 (defined below)
+    started_at: str = field(default_factory=utc_now)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> timed record
     skips: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> skipped record
     retimed: dict[str, str] = field(default_factory=dict)  # cell_id -> why it was not resumed
@@ -360,7 +359,7 @@ class Pass:
             "grid": self.settings.run_grid,
             "status": status,
             "reason": None,
-            "finished_at": _now(),
+            "finished_at": utc_now(),
             "loopvec_version": loopvec.__version__,
             **self.provenance(cell),
             **fields,
@@ -381,10 +380,6 @@ class Pass:
         if cell.cell_id in self.retimed:
             detail += f" (not resumed: {self.retimed[cell.cell_id]})"
         self.progress.decided(cell.cell_id, "timed", detail)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @functools.cache

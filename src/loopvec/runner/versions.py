@@ -17,28 +17,36 @@ interrupted run, given again, resumes each version where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopvec.provenance import CODE_PATHS, run_name
-from loopvec.results import AGAINST_FILE, write_json_atomic
-from loopvec.runner.driver import NO_TESTS_COLLECTED, OK, PASS_ENV, draw_report, locate, run_child
+from loopvec.results import AGAINST_FILE, utc_now, write_json_atomic
+from loopvec.runner.driver import (
+    NO_TESTS_COLLECTED,
+    OK,
+    PASS_ENV,
+    TESTS_FAILED,
+    draw_report,
+    locate,
+    run_child,
+)
 from loopvec.runner.folder import locked
 from loopvec.runner.settings import Settings, SettingsError
 
 #: Passes of each version unless --passes says otherwise: three ABBA cycles.
 DEFAULT_PASSES = 6
-#: Options the driver gives each version's passes itself (each takes a value but --fresh,
-#: --report and --update-reference).
+#: Options the driver gives each version's passes itself: with a value, and flags.
 _OWN_OPTIONS = ("--against", "--results-dir", "--passes", "--pass")
 _OWN_FLAGS = ("--fresh", "--report")
 
@@ -52,7 +60,7 @@ class Version:
     label: str
     revision: str | None  # None: the working tree
     commit: str
-    dirty: bool
+    changes: str | None  # the working tree's changes not committed: their hash, or None
     checkout: Path
     folder: str
 
@@ -63,11 +71,13 @@ def abba(passes: int) -> list[tuple[int, int]]:
 
 
 def git(folder: Path, *args: str) -> str:
+    """git's output in `folder`; SettingsError with git's last words where it fails."""
     done = subprocess.run(
         ["git", "-C", str(folder), *args], check=False, capture_output=True, text=True, timeout=120
     )
     if done.returncode != 0:
-        raise SettingsError((done.stderr or done.stdout).strip().splitlines()[-1])
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise SettingsError(said[-1] if said else f"git {args[0]} failed ({done.returncode})")
     return done.stdout.strip()
 
 
@@ -91,28 +101,71 @@ def resolve(root: Path, revision: str) -> str:
 
 
 @contextmanager
+def worktree(root: Path, commit: str, path: Path) -> Iterator[Path]:
+    """`commit` checked out at `path` (a git worktree of `root`) while the block runs; removed
+    after, however the block ends (a worktree git cannot remove is deleted and pruned)."""
+    git(root, "worktree", "prune")  # what a killed run left registered
+    git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
+    try:
+        yield path
+    finally:
+        try:
+            git(root, "worktree", "remove", "--force", str(path))
+        except (SettingsError, OSError):
+            shutil.rmtree(path, ignore_errors=True)
+            subprocess.run(["git", "-C", str(root), "worktree", "prune"], check=False)
+
+
+@contextmanager
 def versions(root: Path, revisions: Sequence[str]) -> Iterator[list[Version]]:
     """The two versions of `revisions` (one: it and the working tree; two: those), each REV
     checked out in a worktree of its own while the block runs."""
     commits = [resolve(root, r) for r in revisions]
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loopvec-against-")))
-        made: list[Version] = []
-        for revision, commit in zip(revisions, commits, strict=True):
-            path = scratch / f"{len(made)}-{commit[:12]}"
-            git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
-            stack.callback(git, root, "worktree", "remove", "--force", str(path))
-            made.append(Version(f"{revision} ({commit[:8]})", revision, commit, False, path, ""))
+        made = [
+            Version(
+                f"{revision} ({commit[:8]})",
+                revision,
+                commit,
+                None,
+                stack.enter_context(worktree(root, commit, scratch / f"{k}-{commit[:12]}")),
+                "",
+            )
+            for k, (revision, commit) in enumerate(zip(revisions, commits, strict=True))
+        ]
         if len(made) == 1:
             head = resolve(root, "HEAD")
-            dirty = bool(git(root, "status", "--porcelain", "--", *CODE_PATHS))
-            changes = " + changes not committed" if dirty else ""
-            made.append(Version(f"working tree ({head[:8]}{changes})", None, head, dirty, root, ""))
+            changes = uncommitted(root)
+            said = f" + changes not committed, {changes[:8]}" if changes else ""
+            made.append(Version(f"working tree ({head[:8]}{said})", None, head, changes, root, ""))
         yield [dataclasses.replace(v, folder=f) for v, f in zip(made, "AB", strict=True)]
 
 
-def pass_arguments(arguments: Sequence[str]) -> list[str]:
-    """The user's pytest arguments without the options the driver sets for each pass."""
+def source_first(checkout: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with `checkout`'s src/ first on PYTHONPATH (its loopvec before any installed)
+    and without a driver's pass spec (the pass is its own driver)."""
+    path = os.pathsep.join(filter(None, [str(checkout / "src"), environ.get("PYTHONPATH")]))
+    return {k: v for k, v in environ.items() if k != PASS_ENV} | {"PYTHONPATH": path}
+
+
+def uncommitted(root: Path) -> str | None:
+    """A hash of the checkout's changes to its code (CODE_PATHS) not committed, untracked files
+    included; None where there are none."""
+    diff = git(root, "diff", "HEAD", "--binary", "--", *CODE_PATHS)
+    untracked = git(root, "ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS)
+    if not diff and not untracked:
+        return None
+    digest = hashlib.sha256(diff.encode())
+    for name in untracked.splitlines():
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()
+
+
+def pass_arguments(arguments: Sequence[str], root: Path, checkout: Path) -> list[str]:
+    """The user's pytest arguments for a pass of the version in `checkout`: without the options
+    the driver sets for each pass, and with paths into the checkout `root` made paths into
+    `checkout` (a relative path already is: each version's pass runs in its own checkout)."""
     kept: list[str] = []
     skip = False
     for argument in arguments:
@@ -123,14 +176,16 @@ def pass_arguments(arguments: Sequence[str]) -> list[str]:
         elif argument in _OWN_FLAGS or argument.startswith(tuple(f"{o}=" for o in _OWN_OPTIONS)):
             continue
         else:
-            kept.append(argument)
+            kept.append(argument.replace(str(root), str(checkout)))
     return kept
 
 
 def run_folder(settings: Settings, machine: dict[str, Any], chosen: Sequence[Version]) -> Path:
-    """'<the run's name>-vs-<REV's commit>' (two revisions: '<A>-vs-<B>') under results."""
+    """'<the run's name>-<A's commit>-vs-<B's>' under results, B's commit followed by the hash
+    of its changes not committed: other code on either side is another run (a resumed pass of
+    one version is only paired with a pass of the other of the same code)."""
     a, b = chosen
-    vs = "worktree" if b.revision is None else b.commit[:8]
+    vs = b.commit[:8] + (f"-worktree-{b.changes[:8]}" if b.changes else "")
     return settings.results_dir / f"{run_name(machine, settings.run_grid)}-{a.commit[:8]}-vs-{vs}"
 
 
@@ -148,36 +203,54 @@ class AgainstDriver:
         if self.settings.update_reference:
             raise SettingsError("--against times two versions; the reference run is of one")
         root = checkout_root(self.cwd)
+        relative = self.cwd.resolve().relative_to(root.resolve())
         _, machine = locate(self.settings)
         with versions(root, self.revisions) as chosen:
+            for version in chosen:
+                if not (version.checkout / relative).is_dir():
+                    raise SettingsError(
+                        f"--against: {version.label} has no folder {relative}: run from the "
+                        "checkout's root"
+                    )
             folder = run_folder(self.settings, machine, chosen).absolute()
             with locked(folder):
-                code = self._passes(folder, chosen, self.cwd.relative_to(root))
+                code = self._passes(folder, chosen, root, relative)
             if code == OK:
                 code = self._finish(folder, chosen)
         return code
 
-    def _passes(self, folder: Path, chosen: list[Version], relative: Path) -> int:
+    def _passes(self, folder: Path, chosen: list[Version], root: Path, relative: Path) -> int:
+        """Each version's passes in ABBA order; `against.json` says what ran, in every session
+        of the run (a run given again resumes: its earlier sessions stay listed)."""
         if self.settings.fresh:
             for version in chosen:
                 shutil.rmtree(folder / version.folder, ignore_errors=True)
+            (folder / AGAINST_FILE).unlink(missing_ok=True)
         passes = self.settings.passes
+        earlier = _read_against(folder / AGAINST_FILE)
         record: dict[str, Any] = {
             "versions": [{**dataclasses.asdict(v), "checkout": str(v.checkout)} for v in chosen],
             "passes": passes,
             "order": [[chosen[v].folder, k] for v, k in abba(passes)],
-            "started_at": _now(),
-            "ran": [],
+            "sessions": [*earlier.get("sessions", []), {"started_at": utc_now(), "ran": []}],
         }
-        arguments = pass_arguments(self.command)
         for index, number in abba(passes):
             version = chosen[index]
+            if version.revision is None and uncommitted(root) != version.changes:
+                print(
+                    "loopvec: the working tree changed during the run: its next passes would "
+                    "time other code than its first; stopping (give the command again to time "
+                    "the code as it is now, in a run of its own)",
+                    file=sys.stderr,
+                )
+                return TESTS_FAILED
             print(
                 f"loopvec: {version.folder} = {version.label}: pass {number}/{passes}", flush=True
             )
-            started = _now()
+            started = utc_now()
+            arguments = pass_arguments(self.command, root, version.checkout)
             code = self._pass(version, number, arguments, folder, relative)
-            record["ran"].append([version.folder, number, code, started, _now()])
+            record["sessions"][-1]["ran"].append([version.folder, number, code, started, utc_now()])
             write_json_atomic(folder / AGAINST_FILE, record)
             if code not in (OK, NO_TESTS_COLLECTED):
                 return code
@@ -192,10 +265,7 @@ class AgainstDriver:
             f"--results-dir={folder / version.folder}",
             f"--passes={self.settings.passes}", f"--pass={number}",
         ]  # fmt: skip
-        path = os.pathsep.join(
-            filter(None, [str(version.checkout / "src"), os.getenv("PYTHONPATH")])
-        )
-        env = {k: v for k, v in os.environ.items() if k != PASS_ENV} | {"PYTHONPATH": path}
+        env = source_first(version.checkout, os.environ)
         return run_child(command, version.checkout / relative, env)
 
     def _finish(self, folder: Path, chosen: list[Version]) -> int:
@@ -210,5 +280,10 @@ class AgainstDriver:
         return code
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def _read_against(path: Path) -> dict[str, Any]:
+    """The run's earlier record, or {} (none yet, or one that cannot be read: it is replaced)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
