@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from loopvec.problem import ExamplesAsColumns
+
 
 @dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(ExamplesAsColumns):
     """Examples as columns: X (n, m) float64 C-ordered, Y (1, m) of 0.0 and 1.0."""
 
     name: str
@@ -24,14 +26,6 @@ class Dataset:
     Y: NDArray[np.float64]
     feature_names: tuple[str, ...]
     summary: str
-
-    @property
-    def n(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def m(self) -> int:
-        return int(self.X.shape[1])
 
 
 def _sklearn(module: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,8 +13,22 @@ from loopvec.sigmoid import sigmoid
 from loopvec.validation import validate_positive_int
 
 
+class ExamplesAsColumns:
+    """n and m of a set whose X is (n, m): features x examples, the course's layout."""
+
+    X: Any
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def m(self) -> int:
+        return int(self.X.shape[1])
+
+
 @dataclass(frozen=True, eq=False)
-class Problem:
+class Problem(ExamplesAsColumns):
     """One gradient evaluation's inputs in the course layout.
 
     X : ndarray of shape (n, m)   features x examples
@@ -35,14 +50,6 @@ class Problem:
             X=self.X.astype(dtype, copy=False),
             Y=self.Y.astype(dtype, copy=False),
         )
-
-    @property
-    def n(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def m(self) -> int:
-        return int(self.X.shape[1])
 
 
 def make_problem(m: int, n: int, *, seed: int = 0) -> Problem:

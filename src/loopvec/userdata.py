@@ -37,6 +37,7 @@ import psutil
 from numpy.typing import NDArray
 
 from loopvec.datasets import _sklearn
+from loopvec.problem import ExamplesAsColumns
 
 #: The share of the available memory a data set's float64 arrays may take.
 MEMORY_SHARE = 0.8
@@ -54,7 +55,7 @@ _Read = tuple[NDArray[Any], NDArray[Any], list[str] | None]
 
 
 @dataclass(frozen=True, eq=False)
-class UserData:
+class UserData(ExamplesAsColumns):
     """A user's data set in the course layout.
 
     X : ndarray of shape (n, m)   float64, the transpose of the (m, n) rows array (standardized
@@ -70,14 +71,6 @@ class UserData:
     sha256: str
     standardized: bool
     source: str
-
-    @property
-    def n(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def m(self) -> int:
-        return int(self.X.shape[1])
 
     def provenance(self) -> dict[str, Any]:
         """What a benchmark record says about the data it timed."""
