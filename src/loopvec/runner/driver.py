@@ -100,9 +100,7 @@ def run_child(
     """A pass (or a run) as a child process, to its end, its output to `output` if given: its
     exit code. Ctrl-C reaches the child too (its process group), SIGTERM is passed on, and the
     child is waited for (it cleans up): INTERRUPTED."""
-    child = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=output, stderr=None if output is None else output
-    )
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
     try:
         return child.wait()
     except KeyboardInterrupt:
