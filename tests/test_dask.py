@@ -32,7 +32,7 @@ zarr_store = pytest.importorskip("loopvec.zarr_store", reason="zarr is not insta
 from loopvec.backends._dask import MAX_CHUNK_BYTES, Scattered, example_chunks, to_native  # noqa: E402
 from loopvec.cli import main  # noqa: E402
 from loopvec.cluster import get_client  # noqa: E402
-from loopvec.scale import STUDIES, attempt, load  # noqa: E402
+from loopvec.scale import STOPPING, STUDIES, attempt, load  # noqa: E402
 from loopvec.scale_report import crossover, ratio  # noqa: E402
 
 DASK_BACKENDS = ["dask_fused", "dask_array"]
@@ -561,12 +561,16 @@ def test_a_second_ctrl_c_waits_for_the_dask_step_too_and_keeps_the_run(tmp_path:
 
 def test_ctrl_c_during_the_scale_study_keeps_and_draws_what_it_measured(tmp_path: Path) -> None:
     run = Terminal("scale", "--smoke", "--study", "in_memory", "training", "--out", str(tmp_path))
-    run.wait_for(r"in_memory m=20,000 dask_array: ")  # the in-memory study is done
+    run.wait_for(r"in_memory m=20,000 dask_array: ")  # printed once its record is saved
     run.ctrl_c()
     assert run.finish() == 130, run.output
     assert "Traceback" not in run.output
+    assert STOPPING in run.output
     kept = load(tmp_path / "scale.json").records
-    assert len(kept) >= 6
+    # the six in-memory records, and the training record the Ctrl-C landed in, measured whole
+    # (unless it came before the loop looked between the two)
+    assert [r["study"] for r in kept] in (["in_memory"] * 6, ["in_memory"] * 6 + ["training"])
+    assert all(r["status"] == "timed" for r in kept)
     assert f"interrupted: {tmp_path / 'scale.json'} keeps the {len(kept)} records" in run.output
     assert "## In memory" in (tmp_path / "SCALE.md").read_text()
     assert (tmp_path / "scale.png").exists()

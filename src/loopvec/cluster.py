@@ -19,12 +19,14 @@ before they compute there (`backends._dask.get_client`).
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import signal
 import sys
 import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 from distributed import Client, LocalCluster, default_client
@@ -147,12 +149,23 @@ def workers_of(client: Any) -> list[str]:
     return workers
 
 
+def _heartbeat_failure_expected() -> None:
+    """On a worker whose scheduler is about to close: a heartbeat in flight then fails and
+    distributed logs its traceback as an error (dask/distributed#7105), which reports nothing
+    wrong. The worker itself closes a moment later."""
+    logging.getLogger("distributed.worker").addFilter(
+        lambda record: not record.getMessage().startswith("Failed to communicate with scheduler")
+    )
+
+
 def close_local_cluster() -> None:
     """Close the LocalCluster this module started (and clients it connected), if any."""
     for client in _local.pop("connected", {}).values():
         client.close()
     client, cluster = _local.pop("client", None), _local.pop("cluster", None)
     if client is not None:
+        with suppress(Exception):  # a worker that does not answer logs the traceback: no harm
+            client.run(_heartbeat_failure_expected, on_error="ignore")
         client.close()
     if cluster is not None:
         cluster.close()

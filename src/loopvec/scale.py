@@ -132,9 +132,24 @@ def attempt(
         return record | {"status": "failed", "reason": reason}
 
 
-def _report(record: dict[str, Any], progress: Callable[[str], object], what: str) -> None:
-    if record["status"] == "timed":
-        progress(f"{what}: {format_seconds(record['median_s'])}")
+def record_line(record: dict[str, Any]) -> str | None:
+    """The progress line of a timed record; `run` prints it once the record is saved, so that
+    a Ctrl-C after the line never loses what it reports."""
+    if record["status"] != "timed":
+        return None
+    study, backend, m = record["study"], record["backend"], record["m"]
+    if study == "out_of_core":
+        held = record["page_cache_share_before"]
+        held_text = "unknown" if held is None else f"{held:.0%}"
+        gb_per_s = record["x_bytes"] / record["median_s"] / GB
+        return f"out of core m={m:,} {record['cache']}: {gb_per_s:.2f} GB/s (cached: {held_text})"
+    if "chunks" in record:
+        what = f"{record['chunk_bytes'] / MiB:.2f} MiB chunks ({record['chunks']}) {backend}"
+    elif study == "training":
+        what = f"training m={m:,} {backend}, per iteration"
+    else:
+        what = f"{study} m={m:,} {backend}"
+    return f"{what}: {format_seconds(record['median_s'])}"
 
 
 def measure_backend(
@@ -178,11 +193,7 @@ def chunk_sweep(settings: Settings, progress: Callable[[str], object]) -> Iterat
                 continue
             rounds = settings.rounds if len(chunks) < 1000 else max(3, settings.rounds // 2)
             timing = partial(measure_backend, backend, problem, reference, rounds, chunks=chunks)
-            record = attempt(record, timing, progress)
-            _report(
-                record, progress, f"{size * n * 8 / MiB:.2f} MiB chunks ({len(chunks)}) {backend}"
-            )
-            yield record
+            yield attempt(record, timing, progress)
     yield _numba_parallel_record("chunk_size", problem, reference, settings.rounds, progress)
 
 
@@ -197,9 +208,7 @@ def _numba_parallel_record(
     record: dict[str, Any] = {"study": study, "backend": "numba_parallel", "m": m, "n": n}
     record |= {"x_bytes": problem.X.nbytes, "threads": os.cpu_count()}
     timing = partial(measure_backend, "numba_parallel", problem, reference, rounds)
-    record = attempt(record, timing, progress)
-    _report(record, progress, f"{study} m={m:,} numba_parallel")
-    return record
+    return attempt(record, timing, progress)
 
 
 def in_memory(settings: Settings, progress: Callable[[str], object]) -> Iterator[dict[str, Any]]:
@@ -212,9 +221,7 @@ def in_memory(settings: Settings, progress: Callable[[str], object]) -> Iterator
             record: dict[str, Any] = {"study": "in_memory", "backend": backend, "m": m}
             record |= {"n": settings.n, "x_bytes": problem.X.nbytes}
             timing = partial(measure_backend, backend, problem, reference, settings.rounds)
-            record = attempt(record, timing, progress)
-            _report(record, progress, f"in_memory m={m:,} {backend}")
-            yield record
+            yield attempt(record, timing, progress)
         del problem, reference
 
 
@@ -306,13 +313,7 @@ def out_of_core(
         for cache in ("cold", "warm"):
             rounds = settings.rounds if cache == "warm" else max(2, settings.rounds // 2)
             timing = partial(_stream, lazy, X, Y, path, cache == "cold", rounds)
-            timed = attempt(record | {"cache": cache}, timing, progress)
-            if timed["status"] == "timed":
-                gb_per_s = record["x_bytes"] / timed["median_s"] / GB
-                held = timed["page_cache_share_before"]
-                held_text = "unknown" if held is None else f"{held:.0%}"
-                progress(f"out of core m={m:,} {cache}: {gb_per_s:.2f} GB/s (cached: {held_text})")
-            yield timed
+            yield attempt(record | {"cache": cache}, timing, progress)
 
 
 def _stream(
@@ -380,7 +381,6 @@ def training(settings: Settings, progress: Callable[[str], object]) -> Iterator[
         record["spilled_bytes"] = spilled_bytes(client) - spilled_before
         if record["spilled_bytes"] > 0:
             progress(f"{engine}: the workers spilled {record['spilled_bytes'] / GB:.1f} GB to disk")
-        _report(record, progress, f"training m={m:,} {engine}, per iteration")
         yield record
 
 
@@ -484,6 +484,7 @@ def _store_folder(settings: Settings, out: Path) -> Iterator[Path]:
 #: Progress lines as they happen, also when stdout is a pipe (nox, CI logs).
 PRINT = partial(print, flush=True)
 STUDIES = ("chunk_size", "in_memory", "out_of_core", "training")
+STOPPING = "loopvec scale: stopping after the measurement in progress (Ctrl-C again: at once)"
 
 
 def run(
@@ -494,7 +495,8 @@ def run(
 ) -> ScaleRun:
     """Measure `studies` into out/scale.json (saved after every record). The other studies'
     records already there are kept if they come from this machine and this code of the
-    backends, so a study can be measured again alone."""
+    backends, so a study can be measured again alone. Ctrl-C raises `Interrupted` once the
+    record in progress is saved; a second one at once."""
     from loopvec.backends._dask import get_client  # noqa: PLC0415
     from loopvec.cluster import workers_of  # noqa: PLC0415
 
@@ -526,11 +528,17 @@ def run(
             "training": lambda: training(settings, progress),
         }
         try:
-            with ctrl_c(first_at_once=True) as pressed:  # never lost in distributed's gc hooks
+            # Ctrl-C stops between records: one cut short inside a Dask call leaves its tasks on
+            # the workers and distributed's tracebacks on the terminal (a KeyboardInterrupt early
+            # in `distributed.utils.sync` logs a NameError). A record may take minutes at full
+            # size, so a second Ctrl-C stops at once.
+            with ctrl_c(first_at_once=False, waiting=STOPPING) as pressed:
                 for study in studies:
                     for record in makers[study]():
                         scale.records.append(record)
                         scale.save(out / "scale.json")
+                        if line := record_line(record):
+                            progress(line)
                         if pressed.pressed:
                             raise KeyboardInterrupt
         except KeyboardInterrupt:
