@@ -223,15 +223,15 @@ MUTANTS = [
     Mutant(
         "--fail-above judged by the median, not the whole interval",
         "compare.py",
-        'c.verdict == "slower" and c.change.low > 1 + percent / 100',
-        'c.verdict == "slower" and c.ratio > 1 + percent / 100',
+        'c.verdict in ("slower", DRIFTED) and c.change.low > 1 + percent / 100',
+        'c.verdict in ("slower", DRIFTED) and c.ratio > 1 + percent / 100',
         COMPARE,
     ),
     Mutant(
         "the CLI prints slower for faster",
         "cli.py",
-        "{c.verdict:7}",
-        "{'slower' if c.verdict == 'faster' else c.verdict:7}",
+        "{c.verdict:{wide}}",
+        "{'slower' if c.verdict == 'faster' else c.verdict:{wide}}",
         COMPARE,
     ),
     Mutant(
