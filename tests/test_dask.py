@@ -570,7 +570,10 @@ def test_ctrl_c_during_the_scale_study_keeps_and_draws_what_it_measured(tmp_path
     # the six in-memory records, and the training record the Ctrl-C landed in, measured whole
     # (unless it came before the loop looked between the two)
     assert [r["study"] for r in kept] in (["in_memory"] * 6, ["in_memory"] * 6 + ["training"])
-    assert all(r["status"] == "timed" for r in kept)
+    assert all(r["status"] == "timed" for r in kept[:6])
+    # measured whole, not cut short; "unresolved" on a loaded machine: a time per iteration
+    # within the noise is a measurement too
+    assert all(r["status"] in ("timed", "unresolved") for r in kept[6:]), kept[6:]
     assert f"interrupted: {tmp_path / 'scale.json'} keeps the {len(kept)} records" in run.output
     assert "## In memory" in (tmp_path / "SCALE.md").read_text()
     assert (tmp_path / "scale.png").exists()
