@@ -34,6 +34,7 @@ COMPARE = ("tests/test_compare.py",)
 RUNNER = ("tests/test_runner.py",)
 CHECK = ("tests/test_check.py",)
 DRIFT = ("tests/test_drift.py",)
+TUNING = ("tests/test_tuning.py",)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,13 @@ MUTANTS = [
         "backends/_blocked.py",
         "dw[j] += column[j] * d\n",
         "dw[j] += column[j] * dz[0]\n",
+        KERNELS,
+    ),
+    Mutant(
+        "the transposed block copies the first block's columns every time",
+        "backends/_blocked.py",
+        "buffer[j, i + k] = X[j, start + i + k]",
+        "buffer[j, i + k] = X[j, i + k]",
         KERNELS,
     ),
     Mutant(
@@ -307,6 +315,21 @@ MUTANTS = [
         "return [(v if k % 2 else 1 - v, k) for k in range(1, passes + 1) for v in (0, 1)]",
         "return [(v, k) for k in range(1, passes + 1) for v in (0, 1)]",
         DRIFT,
+    ),
+    # The kernel plan (loopvec.tuning)
+    Mutant(
+        "the plan is left out of the kernels' code fingerprint",
+        "provenance.py",
+        'modules["kernel plan"] = json_digest(tuning.as_json(tuning.current().plan))',
+        "pass",
+        TUNING,
+    ),
+    Mutant(
+        "the plan chosen by its best width, not over all widths",
+        "tuning.py",
+        "return sum(math.log(time_of[n, way_of(n), size] / best[n]) for n in widths)",
+        "return min(math.log(time_of[n, way_of(n), size] / best[n]) for n in widths)",
+        TUNING,
     ),
     # The measurement protocol (loopvec.runner)
     Mutant(

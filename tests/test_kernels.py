@@ -1,12 +1,19 @@
 """Every path of the compiled kernels, against the reference: several blocks of examples and a
-partial last one, C and Fortran order, float64 and float32, n around the 8-row unroll, and
-numba_parallel's threaded path with 2, 3 and 7 ranges of examples.
+partial last one, C and Fortran order, float64 and float32, n around the 8-row unroll, every way
+a kernel plan reads a block, numba_parallel's threaded path with 2, 3 and 7 ranges of examples,
+and all of it again compiled for AVX2 (`NUMBA_CPU_NAME=haswell`) whatever this CPU has.
 
 `Reference` sums the lesson's formula with numpy in blocks of its own size (no code in common with
 the kernels); tests/test_agreement.py holds it to the exact gradient.
 """
 
 from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -15,7 +22,9 @@ import pytest
 import loopvec
 from loopvec.agreement import RTOL, Reference
 from loopvec.backends import get_kernel
-from loopvec.backends._blocked import block_examples
+from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan, _dw_columns, block_examples
+from loopvec.backends._jit import REASSOCIATE
+from loopvec.backends.numba_fused import planned_gradient
 from loopvec.backends.numba_parallel import ranges_of, threaded_gradient
 from loopvec.problem import Problem
 
@@ -23,11 +32,19 @@ pytestmark = pytest.mark.skipif(
     "numba_fused" not in loopvec.available_backends(), reason="numba is not installed"
 )
 
-BLOCK = 4096  # examples per block for n <= 256 (`block_examples`)
+BLOCK = 4096  # examples per block for n <= 256 in C order (`block_examples`, DEFAULT_PLAN)
 #: One full block and one example; two and a half blocks; three blocks and a partial fourth.
 BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: Below the 8-row unroll, a multiple of it, and 8 rows plus 5 left over.
 UNROLL_N = (3, 16, 13)
+#: Each way a block of Fortran-order X is read (columns walked, the block transposed, by n), with
+#: the reference's block sizes and with the smallest blocks (64 examples: a problem spans many).
+PLANS = {
+    "columns": DEFAULT_PLAN,
+    "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
+    "smallest blocks, columns": KernelPlan(1, 1, 0),
+    "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
+}
 
 
 def problem(m: int, n: int, layout: str, dtype: str, seed: int = 0) -> Problem:
@@ -43,7 +60,10 @@ def check(backend: str, got: tuple[np.ndarray, float], p: Problem) -> None:
 
 
 def test_the_blocked_sizes_span_several_blocks() -> None:
-    assert {block_examples(n, itemsize) for n in UNROLL_N for itemsize in (4, 8)} == {BLOCK}
+    sizes = {
+        block_examples(n, size, DEFAULT_PLAN.c_block_bytes) for n in UNROLL_N for size in (4, 8)
+    }
+    assert sizes == {BLOCK}
     assert [m // BLOCK for m in BLOCKED_M] == [1, 2, 3]
     assert all(m % BLOCK for m in BLOCKED_M)  # and a partial last block
 
@@ -61,7 +81,7 @@ def test_every_block_row_and_layout_path(backend: str, m: int, n: int, layout: s
 @pytest.mark.parametrize("layout", ["C", "F"])
 def test_a_smaller_block_for_many_features(layout: str) -> None:
     m, n = 2500, 1001  # 1024 examples a block: two full blocks and a partial one
-    assert block_examples(n, 8) == 1024
+    assert block_examples(n, 8, DEFAULT_PLAN.c_block_bytes) == 1024
     p = problem(m, n, layout, "float64")
     check("numba_fused", get_kernel("numba_fused")(p.w, p.b, p.X, p.Y), p)
 
@@ -77,7 +97,47 @@ def test_the_threaded_path_with_ranges_that_do_not_divide_m(
     assert m % threads
     assert ranges_of(m, n, threads, 1) == threads  # forced: every range its own thread's work
     p = problem(m, n, layout, dtype, seed=threads)
-    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, threads, 1), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, threads, 1, DEFAULT_PLAN), p)
+
+
+@pytest.mark.parametrize("plan", PLANS.values(), ids=list(PLANS))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("n", UNROLL_N)
+def test_every_plan_of_both_kernels(plan: KernelPlan, n: int, layout: str, dtype: str) -> None:
+    p = problem(3 * BLOCK + 123, n, layout, dtype, seed=n)
+    check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, plan), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan), p)
+
+
+def test_the_kernels_are_compiled_for_the_cpu_numba_targets() -> None:
+    """Under NUMBA_CPU_NAME=haswell (with NUMBA_CPU_FEATURES="", else numba adds this CPU's
+    features) a kernel's loops use AVX2's 256-bit registers and no AVX-512 ones. (Compiled
+    afresh: numba shows no assembly of code loaded from its cache.)"""
+    fresh = numba.njit(fastmath=set(REASSOCIATE))(_dw_columns.py_func)
+    p = problem(BLOCK, 16, "F", "float64")
+    fresh(p.X, 0, BLOCK, np.ones(BLOCK), np.zeros(16))
+    assembly = "".join(fresh.inspect_asm().values())
+    assert "%xmm" in assembly  # x86: the test reads x86 assembly
+    if numba.config.CPU_NAME == "haswell":
+        assert "%ymm" in assembly
+        # AVX-512's registers: 512-bit, the upper 16 of 32, the masks
+        assert not re.search(r"%zmm|%ymm(1[6-9]|2\d|3[01])\b|%k[1-7]", assembly)
+
+
+def test_every_kernel_path_again_compiled_for_avx2() -> None:
+    if os.environ.get("NUMBA_CPU_NAME"):
+        pytest.skip("this run is the AVX2 one")  # it would start itself again
+    env = os.environ | {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", __file__,
+         "-k", "not again_compiled_for_avx2"],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert " passed" in done.stdout, done.stdout[-2000:]
+    assert "skipped" not in done.stdout, done.stdout[-2000:]
 
 
 def test_threads_start_only_where_there_is_work_for_them() -> None:

@@ -4,7 +4,6 @@ exactly once (`nox -s mutants` stops on one that is not, and is not part of CI).
 from __future__ import annotations
 
 import pytest
-
 from mutants import MUTANTS, PACKAGE
 
 

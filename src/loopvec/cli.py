@@ -1,4 +1,5 @@
-"""`loopvec check | plot | report | compare | info | train`: the edge around the pure modules.
+"""`loopvec check | plot | report | compare | info | tune | train`: the edge around the pure
+modules.
 
     loopvec check solutions/alice.py:gradient          # is my gradient right? what is wrong?
     loopvec check mypkg.grad:propagate --signature propagate --time   # ... and how fast is it?
@@ -10,6 +11,7 @@
     loopvec compare RUN_A RUN_B --fail-above 10
     loopvec compare RUN              # a run of two versions (pytest bench --against REV): B/A
     loopvec info                    # this machine's record (what a run saves as machine.json)
+    loopvec tune                    # measure this machine's kernel plan again (`loopvec.tuning`)
     loopvec train --dataset breast_cancer --backend numba_fused --iterations 1000 --loop compiled
 
 The benchmark itself runs through pytest (`nox -s bench`), where pytest-benchmark does the timing.
@@ -34,6 +36,7 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from loopvec import tuning
 from loopvec.backends import BACKENDS, LOOPS, available_backends, backend_names, plugin_problems
 from loopvec.compare import (
     DRIFTED,
@@ -437,8 +440,16 @@ def _info(args: argparse.Namespace) -> int:
         for name, spec in BACKENDS.items()
     }
     record["plugin_problems"] = plugin_problems()  # entry points that could not be used
+    record["kernel_plan"] = tuning.current().as_json()  # measured here on first use
     print(json.dumps(record, indent=1))
     return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    state = tuning.tune()
+    if args.json:
+        print(json.dumps(state.as_json(), indent=1))
+    return 0 if state.source == "measured" else 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -707,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print this machine's record and the backends")
     info.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth measurement")
     info.set_defaults(handler=_info)
+    tune = commands.add_parser(
+        "tune", help="measure this machine's kernel plan again (block sizes, Fortran strategy)"
+    )
+    tune.add_argument("--json", action="store_true", help="print the plan as JSON too")
+    tune.set_defaults(handler=_tune)
     train_command = commands.add_parser(
         "train", help="train by gradient descent on a dataset; cost curve to results/training/"
     )

@@ -5,8 +5,9 @@ SIMD features, cores, memory, OS, Python, numpy, numba and llvmlite, numpy's BLA
 kernel it runs), never the host name, the date or a measured bandwidth. A cell also records the
 code fingerprint of its backend: the source of the backend's module and of every loopvec module it
 imports (followed recursively by `loopvec.sources`: `_blocked.py`, `_jit.py`, `sigmoid.py`, ...),
-the module that makes the timed problem, and the versions of the framework the backend runs on
-(torch, jax). Resume keeps
+the module that makes the timed problem, the versions of the framework the backend runs on
+(torch, jax), and for the blocked kernels the machine's kernel plan (`loopvec.tuning`), which the
+cell also records whole. Resume keeps
 a cell only when both fingerprints and every parameter match, so an edit of `_blocked.py` retimes
 exactly the backends that use it.
 """
@@ -19,8 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loopvec import tuning
 from loopvec.backends import get_backend
-from loopvec.sources import digest, json_digest, source_digests, source_path
+from loopvec.sources import digest, json_digest, module_closure, source_digests, source_path
 from loopvec.target import of_function
 
 #: The cell-file format: 2 added the run, machine and code fingerprints, 3 the samples of every
@@ -33,6 +35,8 @@ NAME_DIGITS = 8
 PROBLEM_MODULES = ("loopvec.problem",)
 #: ... and a training cell's, plus the loop that is timed.
 TRAINING_MODULES = ("loopvec.problem", "loopvec.datasets", "loopvec.training")
+#: The module whose kernels run with a `KernelPlan` (`loopvec.tuning`).
+PLANNED_MODULE = "loopvec.backends._plan"
 #: Distributions whose version is part of the code of a backend that requires the package.
 DISTRIBUTIONS = {"jax": ("jax", "jaxlib"), "numba": ("numba", "llvmlite")}
 #: Versions in the machine fingerprint: what every backend and the bench itself run on.
@@ -96,6 +100,12 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def planned(backend: str) -> bool:
+    """Whether `backend`'s kernels run with the machine's kernel plan (`loopvec.tuning`)."""
+    spec = get_backend(backend)
+    return spec.own and PLANNED_MODULE in module_closure(f"loopvec.backends.{spec.module}")
+
+
 def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
     """What a cell of `backend` timed: {"origin": whose, "code_fingerprint": hash,
     "code_modules": {module: source hash}, "code_versions": {distribution: version}}.
@@ -114,11 +124,15 @@ def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
         for package in spec.requires
         for distribution in DISTRIBUTIONS.get(package, (package,))
     }
+    with_plan = PLANNED_MODULE in modules
+    if with_plan:  # the kernels run with this machine's plan: a new plan is new code to time
+        modules["kernel plan"] = json_digest(tuning.as_json(tuning.current().plan))
     return {
         "origin": spec.origin,
         "code_fingerprint": json_digest({"modules": modules, "versions": versions}),
         "code_modules": modules,
         "code_versions": versions,
+        **({"kernel_plan": tuning.current().as_json()} if with_plan else {}),
     }
 
 

@@ -10,10 +10,12 @@ so X comes from memory once:
         dw += X[:, block] dz                  (X read again, from cache)
         db += sum(dz)
 
-The inner loops walk X along its contiguous axis in either memory order without copying it: in C
-order (the course layout, a row per feature) they run along rows, 8 rows at a time so that each
-loaded z or dz feeds 8 multiply-adds; in Fortran order they run along columns (one per example).
-Sums are reassociated (REASSOCIATE) so that LLVM spreads them over SIMD lanes.
+In C order (the course layout, a row per feature) the inner loops run along rows, 8 rows at a
+time so that each loaded z or dz feeds 8 multiply-adds. In Fortran order (a column per example)
+they either walk the columns, 8 at a time, or copy the block into a C-order buffer that stays in
+cache and run the row loops on it; X itself is never copied. Which of the two, and the block
+sizes, is a `KernelPlan`, measured on each machine (`loopvec.tuning`). Sums are reassociated
+(REASSOCIATE) so that LLVM spreads them over SIMD lanes.
 
 exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
 exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
@@ -26,6 +28,7 @@ range reduction's exact steps made it 200 ulps off near exp(-700).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,20 +49,32 @@ _LN2_LO = 1.90821492927058770002e-10
 )
 # exp(-1400) underflows to exactly 0 through the two scale factors below, as exp(-|z|) must.
 _EXP_FLOOR = -1400.0
-#: Bytes of X per block: well inside the last-level cache between the two reads. Measured at
-#: n = 10 to 1000: 1024 to 4096 examples per block beat 256 to 512 (shorter rows stream worse)
-#: by up to 25 %, and a block need not fit in L2. (1024 examples = 8 MB at n = 1000.)
-_BLOCK_BYTES = 8 * 2**20
 _ROWS = 8  # rows of X per pass in C order (registers hold 8 accumulators)
-#: Bytes of X per block in any other layout, where the loops take 8 examples at a time: small
-#: enough that the second read comes from L2. Measured at (1e6, 100), 2 threads: 64 KiB 79 %,
-#: 256 KiB 97 %, 1 MiB 43 % of the read bandwidth (8 MiB, C order's size: 54 %).
-_COLUMN_BLOCK_BYTES = 256 * 2**10
 _COLUMNS = 8  # columns (examples) of X per pass in Fortran order, for the same reason
 
 
+class KernelPlan(NamedTuple):
+    """The choices that decide the kernels' speed on a machine, measured there
+    (`loopvec.tuning`) and passed to the kernels as an argument, so their compiled code does not
+    depend on them."""
+
+    c_block_bytes: int  #: bytes of X per block in C order
+    f_block_bytes: int  #: bytes of X per block in any other layout (Fortran order)
+    #: Fortran order below this many features: each block copied into a C-order buffer in cache
+    #: and read by the C-order loops (few features are too short a column for SIMD); at and
+    #: above it, the block's columns are walked 8 at a time.
+    f_transpose_below_n: int
+
+
+#: The constants measured on the reference machine (Zen 5, AVX-512), used where no plan is:
+#: C order 8 MiB (n = 10 to 1000: 1024 to 4096 examples per block beat 256 to 512 by up to
+#: 25 %); Fortran order walks columns in 256 KiB blocks, so the second read comes from L2 (at
+#: (1e6, 100), 2 threads: 64 KiB 79 %, 256 KiB 97 %, 1 MiB 43 % of the read bandwidth).
+DEFAULT_PLAN = KernelPlan(8 * 2**20, 256 * 2**10, 0)
+
+
 @jit
-def block_examples(n: int, itemsize: int, block_bytes: int = _BLOCK_BYTES) -> int:
+def block_examples(n: int, itemsize: int, block_bytes: int) -> int:
     """Examples per block: about block_bytes of X, a multiple of 64, from 64 to 4096."""
     examples = block_bytes // (itemsize * n)
     return max(64, min(4096, examples // 64 * 64))
@@ -265,15 +280,35 @@ def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> Non
             dw[j] += column[j] * d
 
 
+@jit
+def _transpose_block(X: Floats, start: int, size: int, buffer: Floats) -> None:
+    """buffer[:, :size] = X[:, start:start+size] (X in Fortran order), 8 columns at a time: each
+    row of the buffer gets 8 adjacent values, one vector store."""
+    n = X.shape[0]
+    i = 0
+    while i + _COLUMNS <= size:
+        for j in range(n):
+            for k in range(_COLUMNS):
+                buffer[j, i + k] = X[j, start + i + k]
+        i += _COLUMNS
+    for ii in range(i, size):
+        for j in range(n):
+            buffer[j, ii] = X[j, start + ii]
+
+
 @jit(fastmath=REASSOCIATE)
-def accumulate(w: Floats, b: float, X: Floats, Y: Floats, lo: int, hi: int, dw: Floats) -> float:
+def accumulate(
+    w: Floats, b: float, X: Floats, Y: Floats, lo: int, hi: int, dw: Floats, plan: KernelPlan
+) -> float:
     """Add the unnormalized gradient of examples lo..hi to dw (n,); return their sum of dz.
 
     dw and the return value are float64 whatever the dtype of X (float32 X is read as such).
+    `plan` sets the block sizes, and whether a block of X in Fortran order is transposed.
     """
     n = X.shape[0]
     rows_contiguous = X.strides[1] <= X.strides[0]  # C order (or a view like it)
-    block_bytes = _BLOCK_BYTES if rows_contiguous else _COLUMN_BLOCK_BYTES
+    transpose = not rows_contiguous and n < plan.f_transpose_below_n
+    block_bytes = plan.c_block_bytes if rows_contiguous else plan.f_block_bytes
     block = min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
     z = np.empty(block)
     dz = np.empty(block)
@@ -282,16 +317,22 @@ def accumulate(w: Floats, b: float, X: Floats, Y: Floats, lo: int, hi: int, dw: 
     w_vector = np.empty(n, w.dtype)  # contiguous, whatever w's strides: the column loops vectorize
     for j in range(n):
         w_vector[j] = w[j, 0]
+    buffer = np.empty((n if transpose else 0, block), X.dtype)
     y = Y[0]
     db = 0.0
     for start in range(lo, hi, block):
         size = min(block, hi - start)
-        if rows_contiguous:
+        if transpose:
+            _transpose_block(X, start, size, buffer)
+            _z_rows(w, b, buffer, 0, size, z)
+        elif rows_contiguous:
             _z_rows(w, b, X, start, size, z)
         else:
             _z_columns(w_vector, b, X, start, size, z)
         db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
-        if rows_contiguous:
+        if transpose:
+            _dw_rows(buffer, 0, size, dz, dw)
+        elif rows_contiguous:
             _dw_rows(X, start, size, dz, dw)
         else:
             _dw_columns(X, start, size, dz, dw)

@@ -28,7 +28,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from numpy.typing import NDArray
 
 from loopvec import cluster
-from loopvec.backends._blocked import accumulate
+from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan, accumulate
 from loopvec.cluster import workers_of
 from loopvec.problem import tiny_problem
 
@@ -195,13 +195,14 @@ def compute(*collections: Any) -> Any:
 
 
 def chunk_sums(
-    X_chunk: NDArray[Any], Y_chunk: NDArray[Any], w: NDArray[Any], b: float
+    X_chunk: NDArray[Any], Y_chunk: NDArray[Any], w: NDArray[Any], b: float, plan: KernelPlan
 ) -> NDArray[np.float64]:
     """One chunk's (sum_i x_i dz_i, sum_i dz_i) as an (n + 1, 1) column: numba_fused's single
-    pass over the chunk (nogil, so a worker's threads and the event loop run beside it)."""
+    pass over the chunk (nogil, so a worker's threads and the event loop run beside it), with
+    the client's kernel plan: a worker never tunes, its measurements would disturb the others'."""
     n = X_chunk.shape[0]
     dw = np.zeros(n)
-    db = accumulate(w, b, X_chunk, Y_chunk, 0, X_chunk.shape[1], dw)
+    db = accumulate(w, b, X_chunk, Y_chunk, 0, X_chunk.shape[1], dw, plan)
     out = np.empty((n + 1, 1))
     out[:n, 0], out[n, 0] = dw, db
     return out
@@ -273,11 +274,12 @@ def checked(X: Any, Y: Any) -> tuple[Any, Any]:
 
 
 def warm_chunk_kernels() -> None:
-    """Compile (or load from the cache) what a chunk runs, for float64 and float32, C and F."""
+    """Compile (or load from the cache) what a chunk runs, for float64 and float32, C and F
+    (the plan's values are not part of the compiled code)."""
     for dtype in ("float64", "float32"):
         for layout in ("C", "F"):
             p = tiny_problem(dtype, layout)
-            chunk_sums(p.X, p.Y, p.w, p.b)
+            chunk_sums(p.X, p.Y, p.w, p.b, DEFAULT_PLAN)
 
 
 def cross_entropy(w: NDArray[Any], b: float, X: Any, Y: Any) -> float:

@@ -6,7 +6,7 @@
 Inputs go to the workers once, before timing (`_dask.to_native`); each gradient then submits one
 task per chunk straight to the chunks' futures, and a tree of sums. Data that does not fit stays
 in its store and goes through a dask.array graph, read chunk by chunk. The chunk kernel releases
-the GIL.
+the GIL and runs with the client's kernel plan (`loopvec.tuning`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from loopvec.backends._dask import chunk_sums, summed, to_native, to_numpy
+from loopvec.backends._plan import kernel_plan
 
 __all__ = ["gradient", "to_native", "to_numpy"]
 
@@ -25,5 +26,5 @@ def gradient(w: NDArray[Any], b: float, X: Any, Y: Any) -> tuple[NDArray[np.floa
     """dw (n, 1) float64 and db of the mean cross-entropy; X (n, m), Y (1, m) on the cluster
     (`_dask.to_native`)."""
     n, m = X.shape
-    total = summed(chunk_sums, X, Y, n + 1, w=w, b=b)
+    total = summed(chunk_sums, X, Y, n + 1, w=w, b=b, plan=kernel_plan())
     return (total[:n] / m).reshape(n, 1), float(total[n]) / m

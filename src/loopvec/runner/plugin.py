@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import loopvec
+from loopvec import tuning
 from loopvec.grid import (
     DEFAULT_BLOCKS,
     DEFAULT_BUDGET_S,
@@ -30,7 +31,7 @@ from loopvec.grid import (
     make_cells,
     make_training_cells,
 )
-from loopvec.provenance import git_state
+from loopvec.provenance import git_state, planned
 from loopvec.results import RAW, REFERENCE_RUN, ResultsWriteError, write_json_atomic
 from loopvec.runner.canary import PassCanary
 from loopvec.runner.driver import PASS_ENV, Driver, PassSpec, begin, locate
@@ -312,6 +313,8 @@ class BenchPlugin:
         after its last, outside every cell: how fast the machine itself was, for `compare`."""
         if session.config.option.collectonly or not self.run.progress.cells:
             return (yield)
+        if any(planned(backend) for backend in self.settings.available):
+            tuning.current()  # measured on this machine's first use: before the canary, untimed
         try:
             canary = PassCanary(self.run.folder, self.run.number)
             result = yield  # interrupted or stopped: the start moment alone is kept

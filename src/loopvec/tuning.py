@@ -1,0 +1,367 @@
+"""Kernels tuned to the machine they run on: a few choices measured once, the choice kept.
+
+The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.KernelPlan`): the
+block size in C order, and in Fortran order the block size and whether a block's columns are
+walked or the block is first copied into a C-order buffer in cache. The best ones depend on the
+caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
+AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
+planner does, loopvec measures the candidates once on each machine, outside any timing, and
+keeps the choice in
+
+    <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
+
+beside the compiled code, so another machine or another version of the kernels gets a plan of
+its own. `current()` is this process's plan: read from that file, measured on first use (a few
+seconds, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be measured (a
+cache folder that cannot be written, too little memory, or LOOPVEC_KERNEL_PLAN=default), saying
+so. `loopvec tune` measures again.
+
+How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 10, 100
+and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
+every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
+drifting machine shifts them all alike; per order, the candidate with the least mean log of its
+median time over the best at each n.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
+from loopvec.backends._jit import cache_root
+from loopvec.backends._plan import hold
+from loopvec.sources import digest, json_digest, source_digests, source_path
+
+#: "default": run with today's constants, measure nothing (unset: the machine's plan).
+PLAN_ENV = "LOOPVEC_KERNEL_PLAN"
+FORMAT = 1
+#: X of the measuring problem: far beyond the caches, about 0.1 s a candidate at 25 GB/s.
+TUNE_X_BYTES = 256 * 2**20
+#: Widths measured: the plan serves narrow and wide X.
+TUNE_FEATURES = (10, 100, 1000)
+ROUNDS = 5
+#: The candidates: block sizes in C order, in Fortran order (with each strategy).
+C_BLOCK_BYTES = (512 * 2**10, 2 * 2**20, 8 * 2**20, 32 * 2**20)
+F_BLOCK_BYTES = (32 * 2**10, 64 * 2**10, 128 * 2**10, 256 * 2**10, 1 * 2**20)
+#: A machine with less memory available than this many X's keeps today's constants.
+MEMORY_FACTOR = 4
+#: How long a process waits for another one measuring the same plan.
+LOCK_WAIT_S = 300.0
+
+
+def _say(message: str) -> None:
+    print(f"loopvec: {message}", file=sys.stderr, flush=True)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes // 2**20} MiB" if n_bytes >= 2**20 else f"{n_bytes // 2**10} KiB"
+
+
+def describe(plan: KernelPlan) -> str:
+    """'C order 512 KiB blocks; Fortran order 128 KiB blocks, transposed below n = 32'."""
+    below = plan.f_transpose_below_n
+    how = (
+        "columns walked" if below <= 0
+        else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
+    )  # fmt: skip
+    c_size, f_size = _size(plan.c_block_bytes), _size(plan.f_block_bytes)
+    return f"C order {c_size} blocks; Fortran order {f_size} blocks, {how}"
+
+
+def as_json(plan: KernelPlan) -> dict[str, Any]:
+    return plan._asdict()
+
+
+def from_json(value: dict[str, Any]) -> KernelPlan:
+    """The plan of `as_json`; ValueError if it is not one."""
+    try:
+        plan = KernelPlan(**{field: int(value[field]) for field in KernelPlan._fields})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a kernel plan: {value!r}") from error
+    if plan.c_block_bytes <= 0 or plan.f_block_bytes <= 0:
+        raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
+    return plan
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """The plan of this process, and where it came from."""
+
+    plan: KernelPlan
+    source: str  #: "measured" (now), "kept" (read from its file) or "default"
+    note: str  #: the file it is kept in; for "default", why
+    measurement: dict[str, Any] | None = None  #: the plan file's content
+
+    def as_json(self) -> dict[str, Any]:
+        """What `loopvec info` shows and every cell of a kernel that uses it records."""
+        record = {"plan": as_json(self.plan), "source": self.source, "note": self.note}
+        if self.measurement is not None:
+            keep = ("measured_at", "measure_s", "threads", "x_bytes", "gains")
+            record |= {key: self.measurement[key] for key in keep}
+        return record
+
+    def line(self) -> str:
+        if self.source == "default":
+            return f"kernel plan: today's constants ({describe(self.plan)}): {self.note}"
+        assert self.measurement is not None
+        gains = ", ".join(
+            f"Fortran {f_gain:.2f}x, C {c_gain:.2f}x at n = {n}"
+            for n, (c_gain, f_gain) in sorted(
+                (int(n), (g["C"], g["F"])) for n, g in self.measurement["gains"].items()
+            )
+        )
+        return (
+            f"kernel plan: {describe(self.plan)} (measured {self.measurement['measured_at']} in "
+            f"{self.measurement['measure_s']:.1f} s; against today's constants: {gains}); "
+            f"kept in {self.note}"
+        )
+
+
+def _machine_fingerprint() -> str:
+    from loopvec.machine import machine_record  # noqa: PLC0415  # numba, psutil, cpuinfo
+
+    return str(machine_record(measure_bandwidth=False)["fingerprint"])
+
+
+def code_fingerprint() -> str:
+    """What a plan was measured for: the kernels' sources and this module's (how it measures)."""
+    sources = source_digests("loopvec.backends.numba_parallel")
+    sources[__name__] = digest(source_path(__name__).read_bytes())
+    return json_digest(sources)
+
+
+def plan_path(root: Path | None = None) -> Path:
+    """Where this machine's plan for this code is kept."""
+    folder = (root or cache_root()) / "plans"
+    return folder / f"{_machine_fingerprint()}-{code_fingerprint()}.json"
+
+
+def _read(path: Path) -> PlanState | None:
+    """The plan kept at `path`; None if there is none (or it cannot be used, saying why)."""
+    try:
+        measurement = json.loads(path.read_text(encoding="utf-8"))
+        if measurement.get("format") != FORMAT:
+            raise ValueError(f"format {measurement.get('format')}, not {FORMAT}")
+        return PlanState(from_json(measurement["plan"]), "kept", str(path), measurement)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        _say(f"the kernel plan in {path} cannot be used ({error}): measuring it again")
+        return None
+
+
+def _default(why: str) -> PlanState:
+    state = PlanState(DEFAULT_PLAN, "default", why)
+    _say(state.line())
+    return state
+
+
+_current: list[PlanState] = []
+
+
+def current() -> PlanState:
+    """This process's plan (see the module docstring), looked up once."""
+    if not _current:
+        _current.append(_look_up())
+        hold(_current[0].plan)
+    return _current[0]
+
+
+def _look_up() -> PlanState:
+    setting = os.environ.get(PLAN_ENV, "")
+    if setting not in ("", "default"):
+        raise ValueError(f"{PLAN_ENV} must be 'default' or unset, not {setting!r}")
+    if setting == "default":
+        return _default(f"{PLAN_ENV}=default")
+    path = plan_path()
+    return _read(path) or tune(path, first_use=True)
+
+
+def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any) -> PlanState:
+    """Measure this machine's plan, keep it at `path` and run with it from now on; today's
+    constants, saying why, where it cannot be measured or kept. `measuring` goes to `measure`
+    (smaller sizes for the tests)."""
+    path = path or plan_path()
+    x_bytes = measuring.get("x_bytes", TUNE_X_BYTES)
+    available = _available_bytes()
+    if available < MEMORY_FACTOR * x_bytes:
+        state = _default(
+            f"{available / 2**20:.0f} MiB of memory available, less than the "
+            f"{MEMORY_FACTOR * x_bytes / 2**20:.0f} MiB that measuring it takes"
+        )
+    else:
+        try:
+            with _measuring_alone(path):
+                kept = _read(path) if first_use else None  # another process may have measured
+                if kept is not None:
+                    state = kept
+                else:
+                    if first_use:
+                        _say(
+                            "measuring this machine's kernel plan (first use; a few seconds, "
+                            "outside any timing; `loopvec tune` measures it again)"
+                        )
+                    measurement = measure(**measuring)
+                    _write(path, measurement)
+                    plan = from_json(measurement["plan"])
+                    state = PlanState(plan, "measured", str(path), measurement)
+                    _say(state.line())
+        except OSError as error:  # a read-only or full cache folder: nowhere to keep a plan
+            state = _default(f"it cannot be kept in {path.parent} ({error})")
+    _current[:] = [state]
+    hold(state.plan)
+    return state
+
+
+def _available_bytes() -> int:
+    import psutil  # noqa: PLC0415
+
+    return int(psutil.virtual_memory().available)
+
+
+@contextmanager
+def _measuring_alone(path: Path) -> Iterator[None]:
+    """One process measures at a time (two at once would disturb each other's timings)."""
+    from filelock import FileLock  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock")), timeout=LOCK_WAIT_S):
+        yield
+
+
+def _write(path: Path, measurement: dict[str, Any]) -> None:
+    from loopvec.results import write_json_atomic  # noqa: PLC0415
+
+    write_json_atomic(path, measurement)
+
+
+#: The ways a block is read: C order's rows; Fortran order's columns, or its block transposed.
+WAYS = ("C rows", "F columns", "F transpose")
+#: A transpose threshold above any n: every Fortran-order block transposed.
+ALWAYS = 2**62
+
+
+def candidates() -> list[tuple[str, int, KernelPlan]]:
+    """(way, block bytes, the plan that reads X that way) for every candidate measured."""
+    sizes = {"C rows": C_BLOCK_BYTES, "F columns": F_BLOCK_BYTES, "F transpose": F_BLOCK_BYTES}
+    return [(way, size, plan_of(way, size)) for way in WAYS for size in sizes[way]]
+
+
+def plan_of(way: str, block_bytes: int) -> KernelPlan:
+    if way == "C rows":
+        return DEFAULT_PLAN._replace(c_block_bytes=block_bytes)
+    below = ALWAYS if way == "F transpose" else 0
+    return DEFAULT_PLAN._replace(f_block_bytes=block_bytes, f_transpose_below_n=below)
+
+
+def measure(
+    x_bytes: int = TUNE_X_BYTES,
+    features: tuple[int, ...] = TUNE_FEATURES,
+    rounds: int = ROUNDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
+    """Time every candidate (module docstring) and choose: the plan file's content."""
+    import numba  # noqa: PLC0415
+
+    from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
+    from loopvec.machine import machine_record  # noqa: PLC0415
+
+    started = clock()
+    threads = numba.get_num_threads()
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(x_bytes // 8)
+    runs = candidates()
+    timings: list[dict[str, Any]] = []
+    for n in features:
+        m = values.size // n
+        X = {"C": values[: n * m].reshape(n, m), "F": values[: n * m].reshape(m, n).T}
+        w = rng.standard_normal((n, 1)) / math.sqrt(n)
+        Y = (rng.random((1, m)) < 0.5).astype(np.float64)
+        small = {"C": np.ascontiguousarray(X["C"][:, :64]), "F": np.asfortranarray(X["F"][:, :64])}
+        for way, _, plan in runs:  # compile (or load) each order's code, outside the timing
+            threaded_gradient(w, 0.0, small[way[0]], Y[:, :64], threads, 1, plan)
+        samples: list[list[float]] = [[] for _ in runs]
+        for _ in range(rounds):
+            for k in rng.permutation(len(runs)):
+                way, _, plan = runs[k]
+                start = clock()
+                threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
+                samples[k].append(clock() - start)
+        for (way, size, _), times in zip(runs, samples, strict=True):
+            median_s = float(np.median(times))
+            timings.append(
+                {"n": n, "way": way, "block_bytes": size, "median_s": median_s,
+                 "bytes_per_s": n * m * 8 / median_s}
+            )  # fmt: skip
+    chosen = choose(timings)
+    machine = machine_record(measure_bandwidth=False)
+    return {
+        "format": FORMAT,
+        "plan": as_json(chosen),
+        "gains": gains(timings, chosen),
+        "timings": timings,
+        "threads": threads,
+        "x_bytes": x_bytes,
+        "rounds": rounds,
+        "measure_s": clock() - started,
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine_fingerprint": machine["fingerprint"],
+        "cpu": machine["cpu"],
+        "cpu_target": machine["cpu_target"],
+        "code_fingerprint": code_fingerprint(),
+    }
+
+
+def _times(timings: list[dict[str, Any]]) -> dict[tuple[int, str, int], float]:
+    return {(t["n"], t["way"], t["block_bytes"]): t["median_s"] for t in timings}
+
+
+def _f_way(n: int, transpose_below_n: int) -> str:
+    return "F transpose" if n < transpose_below_n else "F columns"
+
+
+def choose(timings: list[dict[str, Any]]) -> KernelPlan:
+    """The plan with the least mean log(median / best median at that n) over the widths: C
+    order's block size; Fortran order's block size and the width below which it transposes
+    (never, always, or between two widths measured, at their geometric mean)."""
+    time_of = _times(timings)
+    widths = sorted({n for n, _, _ in time_of})
+
+    def score(way_of: Callable[[int], str], size: int, order: str) -> float:
+        best = {n: min(t for (nn, w, _), t in time_of.items() if nn == n and w[0] == order)
+                for n in widths}  # fmt: skip
+        return sum(math.log(time_of[n, way_of(n), size] / best[n]) for n in widths) / len(widths)
+
+    c_block = min(C_BLOCK_BYTES, key=lambda size: score(lambda n: "C rows", size, "C"))
+    between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
+    f_choices = [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES]
+    f_block, below = min(f_choices, key=lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"))
+    return KernelPlan(c_block, f_block, below)
+
+
+def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
+    """{n: {order: time with today's constants / time with the chosen plan}}, as measured."""
+    time_of = _times(timings)
+    default = DEFAULT_PLAN
+    return {
+        str(n): {
+            "C": time_of[n, "C rows", default.c_block_bytes]
+            / time_of[n, "C rows", chosen.c_block_bytes],
+            "F": time_of[n, _f_way(n, default.f_transpose_below_n), default.f_block_bytes]
+            / time_of[n, _f_way(n, chosen.f_transpose_below_n), chosen.f_block_bytes],
+        }
+        for n in sorted({n for n, _, _ in time_of})
+    }

@@ -1,0 +1,180 @@
+"""The kernel plan (`loopvec.tuning`): measured once per machine and code, kept beside the compiled
+code, read back by the next process, recorded by every cell of a kernel that uses it, and today's
+constants, said so, where it cannot be measured or kept. No timing is asserted: which plan wins is
+the machine's business; that the choice follows the measurements is checked on made-up ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopvec import tuning
+from loopvec.backends import _plan
+from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
+from loopvec.provenance import code_identity
+
+#: A measurement small enough for a test: 2 MiB of X, two widths, two rounds.
+SMALL = {"x_bytes": 2 * 2**20, "features": (10, 100), "rounds": 2}
+
+
+@pytest.fixture(autouse=True)
+def own_plan() -> Iterator[None]:
+    """Each test starts with no plan looked up, and leaves the process's plan as it found it."""
+    current, held = list(tuning._current), list(_plan._held)
+    tuning._current.clear()
+    _plan._held.clear()
+    yield
+    tuning._current[:] = current
+    _plan._held[:] = held
+
+
+def timing(n: int, way: str, block_bytes: int, median_s: float) -> dict[str, object]:
+    return {"n": n, "way": way, "block_bytes": block_bytes, "median_s": median_s}
+
+
+def made_up_timings(f_times: dict[tuple[int, str, int], float]) -> list[dict[str, object]]:
+    """C order: 512 KiB blocks 10 % faster than the rest at every n; Fortran order: `f_times`,
+    every other candidate twice as slow."""
+    rows = []
+    for n in (10, 100, 1000):
+        for way, size, _ in tuning.candidates():
+            median_s = 1.0 if size == 2**19 else 1.1
+            if way != "C rows":
+                median_s = f_times.get((n, way, size), 2.0)
+            rows.append(timing(n, way, size, median_s))
+    return rows
+
+
+def test_the_choice_is_the_candidate_best_over_all_widths() -> None:
+    # transposed 128 KiB blocks: best at n = 10; columns of 64 KiB: best at n = 100 and 1000
+    f_times = {
+        (10, "F transpose", 2**17): 1.0, (100, "F transpose", 2**17): 1.5,
+        (1000, "F transpose", 2**17): 1.5, (10, "F columns", 2**17): 1.6,
+        (100, "F columns", 2**17): 1.05, (1000, "F columns", 2**17): 1.05,
+        (10, "F columns", 2**16): 1.7, (100, "F columns", 2**16): 1.0,
+        (1000, "F columns", 2**16): 1.0, (10, "F columns", 2**18): 1.9,
+        (100, "F columns", 2**18): 1.2, (1000, "F columns", 2**18): 1.2,
+    }  # fmt: skip
+    timings = made_up_timings(f_times)
+    chosen = tuning.choose(timings)
+    # one block size for both ways: 128 KiB, transposed below the geometric mean of 10 and 100
+    assert chosen == KernelPlan(2**19, 2**17, 32)
+    gains = tuning.gains(timings, chosen)  # against 8 MiB in C, 256 KiB columns in F
+    assert gains["10"] == pytest.approx({"C": 1.1, "F": 1.9})
+    assert gains["100"] == pytest.approx({"C": 1.1, "F": 1.2 / 1.05})
+
+
+def test_the_choice_walks_columns_where_transposing_never_pays() -> None:
+    f_times = {(n, "F columns", 2**16): 1.0 for n in (10, 100, 1000)}
+    f_times |= {(n, "F transpose", 2**16): 1.3 for n in (10, 100, 1000)}
+    assert tuning.choose(made_up_timings(f_times)) == KernelPlan(2**19, 2**16, 0)
+
+
+def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "plans" / "plan.json"
+    state = tuning.tune(path, **SMALL)
+    assert state.source == "measured"
+    assert _plan.kernel_plan() == state.plan  # the kernels run with it from now on
+    kept = json.loads(path.read_text())
+    assert state.plan.f_block_bytes in tuning.F_BLOCK_BYTES
+    assert state.plan.c_block_bytes in tuning.C_BLOCK_BYTES
+    assert state.plan.f_transpose_below_n in (0, 32, tuning.ALWAYS)  # widths 10 and 100
+    timed = {(t["n"], t["way"], t["block_bytes"]) for t in kept["timings"]}
+    assert len(timed) == len(SMALL["features"]) * len(tuning.candidates())
+    assert all(t["median_s"] > 0 for t in kept["timings"])
+    assert kept["machine_fingerprint"]
+    assert kept["code_fingerprint"] == tuning.code_fingerprint()
+    again = tuning._read(path)
+    assert again is not None
+    assert (again.source, again.plan) == ("kept", state.plan)
+
+
+def test_a_damaged_plan_file_is_measured_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(f'{{"format": {tuning.FORMAT}, "plan": {{"c_block_bytes": "big"}}}}')
+    assert tuning._read(path) is None
+    assert "cannot be used" in capsys.readouterr().err
+    state = tuning.tune(path, first_use=True, **SMALL)
+    assert state.source == "measured"
+    assert "first use" in capsys.readouterr().err
+
+
+def test_a_cache_that_cannot_be_written_keeps_todays_constants_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # a file where the plans' folder should be: even root cannot write
+    state = tuning.tune(blocked / "plans" / "plan.json", **SMALL)
+    assert (state.source, state.plan) == ("default", DEFAULT_PLAN)
+    assert "cannot be kept" in state.note
+    assert "today's constants" in capsys.readouterr().err
+    assert _plan.kernel_plan() == DEFAULT_PLAN
+
+
+def test_too_little_memory_keeps_todays_constants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tuning, "_available_bytes", lambda: 2**20)
+    state = tuning.tune(tmp_path / "plan.json", **SMALL)
+    assert (state.source, state.plan) == ("default", DEFAULT_PLAN)
+    assert "memory available" in state.note
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_the_setting_asks_for_todays_constants_or_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(tuning.PLAN_ENV, "default")
+    assert tuning.current().plan == DEFAULT_PLAN
+    assert _plan.kernel_plan() == DEFAULT_PLAN
+    tuning._current.clear()
+    monkeypatch.setenv(tuning.PLAN_ENV, "fast")
+    with pytest.raises(
+        ValueError, match=f"{tuning.PLAN_ENV} must be 'default' or unset, not 'fast'"
+    ):
+        tuning.current()
+
+
+def test_a_cell_of_a_planned_kernel_records_its_plan_and_a_new_plan_is_new_code() -> None:
+    tuning._current[:] = [tuning.PlanState(DEFAULT_PLAN, "default", "a test")]
+    before = code_identity("numba_parallel")
+    assert before["kernel_plan"]["plan"] == tuning.as_json(DEFAULT_PLAN)
+    assert "kernel plan" in before["code_modules"]
+    other = DEFAULT_PLAN._replace(f_transpose_below_n=32)
+    tuning._current[:] = [tuning.PlanState(other, "default", "a test")]
+    after = code_identity("numba_parallel")
+    assert after["code_fingerprint"] != before["code_fingerprint"]
+    assert after["kernel_plan"]["plan"]["f_transpose_below_n"] == 32
+    for backend in ("numba_fused", "dask_fused"):
+        assert "kernel_plan" in code_identity(backend)
+    assert "kernel_plan" not in code_identity("numpy_vectorized")
+
+
+def test_loopvec_tune_keeps_the_plan_that_the_next_process_shows(tmp_path: Path) -> None:
+    # A cache of its own: the plan goes beside the compiled code, never into the user's cache
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop(tuning.PLAN_ENV, None)
+
+    def loopvec(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "loopvec.cli", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    tuned = loopvec("tune", "--json")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "kernel plan: C order" in tuned.stderr
+    (kept,) = (tmp_path / "plans").glob("*.json")
+    plan = json.loads(kept.read_text())["plan"]
+    assert json.loads(tuned.stdout)["plan"] == plan
+    info = loopvec("info", "--no-bandwidth")
+    assert info.returncode == 0, info.stderr
+    shown = json.loads(info.stdout)["kernel_plan"]
+    assert (shown["source"], shown["plan"], shown["note"]) == ("kept", plan, str(kept))
+    assert "measuring" not in info.stderr
