@@ -1,9 +1,9 @@
 """Kernels tuned to the machine they run on: a few choices measured once, the choice kept.
 
 The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.KernelPlan`): the
-block size in C order, and in Fortran order the block size and whether a block's columns are
-walked or the block is first copied into a C-order buffer in cache. The best ones depend on the
-caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
+block size in each memory order, and the number of features below which a Fortran-order block
+is copied into a C-order buffer in cache rather than walked by columns. The best ones depend on
+the caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
 AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
 planner does, loopvec measures the candidates once on each machine, outside any timing, and
 keeps the choice in
@@ -19,8 +19,8 @@ so. `loopvec tune` measures again.
 How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 10, 100
 and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
 every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
-drifting machine shifts them all alike; per order, the candidate with the least mean log of its
-median time over the best at each n.
+drifting machine shifts them all alike; the plan with the least mean log of its median time over
+the best at each n (`choose`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ TUNE_X_BYTES = 256 * 2**20
 TUNE_FEATURES = (10, 100, 1000)
 ROUNDS = 5
 #: The candidates: block sizes in C order, in Fortran order (with each strategy).
-C_BLOCK_BYTES = (512 * 2**10, 2 * 2**20, 8 * 2**20, 32 * 2**20)
+C_BLOCK_BYTES = (256 * 2**10, 512 * 2**10, 2 * 2**20, 8 * 2**20, 32 * 2**20)
 F_BLOCK_BYTES = (32 * 2**10, 64 * 2**10, 128 * 2**10, 256 * 2**10, 1 * 2**20)
 #: A machine with less memory available than this many X's keeps today's constants.
 MEMORY_FACTOR = 4
