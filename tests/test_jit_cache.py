@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 
 import loopvec
+from loopvec.tuning import PLAN_ENV
+
+#: Today's constants: these tests are about compiled code, and measuring a plan in each fresh
+#: cache would only add seconds (tests/test_tuning.py measures one).
+CONSTANTS = {PLAN_ENV: "default"}
 
 FIRST_CALLS = r"""
 import json, time
@@ -46,7 +51,7 @@ print(json.dumps(stats))
 
 
 def first_calls(cache: Path) -> dict[str, dict[str, float]]:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), **CONSTANTS}
     done = subprocess.run(
         [sys.executable, "-c", "import numba\n" + FIRST_CALLS],
         capture_output=True, text=True, env=env, timeout=600, check=True,
@@ -75,11 +80,11 @@ GRADIENT = r"""
 import json
 import loopvec
 from loopvec.backends import get_kernel
-from loopvec.backends.numba_fused import gradient
+from loopvec.backends.numba_fused import planned_gradient
 
 p = loopvec.make_problem(300, 5, seed=1)
 dw, db = get_kernel("numba_fused")(p.w, p.b, p.X, p.Y)
-loaded = sum(gradient.stats.cache_hits.values())
+loaded = sum(planned_gradient.stats.cache_hits.values())
 print(json.dumps({"dw0": float(dw[0, 0]), "db": db, "loaded": loaded}))
 """
 
@@ -97,6 +102,7 @@ def test_an_edit_of_a_module_the_kernel_calls_is_compiled_with_a_warm_cache(
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     env = {**os.environ, "PYTHONPATH": str(package), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env |= CONSTANTS
 
     def run() -> dict[str, float]:
         done = subprocess.run(

@@ -34,6 +34,12 @@ def own_plan() -> Iterator[None]:
     _plan._held[:] = held
 
 
+def use(state: tuning.PlanState) -> None:
+    """This process runs with `state`, as `tuning.current` leaves it."""
+    tuning._current[:] = [state]
+    _plan.hold(state.plan)
+
+
 def timing(n: int, way: str, block_bytes: int, median_s: float) -> dict[str, object]:
     return {"n": n, "way": way, "block_bytes": block_bytes, "median_s": median_s}
 
@@ -144,12 +150,12 @@ def test_the_setting_asks_for_todays_constants_or_is_refused(
 
 
 def test_a_cell_of_a_planned_kernel_records_its_plan_and_a_new_plan_is_new_code() -> None:
-    tuning._current[:] = [tuning.PlanState(DEFAULT_PLAN, "default", "a test")]
+    use(tuning.PlanState(DEFAULT_PLAN, "default", "a test"))
     before = code_identity("numba_parallel")
     assert before["kernel_plan"]["plan"] == tuning.as_json(DEFAULT_PLAN)
     assert "kernel plan" in before["code_modules"]
     other = DEFAULT_PLAN._replace(f_transpose_below_n=32)
-    tuning._current[:] = [tuning.PlanState(other, "default", "a test")]
+    use(tuning.PlanState(other, "default", "a test"))
     after = code_identity("numba_parallel")
     assert after["code_fingerprint"] != before["code_fingerprint"]
     assert after["kernel_plan"]["plan"]["f_transpose_below_n"] == 32

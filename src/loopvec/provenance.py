@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loopvec import tuning
 from loopvec.backends import get_backend
+from loopvec.backends._plan import kernel_plan, plan_record
 from loopvec.sources import digest, json_digest, module_closure, source_digests, source_path
 from loopvec.target import of_function
 
@@ -126,13 +126,13 @@ def code_identity(backend: str, *, training: bool = False) -> dict[str, Any]:
     }
     with_plan = PLANNED_MODULE in modules
     if with_plan:  # the kernels run with this machine's plan: a new plan is new code to time
-        modules["kernel plan"] = json_digest(tuning.as_json(tuning.current().plan))
+        modules["kernel plan"] = json_digest(kernel_plan()._asdict())
     return {
         "origin": spec.origin,
         "code_fingerprint": json_digest({"modules": modules, "versions": versions}),
         "code_modules": modules,
         "code_versions": versions,
-        **({"kernel_plan": tuning.current().as_json()} if with_plan else {}),
+        **({"kernel_plan": plan_record()} if with_plan else {}),
     }
 
 

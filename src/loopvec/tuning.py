@@ -175,8 +175,9 @@ _current: list[PlanState] = []
 def current() -> PlanState:
     """This process's plan (see the module docstring), looked up once."""
     if not _current:
-        _current.append(_look_up())
-        hold(_current[0].plan)
+        state = _look_up()  # `tune` holds what it measures
+        _current[:] = [state]
+        hold(state.plan)
     return _current[0]
 
 

@@ -9,6 +9,7 @@ the code that measures them.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from loopvec.backends._blocked import KernelPlan
 
@@ -18,10 +19,21 @@ _held: list[KernelPlan] = []  # once looked up
 def kernel_plan() -> KernelPlan:
     """The plan the kernels run with in this process."""
     if not _held:
-        # importlib, not an import statement: the measuring code stays out of the kernels'
-        # code identity (`loopvec.sources` follows import statements).
-        _held.append(importlib.import_module("loopvec.tuning").current().plan)
+        _held.append(_tuning().current().plan)
     return _held[0]
+
+
+def plan_record() -> dict[str, Any]:
+    """The plan and where it came from, as every cell of a planned kernel records it."""
+    record: dict[str, Any] = _tuning().current().as_json()
+    return record
+
+
+def _tuning() -> Any:
+    # importlib, not an import statement: the measuring code stays out of the kernels' code
+    # identity, and out of an import cycle (`loopvec.sources` and the cycle test follow import
+    # statements; loopvec.tuning imports loopvec.results, which imports loopvec.provenance).
+    return importlib.import_module("loopvec.tuning")
 
 
 def hold(plan: KernelPlan) -> None:
