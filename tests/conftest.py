@@ -1,5 +1,9 @@
 """Shared fixtures: every test that takes `backend` runs once per registered backend, and every
-test that takes `compiled_backend` once per backend with a compiled training loop."""
+test that takes `compiled_backend` once per backend with a compiled training loop. The tests run
+the kernels with today's constants (LOOPVEC_KERNEL_PLAN=default), they and their child processes:
+a plan measured while the tests load every core would be a wrong one, kept in the compiled-code
+cache that `nox -s bench` shares. test_tuning.py measures plans in caches of its own, and
+test_kernels.py runs every plan by name."""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ import pytest
 
 from loopvec import available_backends, backend_names
 from loopvec.backends import BACKENDS, get_backend
+from loopvec.tuning import PLAN_ENV
+
+os.environ.setdefault(PLAN_ENV, "default")
 
 
 @pytest.fixture(params=backend_names(), scope="session")

@@ -15,11 +15,6 @@ from pathlib import Path
 import pytest
 
 import loopvec
-from loopvec.tuning import PLAN_ENV
-
-#: Today's constants: these tests are about compiled code, and measuring a plan in each fresh
-#: cache would only add seconds (tests/test_tuning.py measures one).
-CONSTANTS = {PLAN_ENV: "default"}
 
 FIRST_CALLS = r"""
 import json, time
@@ -51,7 +46,7 @@ print(json.dumps(stats))
 
 
 def first_calls(cache: Path) -> dict[str, dict[str, float]]:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), **CONSTANTS}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     done = subprocess.run(
         [sys.executable, "-c", "import numba\n" + FIRST_CALLS],
         capture_output=True, text=True, env=env, timeout=600, check=True,
@@ -102,7 +97,6 @@ def test_an_edit_of_a_module_the_kernel_calls_is_compiled_with_a_warm_cache(
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     env = {**os.environ, "PYTHONPATH": str(package), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    env |= CONSTANTS
 
     def run() -> dict[str, float]:
         done = subprocess.run(

@@ -13,8 +13,8 @@ keeps the choice in
 beside the compiled code, so another machine or another version of the kernels gets a plan of
 its own. `current()` is this process's plan: read from that file, measured on first use (a few
 seconds, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be measured (a
-cache folder that cannot be written, too little memory, or LOOPVEC_KERNEL_PLAN=default), saying
-so. `loopvec tune` measures again.
+cache folder that cannot be written, too little memory), saying so, or where
+LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
 How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 10, 100
 and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
@@ -185,8 +185,8 @@ def _look_up() -> PlanState:
     setting = os.environ.get(PLAN_ENV, "")
     if setting not in ("", "default"):
         raise ValueError(f"{PLAN_ENV} must be 'default' or unset, not {setting!r}")
-    if setting == "default":
-        return _default(f"{PLAN_ENV}=default")
+    if setting == "default":  # asked for: nothing to say
+        return PlanState(DEFAULT_PLAN, "default", f"{PLAN_ENV}=default")
     path = plan_path()
     return _read(path) or tune(path, first_use=True)
 
