@@ -25,7 +25,6 @@ the best at each n (`choose`).
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import math
@@ -35,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ import numpy as np
 from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
 from loopvec.backends._jit import cache_root
 from loopvec.backends._plan import hold
+from loopvec.results import utc_now, write_json_atomic
 from loopvec.sources import digest, json_digest, source_digests, source_path
 
 #: "default": run with today's constants, measure nothing (unset: the machine's plan).
@@ -130,10 +131,12 @@ class PlanState:
         )
 
 
-def _machine_fingerprint() -> str:
+@cache
+def _machine() -> dict[str, Any]:
+    """This machine's record, once a process: the plan's file name and its content both name it."""
     from loopvec.machine import machine_record  # noqa: PLC0415  # numba, psutil, cpuinfo
 
-    return str(machine_record(measure_bandwidth=False)["fingerprint"])
+    return machine_record(measure_bandwidth=False)
 
 
 def code_fingerprint() -> str:
@@ -146,7 +149,7 @@ def code_fingerprint() -> str:
 def plan_path(root: Path | None = None) -> Path:
     """Where this machine's plan for this code is kept."""
     folder = (root or cache_root()) / "plans"
-    return folder / f"{_machine_fingerprint()}-{code_fingerprint()}.json"
+    return folder / f"{_machine()['fingerprint']}-{code_fingerprint()}.json"
 
 
 def _read(path: Path) -> PlanState | None:
@@ -216,7 +219,7 @@ def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any)
                             "outside any timing; `loopvec tune` measures it again)"
                         )
                     measurement = measure(**measuring)
-                    _write(path, measurement)
+                    write_json_atomic(path, measurement)
                     plan = from_json(measurement["plan"])
                     state = PlanState(plan, "measured", str(path), measurement)
                     _say(state.line())
@@ -241,12 +244,6 @@ def _measuring_alone(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_suffix(".lock")), timeout=LOCK_WAIT_S):
         yield
-
-
-def _write(path: Path, measurement: dict[str, Any]) -> None:
-    from loopvec.results import write_json_atomic  # noqa: PLC0415
-
-    write_json_atomic(path, measurement)
 
 
 #: The ways a block is read: C order's rows; Fortran order's columns, or its block transposed.
@@ -278,7 +275,6 @@ def measure(
     import numba  # noqa: PLC0415
 
     from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
-    from loopvec.machine import machine_record  # noqa: PLC0415
 
     started = clock()
     threads = numba.get_num_threads()
@@ -308,7 +304,7 @@ def measure(
                  "bytes_per_s": n * m * 8 / median_s}
             )  # fmt: skip
     chosen = choose(timings)
-    machine = machine_record(measure_bandwidth=False)
+    machine = _machine()
     return {
         "format": FORMAT,
         "plan": as_json(chosen),
@@ -318,7 +314,7 @@ def measure(
         "x_bytes": x_bytes,
         "rounds": rounds,
         "measure_s": clock() - started,
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "measured_at": utc_now(),
         "machine_fingerprint": machine["fingerprint"],
         "cpu": machine["cpu"],
         "cpu_target": machine["cpu_target"],
@@ -340,11 +336,13 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     (never, always, or between two widths measured, at their geometric mean)."""
     time_of = _times(timings)
     widths = sorted({n for n, _, _ in time_of})
+    best: dict[tuple[int, str], float] = {}  # (n, "C" or "F") -> the fastest candidate's time
+    for (n, way, _), median_s in time_of.items():
+        best[n, way[0]] = min(median_s, best.get((n, way[0]), math.inf))
 
     def score(way_of: Callable[[int], str], size: int, order: str) -> float:
-        best = {n: min(t for (nn, w, _), t in time_of.items() if nn == n and w[0] == order)
-                for n in widths}  # fmt: skip
-        return sum(math.log(time_of[n, way_of(n), size] / best[n]) for n in widths) / len(widths)
+        logs = [math.log(time_of[n, way_of(n), size] / best[n, order]) for n in widths]
+        return sum(logs) / len(widths)
 
     c_block = min(C_BLOCK_BYTES, key=lambda size: score(lambda n: "C rows", size, "C"))
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
