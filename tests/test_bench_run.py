@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import loopvec
+from loopvec.memory import PEAK_METHOD
 from loopvec.plots import FIGURES, TRAINING_FIGURES
 from loopvec.provenance import FORMAT
 from loopvec.results import cell_paths
@@ -256,6 +257,12 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
         assert all(len(block) >= 1 for block in p["blocks"])
         assert {"pid", "pass_started_at", "load_avg_1m", "order", "iterations"} <= set(p)
     assert all(r["iterations"] == 10 and 0.5 < r["accuracy"] <= 1 for r in training)
+    for record in gradient:  # every pass measured one call, and moving the inputs in, untimed
+        assert record["peak_method"] == PEAK_METHOD
+        assert all(p["peak_bytes"] >= 0 and p["inputs_peak_bytes"] >= 0 for p in record["passes"])
+        assert record["peak_bytes"] == max(p["peak_bytes"] for p in record["passes"])
+    assert all(r["worker_peak_bytes"] > 0 for r in gradient if r["backend"].startswith("dask"))
+    assert all(r["step_peak_bytes"] >= 0 and r["run_peak_bytes"] >= 0 for r in training)
     first, second = sorted((run / "raw").glob("*.json"))  # one per pass, with every round
     assert "-pass1-" in first.name
     assert "-pass2-" in second.name
@@ -293,7 +300,7 @@ def test_smoke_grid_writes_a_run_every_figure_and_leaves_the_reference_as_it_was
     assert {r["run"] for r in records} == {run.name}
     assert {r["machine_fingerprint"] for r in records} == {machine["fingerprint"]}
     assert f"wrote {run / 'REPORT.md'}" in result.stdout
-    for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect", "outer_loop"]:
+    for name in [*FIGURES, *TRAINING_FIGURES, "layout_effect", "outer_loop", "peak_memory"]:
         assert (run / "figures" / f"{name}.png").stat().st_size > 10_000, name
     assert {r["backend"] for r in gradient if r["layout"] == "F"} >= {"numpy_vectorized"}
     assert_reports_of(run)

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from test_plots import with_peaks
 
 from loopvec import interactive
 from loopvec.analysis import at_threads, ratio, winner
@@ -204,3 +205,15 @@ def test_every_script_ends_where_it_should(page: str) -> None:
     """The inlined bundle and data hold no '</script' that would end their element early."""
     assert "window.vegaEmbed" in interactive.vega_bundle()
     assert page.lower().count("<script") == page.lower().count("</script>") == 4
+
+
+def test_the_memory_view_and_column_appear_where_memory_was_measured() -> None:
+    measured = with_peaks(RECORDS)
+    page = render_page(measured, MACHINE, RESULTS.training)
+    specs = re.search(r'id="loopvec-specs">(.*?)</script>', page, re.S)
+    assert specs is not None
+    assert "memory" in json.loads(specs.group(1))
+    rows = {row["id"]: row for row in page_data(page)["cells"]}
+    for k, record in enumerate(measured):
+        assert rows[k].get("peak_bytes") == record.call_bytes
+    assert "peak bytes of a call" in page  # the table's column, shown without JavaScript too

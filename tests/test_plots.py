@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib as mpl
@@ -15,6 +16,8 @@ from loopvec.analysis import (
     crossover_m,
     loop_costs,
     loop_crossover_m,
+    max_threads,
+    middle_n,
     ratio,
     training_view,
 )
@@ -24,6 +27,7 @@ from loopvec.plots import (
     cost_curve,
     crossover,
     effective_bandwidth,
+    figures_for,
     outer_loop,
     runtime_vs_m,
     speedup_heatmaps,
@@ -251,6 +255,37 @@ def test_training_panels_are_one_per_problem_and_a_failed_run_says_so() -> None:
     assert last.get_title() == "synthetic: m = 100, n = 10, 40 iterations"
     (label,) = [t for t in last.texts if t.get_text() == "failed"]
     assert label.get_position()[0] == 0.01  # at the panel's left edge, in axes units
+
+
+#: Made-up peaks, in m-long float64 arrays, for the fixture run (measured before memory was).
+M_ARRAYS = {"numpy_vectorized": 5, "torch_formula": 2, "jax_formula": 2, "partly_vectorized": 0}
+
+
+def with_peaks(records: Sequence[Record]) -> list[Record]:
+    """`records` with a peak per call in every pass: M_ARRAYS m-long arrays and 1 KiB, the
+    same bytes in each pass; other backends 2 KiB."""
+    measured = []
+    for r in records:
+        peak = 8 * r.m * M_ARRAYS[r.backend] + 1024 if r.backend in M_ARRAYS else 2048
+        peaks = {"peak_bytes": peak, "pass_peak_bytes": (peak,) * len(r.passes),
+                 "peak_method": "made up for the tests"}  # fmt: skip
+        measured.append(dataclasses.replace(r, **peaks) if r.timed else r)
+    return measured
+
+
+def test_the_memory_figure_draws_a_line_per_measured_backend_and_x_itself() -> None:
+    assert "peak_memory" not in figures_for(RECORDS, RESULTS.training, MACHINE)  # not measured
+    measured = with_peaks(RECORDS)
+    figure = figures_for(measured, (), MACHINE)["peak_memory"]
+    (ax,) = figure.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    n = middle_n(sorted({r.n for r in measured}))
+    assert labels[-1] == "X itself (m n x 8)"
+    timed = at_threads(measured, max_threads(measured))
+    assert set(labels[:-1]) == {b for (b, _, nn), r in timed.items() if nn == n and r.timed}
+    numpy_line = ax.get_lines()[labels.index("numpy_vectorized")]
+    for m, drawn in zip(*numpy_line.get_data(), strict=True):
+        assert drawn == 40 * m + 1024
 
 
 def loop_records(m: int, python_step_s: float, compiled_step_s: float) -> list[TrainingRecord]:

@@ -6,10 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from test_plots import loop_records
+from test_plots import loop_records, with_peaks
 
-from loopvec.analysis import layout_ratios, ratio
-from loopvec.formatting import format_seconds
+from loopvec.analysis import layout_ratios, middle_n, ratio
+from loopvec.formatting import format_bytes, format_seconds
 from loopvec.plots import FIGURES, TRAINING_FIGURES, layout_effect
 from loopvec.report import (
     figure_sentences,
@@ -188,3 +188,22 @@ def test_the_layout_table_and_figure_give_f_over_c_with_intervals_and_leave_the_
         for y in bars.lines[0].get_ydata()
     }
     assert drawn == {0.5, 1.5}
+
+
+def test_the_memory_table_gives_each_cells_peak_and_its_multiple_of_x() -> None:
+    assert "## Memory per gradient call" not in REPORT  # the fixture run measured none
+    measured = with_peaks(RECORDS)
+    report = render_report(measured, MACHINE, FIGURE_PATHS, RESULTS.training)
+    section = report.split("## Memory per gradient call (2 threads)")[1].split("\n## ")[0]
+    n = middle_n(sorted({r.n for r in measured}))
+    m = max(r.m for r in measured if r.n == n and r.timed)
+    numpy = 40 * m + 1024
+    assert f"at m = {m:,}, n = {n:,}" in section
+    assert f"`numpy_vectorized` {format_bytes(numpy)} ({numpy / (8 * m * n):.2g} X)" in section
+    sentence = section.split("\n\n")[1]
+    assert sentence.index("`numba_loops`") < sentence.index("`numpy_vectorized`")  # leanest first
+    assert "| m | n | " in section
+    assert "Method: made up for the tests." in section
+    header = section.split("\n| m | n | ")[1].split(" |\n")[0].split(" | ")
+    assert header == ["python_loops", "partly_vectorized", "numpy_vectorized", "numba_loops"]
+    assert "| 1 | 10 | 2 KiB (26 X) | 1 KiB (13 X) | 1.04 KiB (13 X) | 2 KiB (26 X) |" in section

@@ -24,6 +24,7 @@ from loopvec.grid import (
     make_cells,
     make_training_cells,
 )
+from loopvec.memory import peaks_of_passes
 from loopvec.provenance import FORMAT
 from loopvec.runner.plan import (
     MAX_ROUNDS,
@@ -245,6 +246,36 @@ def test_memory_rule_counts_the_backends_own_copies() -> None:
     reason = memory_reason(cell, available_bytes=4 * 2**30)
     assert reason is not None
     assert "needs about 7.7 GiB" in reason
+
+
+def test_memory_rule_uses_the_backends_measured_bytes_where_it_has_them() -> None:
+    loops = Cell("python_loops", 1_000_000, 1000, 1)
+    guessed, measured = memory_needed_bytes(loops), memory_needed_bytes(loops, 2**30)
+    assert guessed - measured == 32 * loops.elements - 2**30  # the guess: 32 bytes an entry
+    reason = memory_reason(loops, available_bytes=8 * 2**30, measured_bytes=2**30)
+    assert reason is not None
+    assert reason.startswith("needs about 8.7 GiB (X and the backend's own, measured on its ")
+    assert "8.0 GiB free" in reason
+    assert "its guess" in str(memory_reason(loops, available_bytes=8 * 2**30))
+
+
+def test_a_pass_predicts_a_backends_memory_from_its_smaller_cells(tmp_path: Path) -> None:
+    run = make_pass(tmp_path, 1)
+    large = Cell("numpy_vectorized", 1_000_000, 100, 2)
+    assert run.predicted_bytes(large) is None  # nothing measured: the guess
+    for m, n in [(1000, 10), (100_000, 10), (10_000, 100)]:  # 5 m-long arrays and 1 KiB
+        cell = Cell("numpy_vectorized", m, n, 1)
+        passes = [{"pass": 1, "peak_bytes": 40 * m + 1024, "inputs_peak_bytes": 0}]
+        run.done[cell.cell_id] = {
+            **cell.params(),
+            "cell_id": cell.cell_id,
+            **peaks_of_passes(passes),
+        }
+        if m == 1000:
+            assert run.predicted_bytes(large) is None  # one size: too few to fit
+    assert run.predicted_bytes(large) == pytest.approx(40 * large.m + 1024, rel=1e-6)
+    other = Cell("numpy_vectorized", 1_000_000, 100, 2, "float64", "F")
+    assert run.predicted_bytes(other) is None  # another layout is another backend's memory
 
 
 @pytest.mark.parametrize("backend", ["numpy_vectorized", "python_loops"])

@@ -347,12 +347,16 @@ def _print_comparisons(
         print("no cell was timed in both runs")
         return
     wide = max(7, *(len(c.verdict) for c in comparisons))
-    print(f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':{wide}} code")
+    print(
+        f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':{wide}} code     "
+        "memory B/A"
+    )
     for c in comparisons:
+        memory = f"{c.memory.words} {c.memory.verdict}" if c.memory else "-"
         print(
             f"{c.cell:58} {format_seconds(c.a.median_s or 0):>9} "
             f"{format_seconds(c.b.median_s or 0):>9} {c.interval:>24}  {c.verdict:{wide}} "
-            f"{'changed' if c.code_changed else 'same'}"
+            f"{'changed' if c.code_changed else 'same':8} {memory}"
         )
     counts = Counter(c.verdict for c in comparisons)
     drifted = f", {counts[DRIFTED]} not called: the machine drifted" if counts[DRIFTED] else ""
@@ -362,6 +366,14 @@ def _print_comparisons(
         f"{drifted}; were nothing changed, at most {expected_by_chance(len(comparisons)):.1f} "
         "would be called a change by chance"
     )
+    if measured := [c.memory for c in comparisons if c.memory]:
+        said = Counter(m.verdict for m in measured)
+        exact = sum(m.exact for m in measured)
+        print(
+            f"memory: {len(measured)} cells measured in both: {said['less']} less, "
+            f"{said['more']} more, {said['same']} the same; {exact} of them the same bytes in "
+            "every pass of each run (B/A exact)"
+        )
 
 
 def _drift_line(drifts: dict[str, Drift]) -> str:

@@ -15,6 +15,9 @@ not called faster or slower but "machine drifted"; a change beyond the movement 
 Two versions timed in one run whose passes alternate (ABBA, `interleaved`) need no canary: pass
 k of A and pass k of B ran next to each other, and B/A is Student's t over those pairs' log
 ratios, so a slow few minutes hit both sides of a pair alike.
+
+Memory is compared beside time (`MemoryChange`): a call's peak bytes, pass by pass. Most backends
+allocate the same bytes in every pass, and then B/A is exact and said so.
 """
 
 from __future__ import annotations
@@ -39,6 +42,59 @@ from loopvec.stats import (
 
 #: The verdict of a cell that would be called a change, but whose machine moved (`loopvec.drift`).
 DRIFTED = "machine drifted"
+#: `stats.verdict` of a ratio of bytes, in words of memory.
+_MEMORY_WORDS = {"slower": "more", "faster": "less", "same": "same"}
+#: Peaks under a page count as a page: a ratio of a few bytes' peaks says nothing.
+_PAGE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class MemoryChange:
+    """Peak bytes of one call (workers' included) in B against A, pass by pass
+    (`loopvec.memory`). Where every pass of each run measured the same bytes, B/A is exact and
+    said so, not drawn as an interval; else Welch's t over the passes' log bytes, as time is.
+    verdict: less | more | same (within the tie band, or its interval)."""
+
+    a_bytes: tuple[int, ...]
+    b_bytes: tuple[int, ...]
+    change: Estimate
+    verdict: str
+
+    @property
+    def exact(self) -> bool:
+        """Repeated in every pass of both runs: the same bytes each time."""
+        return all(len(v) > 1 and len(set(v)) == 1 for v in (self.a_bytes, self.b_bytes))
+
+    @property
+    def words(self) -> str:
+        """'0.500 exact' or '1.012 [0.981, 1.044]'."""
+        c = self.change
+        if self.exact:
+            return f"{c.value:.3f} exact"
+        return f"{c.value:.3f} [{c.low:.3f}, {c.high:.3f}]"
+
+    def as_json(self) -> dict[str, object]:
+        c = self.change
+        interval = None if self.exact else [x if math.isfinite(x) and x > 0 else None
+                                            for x in (c.low, c.high)]  # fmt: skip
+        return {"a_bytes": list(self.a_bytes), "b_bytes": list(self.b_bytes),
+                "ratio": c.value, "exact": self.exact, "ci": interval,
+                "verdict": self.verdict}  # fmt: skip
+
+
+def memory_change(
+    a: AnyRecord, b: AnyRecord, tie_band: float = DEFAULT_TIE_BAND
+) -> MemoryChange | None:
+    """B's peak bytes per call against A's, for gradient cells measured in both; else None."""
+    if isinstance(a, TrainingRecord) or isinstance(b, TrainingRecord):
+        return None
+    a_bytes = tuple(v for v in a.pass_peak_bytes if v is not None)
+    b_bytes = tuple(v for v in b.pass_peak_bytes if v is not None)
+    if not (a_bytes and b_bytes):
+        return None
+    logs = [[math.log(max(v, _PAGE_BYTES)) for v in side] for side in (a_bytes, b_bytes)]
+    change = difference_between_runs(*logs)
+    return MemoryChange(a_bytes, b_bytes, change, _MEMORY_WORDS[verdict(change, tie_band)])
 
 
 @dataclass(frozen=True)
@@ -52,6 +108,7 @@ class Comparison:
     change: Estimate
     verdict: str
     drift: tuple[str, ...] = ()  #: the canary workloads this cell follows that moved
+    memory: MemoryChange | None = None  #: peak bytes per call, where both runs measured them
 
     @property
     def cell(self) -> str:
@@ -90,6 +147,7 @@ class Comparison:
             "verdict": self.verdict,
             "drift": list(self.drift),
             "code_changed": self.code_changed,
+            "memory": self.memory.as_json() if self.memory else None,
         }
 
 
@@ -148,7 +206,8 @@ def compare_runs(
         if called != "same" and explains(change, moved):
             called = DRIFTED
         workloads = tuple(d.workload for d in moved)
-        comparisons.append(Comparison(record_a, record_b, change, called, workloads))
+        memory = memory_change(record_a, record_b, tie_band)
+        comparisons.append(Comparison(record_a, record_b, change, called, workloads, memory))
     return comparisons
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopvec.analysis import not_ours, predicted_ratio, ratio, run_date
-from loopvec.results import AnyRecord, TrainingRecord
+from loopvec.results import AnyRecord, Record, TrainingRecord
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 
 #: Bytes in a GB (bandwidths are written in GB/s).
@@ -21,6 +21,27 @@ def format_seconds(seconds: float) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_bytes(size_bytes: float) -> str:
+    """A size with a binary unit: 824 B, 130 KiB, 38.1 MiB, 7.45 GiB (3 significant digits)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.3g} {unit}"
+    return f"{size_bytes:.0f} B"
+
+
+def format_memory(record: Record | None) -> str:
+    """A gradient cell's peak bytes per call, workers' included, and as a multiple of X's bytes:
+    '38.1 MiB (0.5 X)'; '' where it was not measured."""
+    if record is None or (peak := record.call_bytes) is None:
+        return ""
+    times = peak / record.x_bytes
+    return (
+        f"{format_bytes(peak)} ({times:,.0f} X)"
+        if times >= 10
+        else f"{format_bytes(peak)} ({times:.2g} X)"
+    )
 
 
 def format_signed_seconds(seconds: float) -> str:

@@ -7,7 +7,8 @@ only filters and draws. Without JavaScript it still shows the headline and a tab
 file I/O here: the CLI writes the page.
 
 Views: the speedup of any backend over any other, the winner of each cell, time against m with
-the cost models, bandwidth, threads, training, every cell; for two runs, B/A per cell.
+the cost models, bandwidth, time against memory, threads, training, every cell; for two runs, B/A
+per cell.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from loopvec.analysis import at_threads, backends_in, fit_models, max_threads, r
 from loopvec.compare import Comparison, expected_by_chance
 from loopvec.formatting import (
     GB,
+    format_bytes,
+    format_memory,
     format_record_time,
     format_seconds,
     format_speedup,
@@ -103,6 +106,8 @@ def cell_rows(records: Sequence[Record]) -> list[Row]:
             **_measured(r),
             "x_bytes": r.x_bytes,
             "gb_per_s": _round(r.x_bytes / r.median_s / GB) if r.timed and r.median_s else None,
+            "peak_bytes": r.call_bytes,
+            "memory": format_memory(r),
             "threaded": r.backend in threaded,
         }
         for k, r in enumerate(records)
@@ -415,6 +420,30 @@ def bandwidth_chart(controls: Sequence[Control]) -> Chart:
     return alt.layer(points, ceiling).add_params(*_params(controls)).properties(**_LINES)
 
 
+def memory_chart(controls: Sequence[Control]) -> Chart:
+    """Time per gradient against peak bytes per call at one n, a point per size and a line per
+    backend through its sizes in order of m: down and to the left is faster and leaner. A peak
+    under 1 KiB is drawn at 1 KiB (a log axis has no 0)."""
+    chart: Chart = (
+        alt.Chart(alt.NamedData(name="cells"))
+        .transform_filter(
+            f"datum.status == 'timed' && isValid(datum.peak_bytes) && datum.n == n && {_AT_THREADS}"
+        )
+        .transform_calculate(drawn_bytes="max(datum.peak_bytes, 1024)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("median_s:Q", title="time per gradient (s)", scale=_LOG, axis=_SI),
+            y=alt.Y("drawn_bytes:Q", title="peak bytes of one call", scale=_LOG, axis=_SI),
+            order="m:Q",
+            color=alt.Color("backend:N"),
+            tooltip=[*_CELL, alt.Tooltip("memory:N", title="peak bytes of a call (x X)")],
+        )
+        .add_params(*_params(controls))
+        .properties(**_LINES)
+    )
+    return chart
+
+
 def threads_chart(controls: Sequence[Control]) -> Chart:
     """Speedup from 1 thread to all against m, per threaded backend; the ideal dashed."""
     base = alt.Chart(alt.NamedData(name="threads")).transform_filter(
@@ -528,6 +557,11 @@ def gradient_views(records: Sequence[Record], ceilings: Sequence[Row]) -> list[V
              "one backend.", time_chart(same), same),
         View("bandwidth", "Bandwidth", "Bytes of X read per second against bytes of X; dashed: "
              f"the measured read bandwidth ({bandwidths} threads).", bandwidth_chart(at_n), at_n),
+        *([View("memory", "Time and memory", "Time per gradient against the peak bytes one call "
+                "allocates beyond its inputs, a point per m at one n: down and left is faster "
+                "and leaner. Hover for the bytes as a multiple of X's.",
+                memory_chart(at_n), at_n)] if any(r.call_bytes is not None for r in records)
+          else []),
         View("threads", "Threads", "Speedup from 1 thread to all cores per threaded backend and "
              "size, with its 95 % interval; dashed: the ideal.",
              threads_chart((pick["n"], *same[1:])), (pick["n"], *same[1:])),
@@ -630,7 +664,8 @@ def _page(
 
 
 _CELL_HEADER = ["backend", "m", "n", "threads", "dtype", "layout", "status", "median ± 95 %",
-                "95 % interval", "rounds", "compile", "reason or warning"]  # fmt: skip
+                "95 % interval", "rounds", "compile", "peak bytes of a call",
+                "reason or warning"]  # fmt: skip
 
 
 def _cell_table(records: Sequence[AnyRecord]) -> Table:
@@ -639,13 +674,16 @@ def _cell_table(records: Sequence[AnyRecord]) -> Table:
         layout = r.layout if isinstance(r, Record) else r.loop + " loop"
         dtype = r.dtype if isinstance(r, Record) else f"train {r.iterations:,} steps"
         compile_s = format_seconds(r.compile_s) if r.compile_s else ""
+        peak = r.call_bytes if isinstance(r, Record) else r.run_peak_bytes
+        memory = format_memory(r) if isinstance(r, Record) else (
+            f"{format_bytes(peak)} a run" if peak is not None else "")  # fmt: skip
         rows.append([
             (r.backend, r.backend), (f"{r.m:,}", r.m), (f"{r.n:,}", r.n),
             (str(r.threads), r.threads), (dtype, dtype), (layout, layout), (r.status, r.status),
             (format_record_time(r), r.median_s if r.median_s is not None else "untimed"),
             (_interval(r.estimate), r.low_s if r.low_s is not None else "untimed"),
             (str(r.rounds or ""), r.rounds or 0), (compile_s, r.compile_s or 0.0),
-            (_why(r), _why(r)),
+            (memory, peak if peak is not None else -1), (_why(r), _why(r)),
         ])  # fmt: skip
     return _CELL_HEADER, rows
 

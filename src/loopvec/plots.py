@@ -451,6 +451,43 @@ def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     return figure
 
 
+def peak_memory(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
+    """Peak bytes of one call against m at one n (100 if timed, else the largest), a line per
+    backend, on log-log axes, with X's own bytes dashed: who allocates what, and how it grows.
+    A peak under 1 KiB is drawn at 1 KiB."""
+    threads = max_threads(records)
+    cells = at_threads(records, threads)
+    measured = [r for r in cells.values() if r.call_bytes is not None]
+    n = middle_n(sorted({r.n for r in measured}))
+    backends = backends_in(records)
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = figure.subplots()
+    floor_bytes = 1024
+    for backend in backends:
+        line = sorted((r for r in measured if r.backend == backend and r.n == n), key=lambda r: r.m)
+        if line:
+            ax.plot(
+                [r.m for r in line],
+                [max(r.call_bytes or 0, floor_bytes) for r in line],
+                "o-",
+                color=backend_color(backend, backends),
+                label=backend,
+                ms=4,
+            )
+    m_values = sorted({r.m for r in measured if r.n == n})
+    ax.plot(m_values, [m * n * 8 for m in m_values], "k--", lw=1, label="X itself (m n x 8)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor_bytes / 2)
+    ax.set_xlabel("m (examples)")
+    ax.set_ylabel("peak bytes of one call, beyond its inputs")
+    ax.set_title(f"n = {n}, {threads} thread{'s' if threads > 1 else ''}, float64")
+    ax.grid(True, which="major", alpha=0.3)
+    figure.legend(loc="outside right upper", fontsize=7)
+    figure.suptitle("What one gradient call allocates\n" + context(machine, records, None))
+    return figure
+
+
 def loopvec_vs_frameworks(
     records: Sequence[Record], machine: dict[str, Any], *, threads: int | None = None
 ) -> Figure:
@@ -660,13 +697,16 @@ def figures_for(
 ) -> dict[str, Figure]:
     """Every figure a run has, by file name (without .png): FIGURES if a cell in the course's
     layout was timed, `layout_effect` if a size was timed in both layouts, TRAINING_FIGURES if a
-    training run was timed, `outer_loop` if a backend was timed in both loops."""
+    training run was timed, `outer_loop` if a backend was timed in both loops, `peak_memory` if
+    a cell's memory was measured."""
     drawn: dict[str, Figure] = {}
     course = in_course_layout(records)
     if any(r.timed for r in course):  # nothing timed: nothing to draw
         drawn |= {name: draw(course, machine) for name, draw in FIGURES.items()}
     if layout_ratios(records, max_threads(records)):
         drawn["layout_effect"] = layout_effect(records, machine)
+    if any(r.timed and r.call_bytes is not None for r in course):
+        drawn["peak_memory"] = peak_memory(course, machine)
     if any(r.timed for r in training):
         drawn |= {name: draw(training, machine) for name, draw in TRAINING_FIGURES.items()}
     if outer_loop_series(training):

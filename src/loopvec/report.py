@@ -33,7 +33,9 @@ from loopvec.analysis import (
     winner,
 )
 from loopvec.formatting import (
+    format_bytes,
     format_estimate,
+    format_memory,
     format_ratio,
     format_record_time,
     format_seconds,
@@ -518,6 +520,55 @@ def layout_table(records: Sequence[Record], threads: int, machine: dict[str, Any
     return ["", heading, "", layout_sentence(records, threads), "", *_table(header, rows), ""]
 
 
+def memory_sentence(records: Sequence[Record], threads: int) -> str:
+    """At the largest size timed at n = 100 (or the largest n): each backend's peak bytes per
+    call as a multiple of X's, leanest first."""
+    measured = [r for r in at_threads(records, threads).values() if r.call_bytes is not None]
+    if not measured:
+        return ""
+    n = middle_n(sorted({r.n for r in measured}))
+    m = max(r.m for r in measured if r.n == n)
+    at_size = sorted((r for r in measured if (r.m, r.n) == (m, n)), key=lambda r: r.call_bytes or 0)
+    said = ", ".join(f"`{r.backend}` {format_memory(r)}" for r in at_size)
+    return (
+        f"Peak bytes a call allocates beyond its inputs (one call of its own, untimed), at m = "
+        f"{m:,}, n = {n:,} ({format_bytes(at_size[0].x_bytes)} of X): {said}."
+    )
+
+
+def memory_table(records: Sequence[Record], threads: int) -> list[str]:
+    """Peak bytes per call, and as a multiple of X's bytes, per size and backend
+    (`loopvec.memory`); nothing where no cell was measured."""
+    cells = at_threads(records, threads)
+    if not any(r.call_bytes is not None for r in cells.values()):
+        return []
+    backends = [b for b in backends_in(records) if any(c[0] == b for c in cells)]
+    sizes = sorted({(m, n) for (_, m, n) in cells}, key=lambda s: (s[1], s[0]))
+    rows = [
+        [f"{m:,}", f"{n:,}", *(format_memory(cells.get((b, m, n))) for b in backends)]
+        for m, n in sizes
+    ]
+    dask = [b for b in backends if any(r.worker_peak_bytes is not None for r in cells.values()
+                                       if r.backend == b)]  # fmt: skip
+    workers = (
+        f" For {', '.join(f'`{b}`' for b in dask)}: this process's peak and the workers' added."
+        if dask
+        else ""
+    )
+    method = next(r.peak_method for r in cells.values() if r.call_bytes is not None)
+    return [
+        "",
+        f"## Memory per gradient call ({threads} threads): peak bytes beyond its inputs",
+        "",
+        memory_sentence(records, threads) + workers,
+        "",
+        *_table(["m", "n", *backends], rows),
+        "",
+        f"Method: {method}.",
+        "",
+    ]
+
+
 def _user_lines(records: Sequence[Record | TrainingRecord]) -> list[str]:
     """The paragraphs that name what the user brought: plug-ins, data (none: no lines)."""
     lines = []
@@ -581,6 +632,7 @@ def render_report(
         **figure_sentences(records, machine),
         **training_sentences(training),
         "layout_effect": layout_sentence(every_layout, threads),
+        "peak_memory": memory_sentence(records, threads),
     }
     for name, path in figures.items():
         lines += [f"![{name}]({path})", "", sentences.get(name, ""), ""]
@@ -644,6 +696,7 @@ def render_report(
             )
     lines += ["", "## First call in the process (JIT compile or cache load included)", ""]
     lines += _table(["backend", "dtype", "compile_s"], list(compile_rows.values()))
+    lines += memory_table(records, threads)
     lines += ["", *float32_table(records, threads)]
     lines += layout_table(every_layout, threads, machine)
 

@@ -106,6 +106,22 @@ class Record(Cell, Provenance):
     compile_s: float | None = None
     predicted_s: float | None = None
     finished_at: str = ""
+    #: `loopvec.memory`: peak bytes one call allocated (the largest over the passes), in this
+    #: process and, for Dask, its workers' added; the same for moving the inputs into the
+    #: backend's arrays; how they were measured; each pass's peak of a call, workers' included
+    peak_bytes: int | None = None
+    worker_peak_bytes: int | None = None
+    inputs_peak_bytes: int | None = None
+    inputs_worker_peak_bytes: int | None = None
+    peak_method: str | None = None
+    pass_peak_bytes: tuple[int | None, ...] = ()
+
+    @property
+    def call_bytes(self) -> int | None:
+        """Peak bytes of one call, its workers' included; None if not measured."""
+        if self.peak_bytes is None:
+            return None
+        return self.peak_bytes + (self.worker_peak_bytes or 0)
 
     @property
     def cell(self) -> tuple[str, int, int, int, str, str]:
@@ -135,6 +151,13 @@ class TrainingRecord(TrainingCell, Provenance):
     accuracy: float | None = None  #: training accuracy of the learned w, b
     final_cost: float | None = None
     finished_at: str = ""
+    #: `loopvec.memory`: peak bytes of one step of the loop and of a whole run (its first pass),
+    #: in this process and, for Dask, its workers' added
+    step_peak_bytes: int | None = None
+    step_worker_peak_bytes: int | None = None
+    run_peak_bytes: int | None = None
+    run_worker_peak_bytes: int | None = None
+    peak_method: str | None = None
 
     @property
     def problem(self) -> tuple[str, int, int, int]:
@@ -364,6 +387,10 @@ def _summary(cell: dict[str, Any]) -> dict[str, Any]:
         "high_s": estimate.high,
         "rounds": sum(len(block) for p in samples for block in p),
         "unstable": tuple(instability(samples)),
+        "pass_peak_bytes": tuple(  # `loopvec.memory.total_bytes`: workers' included
+            None if p.get("peak_bytes") is None else p["peak_bytes"] + p.get("worker_peak_bytes", 0)
+            for p in sorted(cell["passes"], key=lambda p: p["pass"])
+        ),
     }
 
 

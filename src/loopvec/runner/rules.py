@@ -112,19 +112,25 @@ def training_reason(
     )
 
 
-def memory_needed_bytes(cell: Cell) -> int:
-    """Bytes a cell needs at its peak: X as generated (float64), as timed, the backend's extra."""
-    extra = BACKENDS[cell.backend].extra_bytes_per_element
+def memory_needed_bytes(cell: Cell, measured_bytes: int | None = None) -> int:
+    """Bytes a cell needs at its peak: X as generated (float64), as timed, and the backend's own:
+    `measured_bytes` as its smaller cells predict it (`Pass.predicted_bytes`), else its declared
+    guess (`Backend.extra_bytes_per_element`)."""
     generated = cell.elements * 8 + (cell.x_bytes if cell.dtype != "float64" else 0)
-    return generated + extra * cell.elements + MEMORY_SLACK_BYTES
+    if measured_bytes is None:
+        measured_bytes = BACKENDS[cell.backend].extra_bytes_per_element * cell.elements
+    return generated + measured_bytes + MEMORY_SLACK_BYTES
 
 
-def memory_reason(cell: Cell, available_bytes: int) -> str | None:
-    """Why `cell` is skipped for lack of memory, or None if it fits."""
-    needed = memory_needed_bytes(cell)
+def memory_reason(
+    cell: Cell, available_bytes: int, measured_bytes: int | None = None
+) -> str | None:
+    """Why `cell` is skipped for lack of memory, or None if it fits (`memory_needed_bytes`)."""
+    needed = memory_needed_bytes(cell, measured_bytes)
     if needed <= MEMORY_HEADROOM * available_bytes:
         return None
+    source = "measured on its smaller cells" if measured_bytes is not None else "its guess"
     return (
-        f"needs about {needed / 2**30:.1f} GiB, more than {MEMORY_HEADROOM:.0%} of the "
-        f"{available_bytes / 2**30:.1f} GiB free"
+        f"needs about {needed / 2**30:.1f} GiB (X and the backend's own, {source}), more than "
+        f"{MEMORY_HEADROOM:.0%} of the {available_bytes / 2**30:.1f} GiB free"
     )

@@ -26,6 +26,7 @@ from loopvec.checks import check
 from loopvec.datasets import load
 from loopvec.formatting import format_seconds
 from loopvec.grid import Cell, CostModel, TrainingCell, fit_cost_model
+from loopvec.memory import backend_bytes, fit_memory_model, peaks_of_passes
 from loopvec.problem import Problem, make_problem
 from loopvec.provenance import FORMAT, code_identity
 from loopvec.results import read_cells, samples_of, utc_now, write_json_atomic
@@ -248,6 +249,24 @@ class Pass:
             )
         return self._models[key]
 
+    def predicted_bytes(self, cell: Cell) -> int | None:
+        """The memory `cell`'s backend takes beyond X (`memory.backend_bytes`), predicted from its
+        cells of the same dtype and layout measured so far, at any thread count
+        (`memory.fit_memory_model`); None before two sizes are."""
+        key = (cell.backend, cell.dtype, cell.layout)
+        measured = [
+            (record["m"], record["n"], used)
+            for record in self.done.values()
+            if record.get("kind") != "training"
+            and (record["backend"], record["dtype"], record["layout"]) == key
+            and (used := backend_bytes(record)) is not None
+        ]
+        if not measured:
+            return None
+        m_values, n_values, used_bytes = (list(column) for column in zip(*measured, strict=True))
+        model = fit_memory_model(m_values, n_values, used_bytes)
+        return None if model is None else round(model.predict_s(cell.m, cell.n))
+
     def time_left_s(self, cells: list[AnyCell]) -> float:
         """Estimated wall time of `cells`: from the cost models, else the mean cell so far."""
         mean_s = self.progress.mean_cell_s()
@@ -374,7 +393,10 @@ class Pass:
     def write_pass(self, cell: AnyCell, entry: dict[str, Any], **fields: Any) -> None:
         """Add this pass (`entry`, with its samples) to the passes of `cell` kept before."""
         passes = sorted([*self.earlier_passes(cell), entry], key=lambda p: p["pass"])
-        self.write_cell(cell, "timed", passes=passes, compile_s=passes[0]["compile_s"], **fields)
+        peaks = peaks_of_passes(passes)
+        self.write_cell(
+            cell, "timed", passes=passes, compile_s=passes[0]["compile_s"], **peaks, **fields
+        )
         detail = f"median {format_seconds(self.median_s(self.done[cell.cell_id]))} over "
         detail += f"{len(passes)} pass(es)"
         if cell.cell_id in self.retimed:

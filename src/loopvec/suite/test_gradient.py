@@ -6,8 +6,9 @@ the time budget or out of memory; build the problem outside the timing; the firs
 meets the kernel in this dtype and layout, call it on a tiny problem (JIT compile or cache load:
 recorded as compile_s); call it once on the cell's problem and check it against the reference
 (with no cost model yet, that call also predicts the cell against the budget); warm up; plan the
-rounds. In every block: pytest-benchmark times the raw kernel (no validation) for the planned
-rounds. After the last block the pass is added to the cell's file.
+rounds; measure the memory that moving the inputs into the backend's arrays, and one call, take
+(`loopvec.memory`, untimed). In every block: pytest-benchmark times the raw kernel (no
+validation) for the planned rounds. After the last block the pass is added to the cell's file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from threadpoolctl import threadpool_info
 from loopvec.agreement import RTOL
 from loopvec.backends import BACKENDS, get_adapters, get_kernel
 from loopvec.grid import Cell, thread_limit
+from loopvec.memory import call_peak
 from loopvec.problem import tiny_problem
 from loopvec.runner.plan import NO_WARMUP_FROM_S, round_plan
 from loopvec.runner.rules import (
@@ -48,13 +50,16 @@ def start(cell: Cell, run: Pass) -> None:
     reason = cost_model_reason(model, cell, budget_s)
     if why := run.check_budget(cell, reason, predicted_s=predicted_s):
         pytest.skip(why)
-    if reason := memory_reason(cell, run.available_bytes(cell)):
+    if reason := memory_reason(cell, run.available_bytes(cell), run.predicted_bytes(cell)):
         pytest.skip(run.skip_this_pass(cell, reason, predicted_s=predicted_s))
 
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
     to_native, to_numpy = get_adapters(cell.backend)
-    args = to_native(problem.w, problem.b, problem.X, problem.Y)  # into the framework: untimed
+    # into the framework, untimed: what it copies (a framework's arrays, Python lists) is measured
+    args, inputs_peak = call_peak(
+        cell.backend, lambda: to_native(problem.w, problem.b, problem.X, problem.Y), "inputs_"
+    )
     signature = (cell.backend, cell.dtype, cell.layout)
     run.settle(cell)  # the warm-up call below plans the rounds
     with thread_limit(cell.threads):
@@ -81,6 +86,7 @@ def start(cell: Cell, run: Pass) -> None:
             call_s = known_s  # slow, and its time known: the checked call warmed what matters
         else:
             _, call_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
+        _, peak = call_peak(cell.backend, lambda: kernel(*args), call_s=call_s)  # untimed
     plan = round_plan(call_s, run.settings.pass_time_s, run.settings.blocks)
     entry = run.pass_entry(
         cell,
@@ -88,6 +94,7 @@ def start(cell: Cell, run: Pass) -> None:
         first_call_s=first_call_s,
         iterations=plan.iterations,
         warmup_rounds=plan.warmup_rounds,
+        **{**inputs_peak, **peak},  # one peak_method
     )
     # A backend that copies the problem (a framework's arrays, Python lists) does so again for
     # each block: the copies of a whole group held at once could exhaust the memory.
