@@ -35,6 +35,7 @@ RUNNER = ("tests/test_runner.py",)
 CHECK = ("tests/test_check.py",)
 DRIFT = ("tests/test_drift.py",)
 TUNING = ("tests/test_tuning.py",)
+MEMORY = ("tests/test_memory.py", "tests/test_runner.py", "tests/test_compare.py")
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,28 @@ MUTANTS = [
         "return [items[k] for k in rng.permutation(len(items))] if pass_number > 1 else items",
         "return items",
         RUNNER,
+    ),
+    # The memory axis
+    Mutant(
+        "a cell keeps the smallest peak of its passes",
+        "memory.py",
+        "            fields[name] = max(values)",
+        "            fields[name] = min(values)",
+        MEMORY,
+    ),
+    Mutant(
+        "the memory rule keeps the guess where the backend's memory was measured",
+        "runner/rules.py",
+        "    if measured_bytes is None:\n        measured_bytes = BACKENDS",
+        "    if True:\n        measured_bytes = BACKENDS",
+        MEMORY,
+    ),
+    Mutant(
+        "one pass a side is called exact",
+        "compare.py",
+        "return all(len(v) > 1 and len(set(v)) == 1",
+        "return all(len(set(v)) == 1",
+        MEMORY,
     ),
     Mutant(
         "the agreement check 10,000 times too lax",
