@@ -229,6 +229,10 @@ def test_memory_the_same_in_every_pass_is_compared_exactly_without_an_interval()
                            [with_pass_peaks(base, (80_000, 80_000))])  # fmt: skip
     assert same.memory is not None
     assert (same.memory.words, same.memory.verdict) == ("1.000 exact", "same")
+    (small,) = compare_runs([with_pass_peaks(base, (1448, 1416))],
+                            [with_pass_peaks(base, (1448, 40))])  # fmt: skip
+    assert small.memory is not None
+    assert small.memory.exact  # under a page, a peak counts as a page: a few bytes say nothing
 
 
 def test_memory_that_varies_between_passes_gets_welchs_interval_as_time_does() -> None:

@@ -62,8 +62,12 @@ class MemoryChange:
 
     @property
     def exact(self) -> bool:
-        """Repeated in every pass of both runs: the same bytes each time."""
-        return all(len(v) > 1 and len(set(v)) == 1 for v in (self.a_bytes, self.b_bytes))
+        """Repeated in every pass of both runs: the same bytes each time (a peak under a page
+        counting as a page)."""
+        return all(
+            len(v) > 1 and len({max(b, _PAGE_BYTES) for b in v}) == 1
+            for v in (self.a_bytes, self.b_bytes)
+        )
 
     @property
     def words(self) -> str:
