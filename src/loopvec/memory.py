@@ -5,14 +5,14 @@ loaded in the process (malloc, calloc, realloc, posix_memalign, aligned_alloc, m
 frees): numpy's arrays, numba's runtime, torch's CPU allocator and XLA's buffers all pass
 through them. `peak_bytes` is the largest sum of the bytes that the call had allocated and not
 yet freed at any moment, so what existed before it (its inputs) is not counted, and what it
-freed before the peak is not either. tracemalloc would see only numpy's and numba's (Python's
-allocator hooks), and the process's peak RSS cannot tell a call from its inputs.
+freed before the peak is not either. tracemalloc sees only what passes through Python's
+allocator (numpy's arrays among it, not torch's or XLA's), and the process's peak RSS cannot tell
+a call from its inputs.
 
-What it cannot see is written into every cell (`PEAK_METHOD`): memory taken without the C
-library (raw system calls), a thread's stack, pages of a shared cache another call filled, the
-memory of other processes (a Dask worker's, measured there apart: `tracking_workers`), and
-whether the bytes were touched (a request counts whole). Python objects are counted as the
-arenas Python takes for them (256 KiB each), not one by one.
+What it cannot see is written into every cell (`PEAK_METHOD`): memory taken without the C library
+(raw system calls), a thread's stack, the memory of other processes (a Dask worker's, measured
+there apart: `tracking_workers`), and whether the bytes were touched (a request counts whole).
+Python objects are counted as the arenas Python takes for them (256 KiB each), not one by one.
 
 The Tracker slows the allocations it sees, so a peak is measured in a call of its own, never in
 a timed one.
@@ -72,12 +72,10 @@ def measure_peak(call: Callable[[], T]) -> tuple[T, int]:
     """
     with tempfile.TemporaryDirectory(prefix="loopvec-peak-") as folder:
         path = Path(folder) / "call.bin"
-        try:
-            tracker = _tracker(path)
+        tracker = _tracker(path)
+        try:  # entered apart from the call: a RuntimeError of the call's own is not ours
             tracker.__enter__()
         except RuntimeError as error:  # memray allows one Tracker per process
-            if isinstance(error, PeakUnavailable):
-                raise
             raise PeakUnavailable(f"not measured: {error}") from None
         try:
             result = call()
