@@ -82,6 +82,15 @@ def test_training_section_has_a_row_per_training_cell() -> None:
     sentence = training_sentence(RESULTS.training)
     assert "on synthetic (20 iterations, m = 100, n = 10) a run takes" in sentence
     assert "matched numpy_vectorized's to rtol 1e-09 before it was timed" in sentence
+    assert all(row.endswith(" |  |  |") for row in rows)  # measured before memory was
+    measured = [
+        dataclasses.replace(r, step_peak_bytes=2048, run_peak_bytes=3 * 2**20,
+                            run_worker_peak_bytes=2**20)
+        for r in RESULTS.training
+    ]  # fmt: skip
+    report = render_report(RECORDS, MACHINE, FIGURE_PATHS, measured)
+    assert "| peak of a step | peak of a run |" in report
+    assert report.count(" | 2 KiB | 4 MiB |") == len(measured)  # a run's: its workers' added
 
 
 def test_the_outer_loop_section_gives_each_step_its_cost_and_crossover() -> None:

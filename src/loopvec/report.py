@@ -388,10 +388,20 @@ def outer_loop_table(training: Sequence[TrainingRecord]) -> list[str]:
     ]
 
 
+def _peak(record: TrainingRecord, what: str) -> str:
+    """A training cell's peak bytes of one step or a whole run (`what`: step_ or run_), its
+    workers' added; '' where not measured."""
+    peak = getattr(record, f"{what}peak_bytes")
+    if peak is None:
+        return ""
+    return format_bytes(peak + (getattr(record, f"{what}worker_peak_bytes") or 0))
+
+
 def training_table(
     training: Sequence[TrainingRecord], tags: dict[str, str] | None = None
 ) -> list[str]:
-    """Every training cell: time per run and per iteration, speedup, what it learned."""
+    """Every training cell: time per run and per iteration, speedup, what it learned, and the
+    peak bytes of one step and of a whole run."""
     if not training:
         return []
     loops = {r.problem: r for r in training if r.backend == LOOPS and r.loop == "python"}
@@ -408,6 +418,7 @@ def training_table(
             f"{r.accuracy:.2%}" if r.accuracy is not None else "",
             f"{r.final_cost:.6g}" if r.final_cost is not None else "",
             str(r.rounds or ""),
+            *(_peak(r, what) for what in ("step_", "run_")),
         ]
         for r in training
     ]
@@ -422,6 +433,8 @@ def training_table(
         "accuracy",
         "final cost",
         "rounds",
+        "peak of a step",
+        "peak of a run",
     ]
     settings = sorted({(r.learning_rate, r.record_every) for r in training})
     described = "; ".join(
