@@ -347,16 +347,18 @@ def _print_comparisons(
         print("no cell was timed in both runs")
         return
     wide = max(7, *(len(c.verdict) for c in comparisons))
+    memory = {c.cell: f"{c.memory.words} {c.memory.verdict}" if c.memory else "-"
+              for c in comparisons}  # fmt: skip
+    roomy = max(len("memory B/A"), *map(len, memory.values()))
     print(
-        f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':{wide}} code     "
-        "memory B/A"
+        f"{'cell':58} {'A':>9} {'B':>9} {'B/A [95 % interval]':>24}  {'change':{wide}} "
+        f"{'memory B/A':{roomy}} code"
     )
     for c in comparisons:
-        memory = f"{c.memory.words} {c.memory.verdict}" if c.memory else "-"
         print(
             f"{c.cell:58} {format_seconds(c.a.median_s or 0):>9} "
             f"{format_seconds(c.b.median_s or 0):>9} {c.interval:>24}  {c.verdict:{wide}} "
-            f"{'changed' if c.code_changed else 'same':8} {memory}"
+            f"{memory[c.cell]:{roomy}} {'changed' if c.code_changed else 'same'}"
         )
     counts = Counter(c.verdict for c in comparisons)
     drifted = f", {counts[DRIFTED]} not called: the machine drifted" if counts[DRIFTED] else ""
