@@ -384,10 +384,10 @@ MUTANTS = [
         MEMORY,
     ),
     Mutant(
-        "one pass a side is called exact",
+        "one call a side is called exact",
         "compare.py",
-        "len(v) > 1 and len({max(b, _PAGE_BYTES) for b in v}) == 1",
-        "len({max(b, _PAGE_BYTES) for b in v}) == 1",
+        "len(v) > 1 and len({max(b, PAGE_BYTES) for b in v}) == 1",
+        "len({max(b, PAGE_BYTES) for b in v}) == 1",
         MEMORY,
     ),
     Mutant(

@@ -209,14 +209,14 @@ def test_a_training_cell_names_its_loop_where_it_is_the_compiled_one() -> None:
     assert [c.cell.endswith(" compiled loop") for c in comparisons] == [False, True]
 
 
-def with_pass_peaks(record: AnyRecord, peaks: tuple[int | None, ...]) -> AnyRecord:
-    return dataclasses.replace(record, pass_peak_bytes=peaks)
+def with_call_peaks(record: AnyRecord, peaks: tuple[int, ...]) -> AnyRecord:
+    return dataclasses.replace(record, peak_bytes_calls=peaks)
 
 
-def test_memory_the_same_in_every_pass_is_compared_exactly_without_an_interval() -> None:
+def test_memory_the_same_at_every_call_is_compared_exactly_without_an_interval() -> None:
     base = next(r for r in RECORDS if r.timed and r.backend == "numpy_vectorized")
-    (half,) = compare_runs([with_pass_peaks(base, (80_000, 80_000))],
-                           [with_pass_peaks(base, (40_000, 40_000))])  # fmt: skip
+    (half,) = compare_runs([with_call_peaks(base, (80_000, 80_000))],
+                           [with_call_peaks(base, (40_000, 40_000))])  # fmt: skip
     assert half.memory is not None
     assert half.memory.exact
     assert half.memory.words == "0.500 exact"
@@ -225,20 +225,20 @@ def test_memory_the_same_in_every_pass_is_compared_exactly_without_an_interval()
         "a_bytes": [80_000, 80_000], "b_bytes": [40_000, 40_000], "ratio": pytest.approx(0.5),
         "exact": True, "ci": None, "verdict": "less",
     }  # fmt: skip
-    (same,) = compare_runs([with_pass_peaks(base, (80_000, 80_000))],
-                           [with_pass_peaks(base, (80_000, 80_000))])  # fmt: skip
+    (same,) = compare_runs([with_call_peaks(base, (80_000, 80_000))],
+                           [with_call_peaks(base, (80_000, 80_000))])  # fmt: skip
     assert same.memory is not None
     assert (same.memory.words, same.memory.verdict) == ("1.000 exact", "same")
-    (small,) = compare_runs([with_pass_peaks(base, (1448, 1416))],
-                            [with_pass_peaks(base, (1448, 40))])  # fmt: skip
+    (small,) = compare_runs([with_call_peaks(base, (1448, 1416))],
+                            [with_call_peaks(base, (1448, 40))])  # fmt: skip
     assert small.memory is not None
     assert small.memory.exact  # under a page, a peak counts as a page: a few bytes say nothing
 
 
-def test_memory_that_varies_between_passes_gets_welchs_interval_as_time_does() -> None:
+def test_memory_that_varies_between_calls_gets_welchs_interval_as_time_does() -> None:
     base = next(r for r in RECORDS if r.timed and r.backend == "numpy_vectorized")
     a, b = (1_000_000, 1_100_000, 1_050_000), (2_000_000, 2_300_000, 2_100_000)
-    (more,) = compare_runs([with_pass_peaks(base, a)], [with_pass_peaks(base, b)])
+    (more,) = compare_runs([with_call_peaks(base, a)], [with_call_peaks(base, b)])
     assert more.memory is not None
     assert not more.memory.exact
     expected = scipy_stats.ttest_ind(np.log(b), np.log(a), equal_var=False)
@@ -247,14 +247,14 @@ def test_memory_that_varies_between_passes_gets_welchs_interval_as_time_does() -
         (np.exp(low), np.exp(high))
     )
     assert more.memory.verdict == "more"
-    # one pass a side: nothing repeated, nothing known of the spread, never called a change
-    (once,) = compare_runs([with_pass_peaks(base, (1000,))], [with_pass_peaks(base, (9000,))])
+    # one call a side: nothing repeated, nothing known of the spread, never called a change
+    (once,) = compare_runs([with_call_peaks(base, (1000,))], [with_call_peaks(base, (9000,))])
     assert once.memory is not None
     assert (once.memory.exact, once.memory.verdict) == (False, "same")
 
 
 def test_cells_without_memory_on_a_side_compare_time_alone() -> None:
     base = next(r for r in RECORDS if r.timed and r.backend == "numpy_vectorized")
-    (older,) = compare_runs([base], [with_pass_peaks(base, (40_000, 40_000))])
+    (older,) = compare_runs([base], [with_call_peaks(base, (40_000, 40_000))])
     assert older.memory is None
     assert older.as_json()["memory"] is None

@@ -40,7 +40,7 @@ def peak_of(backend, m, n, layout="C"):
     kernel, (to_native, _) = get_kernel(backend), get_adapters(backend)
     args = to_native(problem.w, problem.b, problem.X, problem.Y)
     kernel(*args)
-    _, fields = call_peak(backend, lambda: kernel(*args), call_s=0.0)
+    _, fields = call_peak(backend, lambda: kernel(*args))
     assert fields["peak_method"] == PEAK_METHOD, fields
     return fields["peak_bytes"]
 """
@@ -68,7 +68,7 @@ def test_a_known_allocation_is_measured_within_a_few_pages(rows: int, m: int) ->
         register("allocates_known_bytes", allocates)
         problem = make_problem(10, 2)
         call = lambda: allocates(problem.w, problem.b, problem.X, problem.Y)
-        result = call_peak("allocates_known_bytes", call, call_s=0.0)[1]["peak_bytes"]
+        result = call_peak("allocates_known_bytes", call)[1]["peak_bytes"]
     """)
     assert abs(peak - rows * m * 8) <= FEW_PAGES_BYTES
 

@@ -16,8 +16,8 @@ Two versions timed in one run whose passes alternate (ABBA, `interleaved`) need 
 k of A and pass k of B ran next to each other, and B/A is Student's t over those pairs' log
 ratios, so a slow few minutes hit both sides of a pair alike.
 
-Memory is compared beside time (`MemoryChange`): a call's peak bytes, pass by pass. Most backends
-allocate the same bytes in every pass, and then B/A is exact and said so.
+Memory is compared beside time (`MemoryChange`): a call's peak bytes, over the calls that measured
+it. Most backends allocate the same bytes at every call, and then B/A is exact and said so.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from loopvec.backends import BACKENDS
 from loopvec.drift import Drift, affected, explains, workloads_of
+from loopvec.memory import PAGE_BYTES
 from loopvec.results import AnyRecord, TrainingRecord, shared_passes
 from loopvec.stats import (
     CONFIDENCE,
@@ -44,16 +45,15 @@ from loopvec.stats import (
 DRIFTED = "machine drifted"
 #: `stats.verdict` of a ratio of bytes, in words of memory.
 _MEMORY_WORDS = {"slower": "more", "faster": "less", "same": "same"}
-#: Peaks under a page count as a page: a ratio of a few bytes' peaks says nothing.
-_PAGE_BYTES = 4096
 
 
 @dataclass(frozen=True)
 class MemoryChange:
-    """Peak bytes of one call (workers' included) in B against A, pass by pass
-    (`loopvec.memory`). Where every pass of each run measured the same bytes, B/A is exact and
-    said so, not drawn as an interval; else Welch's t over the passes' log bytes, as time is.
-    verdict: less | more | same (within the tie band, or its interval)."""
+    """Peak bytes of one call (workers' included) in B against A, over the calls each run
+    measured (`loopvec.memory`: 2 or 3). Where every call of both runs gave the same bytes (a peak
+    under a page counting as a page), B/A is exact and said so, not drawn as an interval; else
+    Welch's t over the calls' log bytes, as time's over passes. verdict: less | more | same
+    (within the tie band, or its interval)."""
 
     a_bytes: tuple[int, ...]
     b_bytes: tuple[int, ...]
@@ -62,10 +62,10 @@ class MemoryChange:
 
     @property
     def exact(self) -> bool:
-        """Repeated in every pass of both runs: the same bytes each time (a peak under a page
-        counting as a page)."""
+        """Repeated in both runs: the same bytes at every call (a peak under a page counting as
+        a page)."""
         return all(
-            len(v) > 1 and len({max(b, _PAGE_BYTES) for b in v}) == 1
+            len(v) > 1 and len({max(b, PAGE_BYTES) for b in v}) == 1
             for v in (self.a_bytes, self.b_bytes)
         )
 
@@ -92,11 +92,10 @@ def memory_change(
     """B's peak bytes per call against A's, for gradient cells measured in both; else None."""
     if isinstance(a, TrainingRecord) or isinstance(b, TrainingRecord):
         return None
-    a_bytes = tuple(v for v in a.pass_peak_bytes if v is not None)
-    b_bytes = tuple(v for v in b.pass_peak_bytes if v is not None)
+    a_bytes, b_bytes = a.peak_bytes_calls, b.peak_bytes_calls
     if not (a_bytes and b_bytes):
         return None
-    logs = [[math.log(max(v, _PAGE_BYTES)) for v in side] for side in (a_bytes, b_bytes)]
+    logs = [[math.log(max(v, PAGE_BYTES)) for v in side] for side in (a_bytes, b_bytes)]
     change = difference_between_runs(*logs)
     return MemoryChange(a_bytes, b_bytes, change, _MEMORY_WORDS[verdict(change, tie_band)])
 

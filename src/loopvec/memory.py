@@ -39,8 +39,8 @@ PEAK_METHOD = (
     "any library's malloc/calloc/realloc/posix_memalign/aligned_alloc/mmap (numpy, numba, "
     "torch, XLA), beyond what existed before it; not seen: allocations by raw system calls, "
     "thread stacks, other processes (Dask workers: measured apart), untouched pages (a request "
-    "counts whole); Python objects counted as pymalloc's arenas; a call under 0.1 s: the "
-    "least of 3 calls (other threads allocate now and then)"
+    "counts whole); Python objects counted as pymalloc's arenas; the least of 2 calls, 3 where "
+    "those differ by over a page (other threads allocate now and then)"
 )
 
 _worker_tracker: Any = None  # the Tracker running in this process for `tracking_workers`
@@ -133,27 +133,25 @@ def backend_client(backend: str) -> Any:
     return get_client()
 
 
-#: A fast call's peak is the least of this many calls: other threads of the process (a progress
-#: bar's, a Dask client's) allocate now and then, and Python takes a new 256 KiB arena when its
-#: others are full, whichever call that falls in. A call's own allocations repeat every time.
-PEAK_REPEATS = 3
-#: Calls slower than this are measured once: their own allocations dwarf that noise.
-REPEAT_BELOW_S = 0.1
+#: Calls made to measure one peak: other threads of the process (a Dask scheduler's, a progress
+#: bar's) allocate now and then, and Python maps a 256 KiB arena when its others are full,
+#: whichever call that falls in, while a call's own allocations repeat. So the call is made twice,
+#: a third time where those two differ by more than a page, and the least peak is kept.
+PEAK_CALLS = (2, 3)
+PAGE_BYTES = 4096
 
 
-def call_peak(
-    backend: str, call: Callable[[], T], prefix: str = "", *, call_s: float = float("inf")
-) -> tuple[T, dict[str, Any]]:
-    """(call(), what a cell records of its memory): `{prefix}peak_bytes` of this process,
-    `peak_method`, and for a Dask backend its workers', `{prefix}worker_peak_bytes` (their
-    peaks added: at most what they held at once) and `{prefix}peak_bytes_by_worker` {address:
-    bytes}. A call known to take under REPEAT_BELOW_S (`call_s`) is made PEAK_REPEATS times
-    and the least peak kept. Where memory cannot be measured, the call is made untracked, the
-    bytes are None and `peak_method` says why."""
+def call_peak(backend: str, call: Callable[[], T], prefix: str = "") -> tuple[T, dict[str, Any]]:
+    """(call(), what a cell records of its memory): `{prefix}peak_bytes` of this process, the
+    least over PEAK_CALLS calls, and each call's (workers' included), `{prefix}peak_bytes_calls`;
+    `peak_method`; for a Dask backend its workers', `{prefix}worker_peak_bytes` (their peaks
+    added: at most what they held at once) and `{prefix}peak_bytes_by_worker` {address: bytes}.
+    Where memory cannot be measured, the call is made once, untracked, the bytes are None and
+    `peak_method` says why."""
     client = backend_client(backend)
     peaks: list[tuple[int, dict[str, int]]] = []
     try:
-        for _ in range(PEAK_REPEATS if call_s < REPEAT_BELOW_S else 1):
+        while len(peaks) < PEAK_CALLS[0] or (len(peaks) < PEAK_CALLS[1] and _differ(peaks)):
             if client is None:
                 result, peak = measure_peak(call)
                 peaks.append((peak, {}))
@@ -163,7 +161,10 @@ def call_peak(
             peaks.append((peak, workers))
     except PeakUnavailable as error:
         return call(), {f"{prefix}peak_bytes": None, "peak_method": str(error)}
-    fields: dict[str, Any] = {f"{prefix}peak_bytes": min(p for p, _ in peaks)}
+    fields: dict[str, Any] = {
+        f"{prefix}peak_bytes": min(p for p, _ in peaks),
+        f"{prefix}peak_bytes_calls": [p + sum(w.values()) for p, w in peaks],
+    }
     if client is not None:
         by_worker = {
             address: min(w[address] for _, w in peaks if address in w) for address in peaks[-1][1]
@@ -171,6 +172,12 @@ def call_peak(
         fields[f"{prefix}worker_peak_bytes"] = sum(by_worker.values())
         fields[f"{prefix}peak_bytes_by_worker"] = by_worker
     return result, {**fields, "peak_method": PEAK_METHOD}
+
+
+def _differ(peaks: list[tuple[int, dict[str, int]]]) -> bool:
+    """Whether the calls' peaks (workers' added) differ by more than a page."""
+    totals = [p + sum(w.values()) for p, w in peaks]
+    return max(totals) - min(totals) > PAGE_BYTES
 
 
 def total_bytes(fields: dict[str, Any], prefix: str = "") -> int | None:
@@ -208,15 +215,11 @@ def backend_bytes(record: dict[str, Any]) -> int | None:
     return None if inputs is None or call is None else inputs + call
 
 
-#: Peaks under a page count as a page: the fit weighs each cell by its relative error.
-_PAGE_BYTES = 4096
-
-
 def fit_memory_model(
     m_values: list[int], n_values: list[int], measured_bytes: list[int]
 ) -> CostModel | None:
     """bytes = constant + per example x m + per entry x m x n, fitted to a backend's measured
     cells as its time is (`grid.fit_cost_model`: relative error, no negative term; two sizes
     needed, else None). The model's seconds read as bytes."""
-    floored = [max(b, _PAGE_BYTES) for b in measured_bytes]
+    floored = [max(b, PAGE_BYTES) for b in measured_bytes]  # relative error: no 0
     return fit_cost_model(m_values, n_values, floored)

@@ -108,13 +108,13 @@ class Record(Cell, Provenance):
     finished_at: str = ""
     #: `loopvec.memory`: peak bytes one call allocated (the largest over the passes), in this
     #: process and, for Dask, its workers' added; the same for moving the inputs into the
-    #: backend's arrays; how they were measured; each pass's peak of a call, workers' included
+    #: backend's arrays; how they were measured; each measuring call's peak, workers' included
     peak_bytes: int | None = None
     worker_peak_bytes: int | None = None
     inputs_peak_bytes: int | None = None
     inputs_worker_peak_bytes: int | None = None
     peak_method: str | None = None
-    pass_peak_bytes: tuple[int | None, ...] = ()
+    peak_bytes_calls: tuple[int, ...] = ()
 
     @property
     def call_bytes(self) -> int | None:
@@ -387,9 +387,8 @@ def _summary(cell: dict[str, Any]) -> dict[str, Any]:
         "high_s": estimate.high,
         "rounds": sum(len(block) for p in samples for block in p),
         "unstable": tuple(instability(samples)),
-        "pass_peak_bytes": tuple(  # `loopvec.memory.total_bytes`: workers' included
-            None if p.get("peak_bytes") is None else p["peak_bytes"] + p.get("worker_peak_bytes", 0)
-            for p in sorted(cell["passes"], key=lambda p: p["pass"])
+        "peak_bytes_calls": next(  # `loopvec.memory.call_peak`: in the pass that measured it
+            (tuple(p["peak_bytes_calls"]) for p in cell["passes"] if p.get("peak_bytes_calls")), ()
         ),
     }
 

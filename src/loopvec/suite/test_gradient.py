@@ -1,17 +1,19 @@
 """Time every available backend over the grid: backend x m x n x threads x dtype x layout.
 
-Each cell runs as blocks, interleaved with the other backends of its problem and thread count.
-In its first block of a pass: skip if this pass of it is already in the run's folder, if it is over
+Each cell runs as blocks, interleaved with the other backends of its problem and thread count. In
+its first block of a pass: skip if this pass of it is already in the run's folder, if it is over
 the time budget or out of memory; build the problem outside the timing; the first time a process
 meets the kernel in this dtype and layout, call it on a tiny problem (JIT compile or cache load:
-recorded as compile_s); call it once on the cell's problem and check it against the reference
-(with no cost model yet, that call also predicts the cell against the budget); warm up; plan the
-rounds; measure the memory that moving the inputs into the backend's arrays, and one call, take
-(`loopvec.memory`, untimed). In every block: pytest-benchmark times the raw kernel (no
-validation) for the planned rounds. After the last block the pass is added to the cell's file.
+recorded as compile_s); call it once on the cell's problem and check it against the reference (with
+no cost model yet, that call also predicts the cell against the budget); warm up; plan the rounds;
+in the cell's first pass, measure the memory that moving the inputs into the backend's arrays, and
+one call, take (`loopvec.memory`, untimed). In every block: pytest-benchmark times the raw kernel
+(no validation) for the planned rounds. After the last block the pass is added to the cell's file.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 from threadpoolctl import threadpool_info
@@ -56,9 +58,12 @@ def start(cell: Cell, run: Pass) -> None:
     problem, reference = run.problem(cell)
     kernel = get_kernel(cell.backend)
     to_native, to_numpy = get_adapters(cell.backend)
-    # into the framework, untimed: what it copies (a framework's arrays, Python lists) is measured
-    args, inputs_peak = call_peak(
-        cell.backend, lambda: to_native(problem.w, problem.b, problem.X, problem.Y), "inputs_"
+    # into the framework, untimed; in the pass that measures the cell's memory (its first), what
+    # that copies (a framework's arrays, Python lists) is measured
+    measure = not any("peak_method" in p for p in run.earlier_passes(cell))
+    to_arrays = functools.partial(to_native, problem.w, problem.b, problem.X, problem.Y)
+    args, inputs_peak = (
+        call_peak(cell.backend, to_arrays, "inputs_") if measure else (to_arrays(), {})
     )
     signature = (cell.backend, cell.dtype, cell.layout)
     run.settle(cell)  # the warm-up call below plans the rounds
@@ -86,7 +91,9 @@ def start(cell: Cell, run: Pass) -> None:
             call_s = known_s  # slow, and its time known: the checked call warmed what matters
         else:
             _, call_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
-        _, peak = call_peak(cell.backend, lambda: kernel(*args), call_s=call_s)  # untimed
+        if measure:  # calls of their own, untimed
+            _, peak = call_peak(cell.backend, lambda: kernel(*args))
+            inputs_peak.update(peak)
     plan = round_plan(call_s, run.settings.pass_time_s, run.settings.blocks)
     entry = run.pass_entry(
         cell,
@@ -94,7 +101,7 @@ def start(cell: Cell, run: Pass) -> None:
         first_call_s=first_call_s,
         iterations=plan.iterations,
         warmup_rounds=plan.warmup_rounds,
-        **{**inputs_peak, **peak},  # one peak_method
+        **inputs_peak,
     )
     # A backend that copies the problem (a framework's arrays, Python lists) does so again for
     # each block: the copies of a whole group held at once could exhaust the memory.

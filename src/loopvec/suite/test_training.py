@@ -7,14 +7,13 @@ if its runs over all passes are predicted (iterations x one warm gradient call, 
 cell takes: `loopvec.runner.rules.training_cell_s`) to exceed --train-budget; move the
 data into the backend (untimed). In the cell's first pass, train once untimed, which compiles,
 warms up and is checked against numpy_vectorized's run (w, b and costs to
-agreement.RTOL_TRAINING; a wrong backend is never timed), measuring the run's peak memory; later
-passes time the same code. Every pass measures one step's memory (`loopvec.memory`). Then
+agreement.RTOL_TRAINING; a wrong backend is never timed), measuring the peak memory of a step and
+of the run (`loopvec.memory`); later passes time the same code. Then
 pytest-benchmark times whole runs (the loop alone: kernel, update, and the recorded cost) and the
 pass is added to the cell's file."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -59,10 +58,7 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
             _, call_s = time_one_call(kernel, args)
             # One step of the loop, in every pass (a process): it compiles what the loop adds to
             # the kernel (JAX's jitted step or fori_loop, numba's loop, torch.compile), untimed.
-            one_step = functools.partial(descent.run, **{**steps, "iterations": 1})
-            _, loop_compile_s = time_one_call(one_step)
-            # The memory of one step, compiled now, in a call of its own (`loopvec.memory`).
-            _, step_peak = call_peak(cell.backend, one_step, "step_", call_s=call_s)
+            _, loop_compile_s = time_one_call(lambda: descent.run(**{**steps, "iterations": 1}))
         except Exception as error:  # crashed: recorded, never timed, fails the run
             if why := run.failed(cell, error):
                 pytest.skip(why)  # a plug-in's: the run goes on without it
@@ -75,9 +71,9 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
         if run.earlier_passes(cell):  # checked in its first pass, on the same machine and code
             learned = {k: run.done[cell.cell_id][k] for k in ("accuracy", "final_cost")}
             run_s = cell.iterations * call_s
-            run_peak: dict[str, Any] = {}  # measured in its first pass
+            peaks: dict[str, Any] = {}  # measured in its first pass
         else:
-            learned, run_s, run_peak = _checked_run(cell, run, descent, steps, (problem, reference))
+            learned, run_s, peaks = _checked_run(cell, run, descent, steps, (problem, reference))
         benchmark.group = f"training {cell.dataset} m={cell.m} n={cell.n} threads={cell.threads}"
         # the raw JSON is whole too
         benchmark.extra_info.update(
@@ -93,7 +89,7 @@ def test_training(benchmark, training_cell: TrainingCell, run: Pass) -> None:  #
         first_call_s=first_call_s,
         first_step_s=loop_compile_s,  # the loop's own compilation, with one step
         blocks=[list(benchmark.stats.stats.data)],
-        **{**step_peak, **run_peak},  # one peak_method
+        **peaks,
     )
     run.write_pass(cell, entry, predicted_s=cell.iterations * call_s, **learned)
 
@@ -105,11 +101,15 @@ def _checked_run(
     steps: dict[str, Any],
     against: tuple[Problem, TrainResult],
 ) -> tuple[dict[str, Any], float, dict[str, Any]]:
-    """A cell's first pass: one whole run, untimed, checked against the reference's, and its
-    peak memory measured; (what it learned, its seconds, its peaks). A wrong or crashing backend
-    is recorded as failed: the run stops, or for a plug-in's the cell is skipped."""
+    """A cell's first pass: one whole run, untimed, checked against the reference's, and the peak
+    memory of a step and of that run measured; (what it learned, its seconds, its peaks). A wrong
+    or crashing backend is recorded as failed: the run stops, or for a plug-in's the cell is
+    skipped."""
     problem, reference = against
     try:
+        _, peaks = call_peak(
+            cell.backend, lambda: descent.run(**{**steps, "iterations": 1}), "step_"
+        )
         # Its time only plans the rounds, and the tracker slows no more than what it sees.
         (checked, run_s), run_peak = call_peak(
             cell.backend, lambda: time_one_call(lambda: descent.run(**steps)), "run_"
@@ -123,7 +123,7 @@ def _checked_run(
         "accuracy": accuracy(checked.w, checked.b, problem.X, problem.Y),
         "final_cost": checked.final_cost,
     }
-    return learned, run_s, run_peak
+    return learned, run_s, {**peaks, **run_peak}
 
 
 def _signature(cell: TrainingCell) -> tuple[str, str, str]:
