@@ -224,13 +224,14 @@ def assert_reports_of(run: Path) -> None:
 
 def assert_memory_measured(gradient: list[dict[str, Any]], training: list[dict[str, Any]]) -> None:
     """A gradient cell's first pass measured one call (2 or 3 times), and moving the inputs in
-    (the Dask workers' too); a training cell's one step and a whole run."""
+    (once; the Dask workers' too); a training cell's one step and a whole run."""
     for record in gradient:
         first, *later = record["passes"]
         assert record["peak_method"] == PEAK_METHOD
         assert first["peak_bytes"] == record["peak_bytes"] >= 0
         assert first["inputs_peak_bytes"] == record["inputs_peak_bytes"] >= 0
         assert 2 <= len(first["peak_bytes_calls"]) <= 3
+        assert len(first["inputs_peak_bytes_calls"]) == 1  # never two copies of X at once
         assert all("peak_bytes" not in p for p in later)  # measured once: the tracker is slow
     assert all(r["worker_peak_bytes"] > 0 for r in gradient if r["backend"].startswith("dask"))
     assert all(r["step_peak_bytes"] >= 0 and r["run_peak_bytes"] >= 0 for r in training)

@@ -141,9 +141,13 @@ PEAK_CALLS = (2, 3)
 PAGE_BYTES = 4096
 
 
-def call_peak(backend: str, call: Callable[[], T], prefix: str = "") -> tuple[T, dict[str, Any]]:
+def call_peak(
+    backend: str, call: Callable[[], T], prefix: str = "", *, repeat: bool = True
+) -> tuple[T, dict[str, Any]]:
     """(call(), what a cell records of its memory): `{prefix}peak_bytes` of this process, the
-    least over PEAK_CALLS calls, and each call's (workers' included), `{prefix}peak_bytes_calls`;
+    least over PEAK_CALLS calls (one call without `repeat`: for what is costly to make twice, or
+    must not hold two results at once, as a copy of the inputs), and each call's (workers'
+    included), `{prefix}peak_bytes_calls`;
     `peak_method`; for a Dask backend its workers', `{prefix}worker_peak_bytes` (their peaks
     added: at most what they held at once) and `{prefix}peak_bytes_by_worker` {address: bytes}.
     Where memory cannot be measured, the call is made once, untracked, the bytes are None and
@@ -151,7 +155,8 @@ def call_peak(backend: str, call: Callable[[], T], prefix: str = "") -> tuple[T,
     client = backend_client(backend)
     peaks: list[tuple[int, dict[str, int]]] = []
     try:
-        while len(peaks) < PEAK_CALLS[0] or (len(peaks) < PEAK_CALLS[1] and _differ(peaks)):
+        fewest, most = PEAK_CALLS if repeat else (1, 1)
+        while len(peaks) < fewest or (len(peaks) < most and _differ(peaks)):
             if client is None:
                 result, peak = measure_peak(call)
                 peaks.append((peak, {}))

@@ -63,7 +63,9 @@ def start(cell: Cell, run: Pass) -> None:
     measure = not any("peak_method" in p for p in run.earlier_passes(cell))
     to_arrays = functools.partial(to_native, problem.w, problem.b, problem.X, problem.Y)
     args, inputs_peak = (
-        call_peak(cell.backend, to_arrays, "inputs_") if measure else (to_arrays(), {})
+        call_peak(cell.backend, to_arrays, "inputs_", repeat=False)
+        if measure
+        else (to_arrays(), {})
     )
     signature = (cell.backend, cell.dtype, cell.layout)
     run.settle(cell)  # the warm-up call below plans the rounds

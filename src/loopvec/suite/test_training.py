@@ -112,7 +112,7 @@ def _checked_run(
         )
         # Its time only plans the rounds, and the tracker slows no more than what it sees.
         (checked, run_s), run_peak = call_peak(
-            cell.backend, lambda: time_one_call(lambda: descent.run(**steps)), "run_"
+            cell.backend, lambda: time_one_call(lambda: descent.run(**steps)), "run_", repeat=False
         )
         check_training(cell.backend, checked, reference)
     except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
