@@ -146,17 +146,16 @@ def call_peak(
 ) -> tuple[T, dict[str, Any]]:
     """(call(), what a cell records of its memory): `{prefix}peak_bytes` of this process, the
     least over PEAK_CALLS calls (one call without `repeat`: for what is costly to make twice, or
-    must not hold two results at once, as a copy of the inputs), and each call's (workers'
-    included), `{prefix}peak_bytes_calls`;
-    `peak_method`; for a Dask backend its workers', `{prefix}worker_peak_bytes` (their peaks
-    added: at most what they held at once) and `{prefix}peak_bytes_by_worker` {address: bytes}.
-    Where memory cannot be measured, the call is made once, untracked, the bytes are None and
-    `peak_method` says why."""
+    must not be held twice at once, as a copy of the inputs); each call's, workers' included,
+    `{prefix}peak_bytes_calls`; `peak_method`; for a Dask backend its workers',
+    `{prefix}worker_peak_bytes` (their peaks added: at most what they held at once) and
+    `{prefix}peak_bytes_by_worker` {address: bytes}. Where memory cannot be measured, the call
+    is made once, untracked, the bytes are None and `peak_method` says why."""
     client = backend_client(backend)
     peaks: list[tuple[int, dict[str, int]]] = []
     try:
         fewest, most = PEAK_CALLS if repeat else (1, 1)
-        while len(peaks) < fewest or (len(peaks) < most and _differ(peaks)):
+        while len(peaks) < fewest or (len(peaks) < most and _spread(peaks) > PAGE_BYTES):
             if client is None:
                 result, peak = measure_peak(call)
                 peaks.append((peak, {}))
@@ -168,7 +167,7 @@ def call_peak(
         return call(), {f"{prefix}peak_bytes": None, "peak_method": str(error)}
     fields: dict[str, Any] = {
         f"{prefix}peak_bytes": min(p for p, _ in peaks),
-        f"{prefix}peak_bytes_calls": [p + sum(w.values()) for p, w in peaks],
+        f"{prefix}peak_bytes_calls": _totals(peaks),
     }
     if client is not None:
         by_worker = {
@@ -179,10 +178,15 @@ def call_peak(
     return result, {**fields, "peak_method": PEAK_METHOD}
 
 
-def _differ(peaks: list[tuple[int, dict[str, int]]]) -> bool:
-    """Whether the calls' peaks (workers' added) differ by more than a page."""
-    totals = [p + sum(w.values()) for p, w in peaks]
-    return max(totals) - min(totals) > PAGE_BYTES
+def _totals(peaks: list[tuple[int, dict[str, int]]]) -> list[int]:
+    """Each call's peak, its workers' added."""
+    return [peak + sum(workers.values()) for peak, workers in peaks]
+
+
+def _spread(peaks: list[tuple[int, dict[str, int]]]) -> int:
+    """How far apart the calls' peaks (workers' added) are, in bytes."""
+    totals = _totals(peaks)
+    return max(totals) - min(totals)
 
 
 def total_bytes(fields: dict[str, Any], prefix: str = "") -> int | None:
