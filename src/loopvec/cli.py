@@ -373,8 +373,8 @@ def _print_comparisons(
         exact = sum(m.exact for m in measured)
         print(
             f"memory: {len(measured)} cells measured in both: {said['less']} less, "
-            f"{said['more']} more, {said['same']} the same; {exact} of them the same bytes in "
-            "every pass of each run (B/A exact)"
+            f"{said['more']} more, {said['same']} the same; {exact} of them the same bytes at "
+            "every measuring call of each run (B/A exact)"
         )
 
 

@@ -674,7 +674,7 @@ def _cell_table(records: Sequence[AnyRecord]) -> Table:
         layout = r.layout if isinstance(r, Record) else r.loop + " loop"
         dtype = r.dtype if isinstance(r, Record) else f"train {r.iterations:,} steps"
         compile_s = format_seconds(r.compile_s) if r.compile_s else ""
-        peak = r.call_bytes if isinstance(r, Record) else r.run_peak_bytes
+        peak = r.call_bytes if isinstance(r, Record) else r.peak_of("run")
         memory = format_memory(r) if isinstance(r, Record) else (
             f"{format_bytes(peak)} a run" if peak is not None else "")  # fmt: skip
         rows.append([

@@ -388,15 +388,6 @@ def outer_loop_table(training: Sequence[TrainingRecord]) -> list[str]:
     ]
 
 
-def _peak(record: TrainingRecord, what: str) -> str:
-    """A training cell's peak bytes of one step or a whole run (`what`: step_ or run_), its
-    workers' added; '' where not measured."""
-    peak = getattr(record, f"{what}peak_bytes")
-    if peak is None:
-        return ""
-    return format_bytes(peak + (getattr(record, f"{what}worker_peak_bytes") or 0))
-
-
 def training_table(
     training: Sequence[TrainingRecord], tags: dict[str, str] | None = None
 ) -> list[str]:
@@ -418,7 +409,10 @@ def training_table(
             f"{r.accuracy:.2%}" if r.accuracy is not None else "",
             f"{r.final_cost:.6g}" if r.final_cost is not None else "",
             str(r.rounds or ""),
-            *(_peak(r, what) for what in ("step_", "run_")),
+            *(
+                "" if (peak := r.peak_of(what)) is None else format_bytes(peak)
+                for what in ("step", "run")
+            ),
         ]
         for r in training
     ]

@@ -159,6 +159,12 @@ class TrainingRecord(TrainingCell, Provenance):
     run_worker_peak_bytes: int | None = None
     peak_method: str | None = None
 
+    def peak_of(self, what: str) -> int | None:
+        """Peak bytes of one step (`what` "step") or a whole run ("run"), its workers' included;
+        None if not measured."""
+        peak: int | None = getattr(self, f"{what}_peak_bytes")
+        return None if peak is None else peak + (getattr(self, f"{what}_worker_peak_bytes") or 0)
+
     @property
     def problem(self) -> tuple[str, int, int, int]:
         """What was trained on: (dataset, m, n, iterations); speedups compare within one."""
