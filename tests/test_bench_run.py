@@ -213,6 +213,11 @@ def assert_reports_of(run: Path) -> None:
     text = (run / "REPORT.md").read_text()
     assert "## Fortran order against C order" in text
     assert f"Run `{run.name}`, code of commit" in text
+    # the tests run the kernels with today's constants (tests/conftest.py), which each cell keeps
+    plan = next(line for line in text.splitlines() if line.startswith("Kernel plan of "))
+    assert "`numba_fused`" in plan
+    assert "`numba_parallel`" in plan
+    assert "today's constants" in plan
     assert "## Headline" in text
     assert "## Training: 10 iterations of gradient descent" in text
     assert "## The outer loop: Python against compiled" in text

@@ -114,6 +114,27 @@ def test_a_report_of_one_run_names_it_and_its_code() -> None:
     assert "versions of its code" not in REPORT  # training cells' code differs, by design
 
 
+def test_the_kernel_plan_each_planned_backend_ran_with_is_named() -> None:
+    measured = {
+        "plan": {"c_block_bytes": 2**19, "f_block_bytes": 2**18, "f_transpose_below_n": 32},
+        "source": "kept", "note": "plans/x.json", "measured_at": "2026-12-05T03:26:03+00:00",
+        "measure_s": 32.23,
+    }  # fmt: skip
+    default = {**measured, "source": "default", "note": "LOOPVEC_KERNEL_PLAN=default"}
+    plans = {"numba_loops": measured, "numpy_vectorized": default}
+    planned = [dataclasses.replace(r, kernel_plan=plans.get(r.backend)) for r in RECORDS]
+    provenance = render_report(planned, MACHINE, FIGURE_PATHS).split("## Headline")[0]
+    assert (
+        "Kernel plan of `numba_loops`: C order 512 KiB blocks; Fortran order 256 KiB blocks, "
+        "transposed below n = 32, else columns, measured on this machine 2026-12-05 in 32.2 s."
+    ) in provenance
+    assert (
+        "Kernel plan of `numpy_vectorized`: today's constants, C order 512 KiB blocks"
+    ) in provenance
+    assert "(LOOPVEC_KERNEL_PLAN=default)." in provenance
+    assert "Kernel plan" not in REPORT  # no planned backend in the fixture run
+
+
 def test_merged_runs_are_labelled_and_never_divided() -> None:
     moved = [
         dataclasses.replace(r, run="other-run") if r.backend == "numba_loops" else r
@@ -197,6 +218,8 @@ def test_the_layout_table_and_figure_give_f_over_c_with_intervals_and_leave_the_
         for y in bars.lines[0].get_ydata()
     }
     assert drawn == {0.5, 1.5}
+    for ax in figure.axes:  # one m a panel: a span around it (matplotlib warned of an empty one)
+        assert ax.get_xlim() == pytest.approx((largest.m / 3, largest.m * 3))
 
 
 def test_the_memory_table_gives_each_cells_peak_and_its_multiple_of_x() -> None:

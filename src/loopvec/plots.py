@@ -430,6 +430,9 @@ def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     figure = Figure(figsize=(4.2 * len(n_values), 4.4), layout="constrained")
     axes = figure.subplots(1, len(n_values), squeeze=False, sharey=True)[0]
     for ax, n in zip(axes, n_values, strict=True):
+        m_values = {m for (_, m, nn) in ratios if nn == n}
+        if len(m_values) == 1:  # one m: a log axis of its own would have no width
+            ax.set_xlim(min(m_values) / 3, min(m_values) * 3)
         for backend in dict.fromkeys(b for (b, _, _) in ratios):
             points = sorted((m, e) for (b, m, nn), e in ratios.items() if b == backend and nn == n)
             if points:

@@ -46,6 +46,7 @@ from loopvec.formatting import (
 )
 from loopvec.results import AnyRecord, Record, TrainingRecord
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
+from loopvec.tuning import describe, from_json
 
 #: Sizes the headline names, where the grid has them: overhead-bound, middle, bandwidth-bound.
 HEADLINE_SIZES = ((10, 10), (1000, 100), (1_000_000, 100))
@@ -96,6 +97,7 @@ def provenance(records: Sequence[AnyRecord]) -> list[str]:
                 ],
             ),
         ]
+    lines += kernel_plan_lines(records)
     # A training cell's code is its backend's and the training loop's: compared apart.
     for kind, backend in dict.fromkeys((type(r), r.backend) for r in records):
         versions = sorted(
@@ -109,6 +111,35 @@ def provenance(records: Sequence[AnyRecord]) -> list[str]:
                 f"(fingerprints {', '.join(versions)}): its {what} are not one kernel's.",
             ]
     return lines
+
+
+def plan_phrase(record: dict[str, Any]) -> str:
+    """A recorded plan (`tuning.PlanState.as_json`, as a cell keeps it) in words: 'C order 512
+    KiB blocks; ..., measured on this machine 2026-12-05 in 32.2 s', or today's constants."""
+    text = describe(from_json(record["plan"]))
+    if record.get("source") == "default":
+        return f"today's constants, {text} ({record.get('note', 'no plan')})"
+    return (
+        f"{text}, measured on this machine {record['measured_at'][:10]} "
+        f"in {record['measure_s']:.1f} s"
+    )
+
+
+def kernel_plan_lines(records: Sequence[AnyRecord]) -> list[str]:
+    """Which kernel plan (`loopvec.tuning`) the blocked kernels' cells ran with, a line each."""
+    backends_of: dict[str, dict[str, None]] = {}
+    for record in records:
+        if record.kernel_plan is not None:
+            backends_of.setdefault(plan_phrase(record.kernel_plan), {})[record.backend] = None
+    if not backends_of:
+        return []
+    return [
+        "",
+        *(
+            f"Kernel plan of {', '.join(f'`{b}`' for b in backends)}: {text}."
+            for text, backends in backends_of.items()
+        ),
+    ]
 
 
 def _speedup(cells: Cells, backend: str, baseline: str, m: int, n: int) -> str:

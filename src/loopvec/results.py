@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,10 @@ class Provenance:
     high_s: float | None = None
     rounds: int | None = None  #: rounds in all passes and blocks
     unstable: tuple[str, ...] = ()  #: `stats.instability`: why not to trust it as it stands
+    #: the blocked kernels' plan it ran with, as its cell file records it (`loopvec.tuning`
+    #: `PlanState.as_json`); None for the other backends. Not compared: the code fingerprint
+    #: already holds the plan's values
+    kernel_plan: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def estimate(self) -> Estimate | None:
