@@ -332,6 +332,13 @@ MUTANTS = [
         "return min(logs) / len(widths)",
         TUNING,
     ),
+    Mutant(
+        "a near tie moves the plan off today's constants",
+        "tuning.py",
+        "return default if score(default) <= score(best) + math.log1p(DEFAULT_TIE_BAND) else best",
+        "return best",
+        TUNING,
+    ),
     # The measurement protocol (loopvec.runner)
     Mutant(
         "the memory rule ignores its 80 % headroom",

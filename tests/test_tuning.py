@@ -82,6 +82,15 @@ def test_the_choice_walks_columns_where_transposing_never_pays() -> None:
     assert tuning.choose(made_up_timings(f_times)) == KernelPlan(2**19, 2**16, 0)
 
 
+@pytest.mark.parametrize(("faster", "chosen"), [(1.01, 2**18), (1.1, 2**17)])
+def test_a_near_tie_keeps_todays_constant(faster: float, chosen: int) -> None:
+    """Fortran columns of 128 KiB `faster` than today's 256 KiB at every n: 1 % is within the tie
+    band, and noise must not move the plan (C order's 10 % is not)."""
+    f_times = {(n, "F columns", 2**18): faster for n in (10, 100, 1000)}
+    f_times |= {(n, "F columns", 2**17): 1.0 for n in (10, 100, 1000)}
+    assert tuning.choose(made_up_timings(f_times)) == KernelPlan(2**19, chosen, 0)
+
+
 def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "plans" / "plan.json"
     state = tuning.tune(path, **SMALL)

@@ -20,7 +20,7 @@ How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed
 and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
 every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
 drifting machine shifts them all alike; the plan with the least mean log of its median time over
-the best at each n (`choose`).
+the best at each n, or today's constant where that is within the tie band of it (`choose`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from loopvec.backends._jit import cache_root
 from loopvec.backends._plan import hold
 from loopvec.results import utc_now, write_json_atomic
 from loopvec.sources import digest, json_digest, source_digests, source_path
+from loopvec.stats import DEFAULT_TIE_BAND
 
 #: "default": run with today's constants, measure nothing (unset: the machine's plan).
 PLAN_ENV = "LOOPVEC_KERNEL_PLAN"
@@ -333,7 +334,8 @@ def _f_way(n: int, transpose_below_n: int) -> str:
 def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     """The plan with the least mean log(median / best median at that n) over the widths: C
     order's block size; Fortran order's block size and the width below which it transposes
-    (never, always, or between two widths measured, at their geometric mean)."""
+    (never, always, or between two widths measured, at their geometric mean). Either order keeps
+    today's constants where they score within the tie band of the best (`_least`)."""
     time_of = _times(timings)
     widths = sorted({n for n, _, _ in time_of})
     best: dict[tuple[int, str], float] = {}  # (n, "C" or "F") -> the fastest candidate's time
@@ -344,11 +346,28 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
         logs = [math.log(time_of[n, way_of(n), size] / best[n, order]) for n in widths]
         return sum(logs) / len(widths)
 
-    c_block = min(C_BLOCK_BYTES, key=lambda size: score(lambda n: "C rows", size, "C"))
+    c_block = _least(
+        C_BLOCK_BYTES, lambda size: score(lambda n: "C rows", size, "C"), DEFAULT_PLAN.c_block_bytes
+    )
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
     f_choices = [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES]
-    f_block, below = min(f_choices, key=lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"))
+    f_block, below = _least(
+        f_choices,
+        lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"),
+        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n),
+    )
     return KernelPlan(c_block, f_block, below)
+
+
+T = TypeVar("T")
+
+
+def _least(options: Sequence[T], score: Callable[[T], float], default: T) -> T:
+    """The option of least score, or today's `default` where it scores within the tie band of
+    that one: a near tie is the measurement's noise, and a plan that followed it would change,
+    and retime every planned cell, at each `loopvec tune`."""
+    best = min(options, key=score)
+    return default if score(default) <= score(best) + math.log1p(DEFAULT_TIE_BAND) else best
 
 
 def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
