@@ -335,8 +335,15 @@ MUTANTS = [
     Mutant(
         "a near tie moves the plan off today's constants",
         "tuning.py",
-        "return default if score(default) <= score(best) + math.log1p(DEFAULT_TIE_BAND) else best",
-        "return best",
+        "return default if default in equals else max(equals, key=block_bytes)",
+        "return min(options, key=score)",
+        TUNING,
+    ),
+    Mutant(
+        "of near equals the first candidate listed, not the largest block",
+        "tuning.py",
+        "return default if default in equals else max(equals, key=block_bytes)",
+        "return default if default in equals else equals[0]",
         TUNING,
     ),
     # The measurement protocol (loopvec.runner)

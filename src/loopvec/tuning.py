@@ -20,7 +20,7 @@ How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed
 and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
 every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
 drifting machine shifts them all alike; the plan with the least mean log of its median time over
-the best at each n, or today's constant where that is within the tie band of it (`choose`).
+the best at each n, where near ties go to today's constants or the largest block (`choose`).
 """
 
 from __future__ import annotations
@@ -335,7 +335,8 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     """The plan with the least mean log(median / best median at that n) over the widths: C
     order's block size; Fortran order's block size and the width below which it transposes
     (never, always, or between two widths measured, at their geometric mean). Either order keeps
-    today's constants where they score within the tie band of the best (`_least`)."""
+    today's constants, or the largest block, among candidates within the tie band of the best
+    (`_pick`)."""
     time_of = _times(timings)
     widths = sorted({n for n, _, _ in time_of})
     best: dict[tuple[int, str], float] = {}  # (n, "C" or "F") -> the fastest candidate's time
@@ -346,15 +347,19 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
         logs = [math.log(time_of[n, way_of(n), size] / best[n, order]) for n in widths]
         return sum(logs) / len(widths)
 
-    c_block = _least(
-        C_BLOCK_BYTES, lambda size: score(lambda n: "C rows", size, "C"), DEFAULT_PLAN.c_block_bytes
+    c_block = _pick(
+        C_BLOCK_BYTES,
+        lambda size: score(lambda n: "C rows", size, "C"),
+        DEFAULT_PLAN.c_block_bytes,
+        block_bytes=lambda size: size,
     )
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
     f_choices = [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES]
-    f_block, below = _least(
+    f_block, below = _pick(
         f_choices,
         lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"),
         (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n),
+        block_bytes=lambda c: c[0],
     )
     return KernelPlan(c_block, f_block, below)
 
@@ -362,12 +367,16 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
 T = TypeVar("T")
 
 
-def _least(options: Sequence[T], score: Callable[[T], float], default: T) -> T:
-    """The option of least score, or today's `default` where it scores within the tie band of
-    that one: a near tie is the measurement's noise, and a plan that followed it would change,
-    and retime every planned cell, at each `loopvec tune`."""
-    best = min(options, key=score)
-    return default if score(default) <= score(best) + math.log1p(DEFAULT_TIE_BAND) else best
+def _pick(
+    options: Sequence[T], score: Callable[[T], float], default: T, block_bytes: Callable[[T], int]
+) -> T:
+    """The choice among `options`: those within the tie band of the least score are equals (the
+    measurement cannot tell them apart), and of equals today's `default` if it is one, else the
+    one of largest block (the fewest blocks, the longest streams). A choice that followed the
+    noise would move, and retime every planned cell, at each `loopvec tune`."""
+    least = min(map(score, options))
+    equals = [option for option in options if score(option) <= least + math.log1p(DEFAULT_TIE_BAND)]
+    return default if default in equals else max(equals, key=block_bytes)
 
 
 def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
