@@ -432,7 +432,8 @@ def layout_effect(records: Sequence[Record], machine: dict[str, Any]) -> Figure:
     for ax, n in zip(axes, n_values, strict=True):
         m_values = {m for (_, m, nn) in ratios if nn == n}
         if len(m_values) == 1:  # one m: a log axis of its own would have no width
-            ax.set_xlim(min(m_values) / 3, min(m_values) * 3)
+            (m,) = m_values
+            ax.set_xlim(m / 3, m * 3)
         for backend in dict.fromkeys(b for (b, _, _) in ratios):
             points = sorted((m, e) for (b, m, nn), e in ratios.items() if b == backend and nn == n)
             if points:

@@ -376,8 +376,9 @@ def _pick(
     measurement cannot tell them apart), and of equals today's `default` if it is one, else the
     one of largest block (the fewest blocks, the longest streams). A choice that followed the
     noise would move, and retime every planned cell, at each `loopvec tune`."""
-    least = min(map(score, options))
-    equals = [option for option in options if score(option) <= least + math.log1p(DEFAULT_TIE_BAND)]
+    scores = {option: score(option) for option in options}
+    least = min(scores.values())
+    equals = [option for option, s in scores.items() if s <= least + math.log1p(DEFAULT_TIE_BAND)]
     return default if default in equals else max(equals, key=block_bytes)
 
 
