@@ -130,6 +130,7 @@ def options(**changes: Any) -> dict[str, Any]:
         "fresh": False,
         "update_reference": False,
         "no_bandwidth": True,
+        "no_memory": False,
         "passes": None,
         "pass_number": None,
         "blocks": 3,

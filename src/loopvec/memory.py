@@ -43,6 +43,9 @@ PEAK_METHOD = (
     "those differ by over a page (other threads allocate now and then)"
 )
 
+#: What a cell of a run with `--no-memory` records as its `peak_method`.
+NOT_ASKED = "not measured: the run was started with --no-memory"
+
 _worker_tracker: Any = None  # the Tracker running in this process for `tracking_workers`
 
 
@@ -142,7 +145,12 @@ PAGE_BYTES = 4096
 
 
 def call_peak(
-    backend: str, call: Callable[[], T], prefix: str = "", *, repeat: bool = True
+    backend: str,
+    call: Callable[[], T],
+    prefix: str = "",
+    *,
+    repeat: bool = True,
+    track: bool = True,
 ) -> tuple[T, dict[str, Any]]:
     """(call(), what a cell records of its memory): `{prefix}peak_bytes` of this process, the
     least over PEAK_CALLS calls (one call without `repeat`: for what is costly to make twice, or
@@ -150,7 +158,10 @@ def call_peak(
     `{prefix}peak_bytes_calls`; `peak_method`; for a Dask backend its workers',
     `{prefix}worker_peak_bytes` (their peaks added: at most what they held at once) and
     `{prefix}peak_bytes_by_worker` {address: bytes}. Where memory cannot be measured, the call
-    is made once, untracked, the bytes are None and `peak_method` says why."""
+    is made once, untracked, the bytes are None and `peak_method` says why; so it is without
+    `track` (`--no-memory`: each Tracker patches every loaded library, 0.2 s with torch and JAX)."""
+    if not track:
+        return call(), {f"{prefix}peak_bytes": None, "peak_method": NOT_ASKED}
     client = backend_client(backend)
     peaks: list[tuple[int, dict[str, int]]] = []
     try:

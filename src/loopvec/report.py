@@ -576,9 +576,11 @@ def memory_sentence(records: Sequence[Record], threads: int) -> str:
 
 def memory_table(records: Sequence[Record], threads: int) -> list[str]:
     """Peak bytes per call, and as a multiple of X's bytes, per size and backend
-    (`loopvec.memory`); nothing where no cell was measured."""
+    (`loopvec.memory`); where no cell was measured, why (nothing for cells older than it)."""
     cells = at_threads(records, threads)
     if not any(r.call_bytes is not None for r in cells.values()):
+        if why := sorted({r.peak_method for r in cells.values() if r.peak_method}):
+            return ["", f"Memory per gradient call ({threads} threads): {'; '.join(why)}.", ""]
         return []
     backends = [b for b in backends_in(records) if any(c[0] == b for c in cells)]
     sizes = sorted({(m, n) for (_, m, n) in cells}, key=lambda s: (s[1], s[0]))

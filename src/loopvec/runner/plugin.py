@@ -125,6 +125,12 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--no-bandwidth", action="store_true", help="skip the memory bandwidth measurement"
     )
+    group.addoption(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak memory of each cell (measured in its first pass, in calls of their "
+        "own: 0.2 s each with torch and JAX loaded); its cells record why",
+    )
     group.addoption("--passes", type=positive, help="passes, each a process (default: grid's)")
     group.addoption("--pass", type=positive, dest="pass_number", help="run this pass alone")
     group.addoption(
@@ -156,7 +162,7 @@ def settings_of(config: pytest.Config) -> Settings:
     dests = (
         *("grid", "m", "n", "backends", "backend", "threads", "dtypes", "layouts", "budget"),
         *("train_budget", "results_dir", "fresh", "update_reference", "no_bandwidth"),
-        *("passes", "pass_number", "blocks", "order_seed", "report", "data", "label"),
+        *("no_memory", "passes", "pass_number", "blocks", "order_seed", "report", "data", "label"),
         "standardize",
     )
     options = {dest: config.getoption(dest) for dest in dests}

@@ -109,6 +109,7 @@ class Settings:
     fresh: bool = False
     update_reference: bool = False
     measure_bandwidth: bool = True
+    measure_memory: bool = True  #: each cell's peak memory, in its first pass
     report: bool = False  #: draw the run's report when its last pass is done
     #: --backend NAME=TARGET: backends that are not loopvec's own, registered in every process
     user_backends: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -255,6 +256,7 @@ def make_settings(options: dict[str, Any], all_backends: Sequence[str]) -> Setti
         fresh=options["fresh"],
         update_reference=options["update_reference"],
         measure_bandwidth=not options["no_bandwidth"],
+        measure_memory=not options["no_memory"],
         report=options["report"],
         user_backends=user_backends,
         data=None if data is None else str(options["data"]),

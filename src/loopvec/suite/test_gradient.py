@@ -61,9 +61,10 @@ def start(cell: Cell, run: Pass) -> None:
     # into the framework, untimed; in the pass that measures the cell's memory (its first), what
     # that copies (a framework's arrays, Python lists) is measured
     measure = not any("peak_method" in p for p in run.earlier_passes(cell))
+    track = run.settings.measure_memory
     to_arrays = functools.partial(to_native, problem.w, problem.b, problem.X, problem.Y)
     args, inputs_peak = (
-        call_peak(cell.backend, to_arrays, "inputs_", repeat=False)
+        call_peak(cell.backend, to_arrays, "inputs_", repeat=False, track=track)
         if measure
         else (to_arrays(), {})
     )
@@ -93,8 +94,8 @@ def start(cell: Cell, run: Pass) -> None:
             call_s = known_s  # slow, and its time known: the checked call warmed what matters
         else:
             _, call_s = time_one_call(kernel, args)  # warm-up: caches, pages, branch history
-        if measure:  # calls of their own, untimed
-            _, peak = call_peak(cell.backend, lambda: kernel(*args))
+        if measure and track:  # calls of their own, untimed
+            _, peak = call_peak(cell.backend, lambda: kernel(*args), track=track)
             inputs_peak.update(peak)
     plan = round_plan(call_s, run.settings.pass_time_s, run.settings.blocks)
     entry = run.pass_entry(

@@ -107,12 +107,17 @@ def _checked_run(
     skipped."""
     problem, reference = against
     try:
+        track = run.settings.measure_memory
         _, peaks = call_peak(
-            cell.backend, lambda: descent.run(**{**steps, "iterations": 1}), "step_"
+            cell.backend, lambda: descent.run(**{**steps, "iterations": 1}), "step_", track=track
         )
         # Its time only plans the rounds, and the tracker slows no more than what it sees.
         (checked, run_s), run_peak = call_peak(
-            cell.backend, lambda: time_one_call(lambda: descent.run(**steps)), "run_", repeat=False
+            cell.backend,
+            lambda: time_one_call(lambda: descent.run(**steps)),
+            "run_",
+            repeat=False,
+            track=track,
         )
         check_training(cell.backend, checked, reference)
     except Exception as error:  # wrong, or crashed: recorded, never timed, fails the run
