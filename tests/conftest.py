@@ -54,6 +54,7 @@ def as_a_user_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
 #: the run.
 LONGEST_FIRST = (
     "test_bench_run.py::test_smoke_grid_writes_a_run_every_figure",
+    "test_bench_run.py::test_the_first_pass_measures_each_cells_memory",
     "test_bench_run.py::test_resume_keeps_a_cell_only_for_the_same_code",
     "test_bench_run.py::test_a_run_of_another_machine_or_the_reference",
     "test_dask.py::test_the_scale_study_runs_end_to_end",
