@@ -89,8 +89,8 @@ MUTANTS = [
     Mutant(
         "dw of the 8th unrolled row gets the 7th's sum",
         "backends/_blocked.py",
-        "dw[j + 7] += a7",
-        "dw[j + 7] += a6",
+        "dw[j + 7] += a7\n        j += _ROWS\n    for jj in range(j, n):\n        row = ",
+        "dw[j + 7] += a6\n        j += _ROWS\n    for jj in range(j, n):\n        row = ",
         KERNELS,
     ),
     Mutant(
@@ -119,6 +119,20 @@ MUTANTS = [
         "backends/numba_loops.py",
         "dw[j, 0] += X[j, i] * dz",
         "dw[j, 0] += X[j, i] * z",
+        KERNELS,
+    ),
+    Mutant(
+        "the pipelined C order forgets the last block's dw pass",
+        "backends/_blocked.py",
+        "        dz, dz_next = dz_next, dz\n    _dw_rows(X, previous, previous_size, dz, dw)",
+        "        dz, dz_next = dz_next, dz",
+        KERNELS,
+    ),
+    Mutant(
+        "the pipelined C order's dw pass uses the new block's dz",
+        "backends/_blocked.py",
+        "_z_dw_rows(w, b, X, start, previous, size, z, dz, dw)",
+        "_z_dw_rows(w, b, X, start, previous, size, z, dz_next, dw)",
         KERNELS,
     ),
     Mutant(

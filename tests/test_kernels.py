@@ -37,13 +37,16 @@ BLOCK = 4096  # examples per block for n <= 256 in C order (`block_examples`, DE
 BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: Below the 8-row unroll, a multiple of it, and 8 rows plus 5 left over.
 UNROLL_N = (3, 16, 13)
-#: Each way a block of Fortran-order X is read (columns walked, the block transposed, by n), with
-#: the reference's block sizes and with the smallest blocks (64 examples: a problem spans many).
+#: Each way a block of X is read (Fortran order: columns walked, the block transposed, by n; C
+#: order: its two passes apart or pipelined), with the reference's block sizes and with the
+#: smallest blocks (64 examples: a problem spans many).
 PLANS = {
     "columns": DEFAULT_PLAN,
     "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
     "smallest blocks, columns": KernelPlan(1, 1, 0),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
+    "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
+    "smallest blocks, C order pipelined below n = 14": KernelPlan(1, 1, 0, 14),
 }
 
 

@@ -44,17 +44,40 @@ def timing(n: int, way: str, block_bytes: int, median_s: float) -> dict[str, obj
     return {"n": n, "way": way, "block_bytes": block_bytes, "median_s": median_s}
 
 
-def made_up_timings(f_times: dict[tuple[int, str, int], float]) -> list[dict[str, object]]:
-    """C order: 512 KiB blocks 10 % faster than the rest at every n; Fortran order: `f_times`,
-    every other candidate twice as slow."""
+def made_up_timings(
+    f_times: dict[tuple[int, str, int], float],
+    c_times: dict[tuple[int, str, int], float] | None = None,
+) -> list[dict[str, object]]:
+    """C order: `c_times`, else rows in 512 KiB blocks 10 % faster than the other blocks at every
+    n, and pipelined 20 % slower; Fortran order: `f_times`, every other candidate twice as slow."""
     rows = []
     for n in (10, 100, 1000):
         for way, size, _ in tuning.candidates():
-            median_s = 1.0 if size == 2**19 else 1.1
-            if way != "C rows":
+            if way.startswith("F"):
                 median_s = f_times.get((n, way, size), 2.0)
+            elif c_times is not None:
+                median_s = c_times.get((n, way, size), 2.0)
+            else:
+                median_s = (1.0 if size == 2**19 else 1.1) * (1.2 if way == "C pipelined" else 1)
             rows.append(timing(n, way, size, median_s))
     return rows
+
+
+def test_c_order_is_pipelined_below_the_width_where_it_stops_paying() -> None:
+    # pipelined 512 KiB blocks: best at n = 10 and 100; rows of 256 KiB apart at n = 1000
+    c_times = {
+        (10, "C pipelined", 2**19): 1.0, (100, "C pipelined", 2**19): 1.0,
+        (1000, "C pipelined", 2**19): 1.3, (10, "C rows", 2**19): 1.1,
+        (100, "C rows", 2**19): 1.1, (1000, "C rows", 2**19): 1.1,
+        (1000, "C rows", 2**18): 1.0, (1000, "C pipelined", 2**18): 1.4,
+    }  # fmt: skip
+    timings = made_up_timings({(n, "F columns", 2**18): 1.0 for n in (10, 100, 1000)}, c_times)
+    chosen = tuning.choose(timings)
+    assert chosen == KernelPlan(2**19, 2**18, 0, 316)  # sqrt(100 x 1000)
+    assert tuning.describe(chosen).startswith("C order 512 KiB blocks, pipelined below n = 316;")
+    gains = tuning.gains(timings, chosen)  # against 8 MiB rows: 2.0
+    assert gains["100"]["C"] == pytest.approx(2.0)
+    assert gains["1000"]["C"] == pytest.approx(2.0 / 1.1)
 
 
 def test_the_choice_is_the_candidate_best_over_all_widths() -> None:

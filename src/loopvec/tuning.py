@@ -1,8 +1,9 @@
 """Kernels tuned to the machine they run on: a few choices measured once, the choice kept.
 
 The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.KernelPlan`): the
-block size in each memory order, and the number of features below which a Fortran-order block
-is copied into a C-order buffer in cache rather than walked by columns. The best ones depend on
+block size in each memory order, the number of features below which a Fortran-order block is
+copied into a C-order buffer in cache rather than walked by columns, and the one below which C
+order's two passes are pipelined (`_blocked._pipelined_rows`). The best ones depend on
 the caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
 AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
 planner does, loopvec measures the candidates once on each machine, outside any timing, and
@@ -75,14 +76,19 @@ def _size(n_bytes: int) -> str:
 
 
 def describe(plan: KernelPlan) -> str:
-    """'C order 512 KiB blocks; Fortran order 128 KiB blocks, transposed below n = 32'."""
+    """'C order 512 KiB blocks, pipelined below n = 320; Fortran order 128 KiB blocks,
+    transposed below n = 32, else columns'."""
     below = plan.f_transpose_below_n
     how = (
         "columns walked" if below <= 0
         else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
     )  # fmt: skip
+    below = plan.c_pipeline_below_n
+    c_how = (
+        "" if below <= 0 else ", pipelined" if below >= ALWAYS else f", pipelined below n = {below}"
+    )
     c_size, f_size = _size(plan.c_block_bytes), _size(plan.f_block_bytes)
-    return f"C order {c_size} blocks; Fortran order {f_size} blocks, {how}"
+    return f"C order {c_size} blocks{c_how}; Fortran order {f_size} blocks, {how}"
 
 
 def as_json(plan: KernelPlan) -> dict[str, Any]:
@@ -90,9 +96,11 @@ def as_json(plan: KernelPlan) -> dict[str, Any]:
 
 
 def from_json(value: dict[str, Any]) -> KernelPlan:
-    """The plan of `as_json`; ValueError if it is not one."""
+    """The plan of `as_json`; ValueError if it is not one. A field added since a plan was
+    written takes its default (what the kernels did before it: C order was never pipelined)."""
+    given = {**KernelPlan._field_defaults, **value}
     try:
-        plan = KernelPlan(**{field: int(value[field]) for field in KernelPlan._fields})
+        plan = KernelPlan(**{field: int(given[field]) for field in KernelPlan._fields})
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a kernel plan: {value!r}") from error
     if plan.c_block_bytes <= 0 or plan.f_block_bytes <= 0:
@@ -249,21 +257,26 @@ def _measuring_alone(path: Path) -> Iterator[None]:
         yield
 
 
-#: The ways a block is read: C order's rows; Fortran order's columns, or its block transposed.
-WAYS = ("C rows", "F columns", "F transpose")
-#: A transpose threshold above any n: every Fortran-order block transposed.
+#: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
+#: columns, or its block transposed.
+WAYS = ("C rows", "C pipelined", "F columns", "F transpose")
+#: A threshold above any n: every C-order block pipelined, or every Fortran-order one transposed.
 ALWAYS = 2**62
 
 
 def candidates() -> list[tuple[str, int, KernelPlan]]:
     """(way, block bytes, the plan that reads X that way) for every candidate measured."""
-    sizes = {"C rows": C_BLOCK_BYTES, "F columns": F_BLOCK_BYTES, "F transpose": F_BLOCK_BYTES}
-    return [(way, size, plan_of(way, size)) for way in WAYS for size in sizes[way]]
+    return [(way, size, plan_of(way, size)) for way in WAYS for size in _block_bytes(way)]
+
+
+def _block_bytes(way: str) -> tuple[int, ...]:
+    return C_BLOCK_BYTES if way.startswith("C") else F_BLOCK_BYTES
 
 
 def plan_of(way: str, block_bytes: int) -> KernelPlan:
-    if way == "C rows":
-        return DEFAULT_PLAN._replace(c_block_bytes=block_bytes)
+    if way.startswith("C"):
+        below = ALWAYS if way == "C pipelined" else 0
+        return DEFAULT_PLAN._replace(c_block_bytes=block_bytes, c_pipeline_below_n=below)
     below = ALWAYS if way == "F transpose" else 0
     return DEFAULT_PLAN._replace(f_block_bytes=block_bytes, f_transpose_below_n=below)
 
@@ -329,14 +342,18 @@ def _times(timings: list[dict[str, Any]]) -> dict[tuple[int, str, int], float]:
     return {(t["n"], t["way"], t["block_bytes"]): t["median_s"] for t in timings}
 
 
+def _c_way(n: int, pipeline_below_n: int) -> str:
+    return "C pipelined" if n < pipeline_below_n else "C rows"
+
+
 def _f_way(n: int, transpose_below_n: int) -> str:
     return "F transpose" if n < transpose_below_n else "F columns"
 
 
 def choose(timings: list[dict[str, Any]]) -> KernelPlan:
-    """The plan with the least mean log(median / best median at that n) over the widths: C
-    order's block size; Fortran order's block size and the width below which it transposes
-    (never, always, or between two widths measured, at their geometric mean). Either order keeps
+    """The plan with the least mean log(median / best median at that n) over the widths, for
+    each order its block size and the width below which it pipelines (C) or transposes (Fortran):
+    never, always, or between two widths measured, at their geometric mean. Either order keeps
     today's constants, or the largest block, among candidates within the tie band of the best
     (`_pick`)."""
     time_of = _times(timings)
@@ -349,21 +366,20 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
         logs = [math.log(time_of[n, way_of(n), size] / best[n, order]) for n in widths]
         return sum(logs) / len(widths)
 
-    c_block = _pick(
-        C_BLOCK_BYTES,
-        lambda size: score(lambda n: "C rows", size, "C"),
-        DEFAULT_PLAN.c_block_bytes,
-        block_bytes=lambda size: size,
-    )
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
-    f_choices = [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES]
-    f_block, below = _pick(
-        f_choices,
+    c_block, c_below = _pick(
+        [(size, below) for below in (0, *between, ALWAYS) for size in C_BLOCK_BYTES],
+        lambda c: score(lambda n: _c_way(n, c[1]), c[0], "C"),
+        (DEFAULT_PLAN.c_block_bytes, DEFAULT_PLAN.c_pipeline_below_n),
+        block_bytes=lambda c: c[0],
+    )
+    f_block, f_below = _pick(
+        [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES],
         lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"),
         (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n),
         block_bytes=lambda c: c[0],
     )
-    return KernelPlan(c_block, f_block, below)
+    return KernelPlan(c_block, f_block, f_below, c_below)
 
 
 T = TypeVar("T")
@@ -388,8 +404,8 @@ def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[s
     default = DEFAULT_PLAN
     return {
         str(n): {
-            "C": time_of[n, "C rows", default.c_block_bytes]
-            / time_of[n, "C rows", chosen.c_block_bytes],
+            "C": time_of[n, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
+            / time_of[n, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
             "F": time_of[n, _f_way(n, default.f_transpose_below_n), default.f_block_bytes]
             / time_of[n, _f_way(n, chosen.f_transpose_below_n), chosen.f_block_bytes],
         }
