@@ -27,9 +27,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 #: samples[pass][block][round], seconds per call.
 Samples = Sequence[Sequence[Sequence[float]]]
@@ -86,7 +86,7 @@ def _log_t_interval(values: Sequence[float]) -> tuple[float, float, float]:
 @cache
 def _t(degrees_of_freedom: float) -> float:
     """The two-sided CONFIDENCE quantile of Student's t."""
-    return float(scipy_stats.t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom))
+    return float(_scipy_stats().t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom))
 
 
 def _bootstrap(values: Sequence[float], seed: int) -> tuple[float, float, float]:
@@ -95,7 +95,7 @@ def _bootstrap(values: Sequence[float], seed: int) -> tuple[float, float, float]
     middle = float(np.median(logs))
     if logs.size < 2 or np.all(logs == logs[0]):
         return middle, middle, middle
-    result = scipy_stats.bootstrap(
+    result = _scipy_stats().bootstrap(
         (logs,),
         np.median,
         confidence_level=CONFIDENCE,
@@ -213,7 +213,15 @@ def verdict(ratio: Estimate, tie_band: float = DEFAULT_TIE_BAND) -> str:
 
 def robust_cv(values: np.ndarray) -> float:
     """IQR / 1.349 / median: the coefficient of variation, not moved by a few outliers."""
-    return float(scipy_stats.iqr(values, scale="normal") / np.median(values))
+    return float(_scipy_stats().iqr(values, scale="normal") / np.median(values))
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: it takes a second to import, and every bench pass, CLI
+    call and Dask worker imports this module, most of them to compute no interval."""
+    from scipy import stats  # noqa: PLC0415
+
+    return stats
 
 
 def instability(samples: Samples) -> list[str]:
