@@ -38,6 +38,12 @@ FAST = [
     "--blocks=2",
     "-p",
     "no:cacheprovider",
+    # Plugins of the test extras that a bench run never uses (a user's [bench] install has
+    # neither): their imports cost 1 s in each of a run's processes.
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:zarr",
 ]
 
 
@@ -254,6 +260,7 @@ def test_the_first_pass_measures_each_cells_memory_and_the_report_draws_it(
         "2",
         "--dtypes",
         "float64",
+        "--passes=1",  # memory is measured in the first
     ]
     options += ["--backends", "numpy_vectorized,numba_parallel,dask_array", "--report"]
     result = run_bench(tmp_path, *options, memory=True)
