@@ -196,8 +196,8 @@ MUTANTS = [
     Mutant(
         "one-sided t quantile for a two-sided interval",
         "stats.py",
-        "scipy_stats.t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom)",
-        "scipy_stats.t.ppf(CONFIDENCE, degrees_of_freedom)",
+        "_scipy_stats().t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom)",
+        "_scipy_stats().t.ppf(CONFIDENCE, degrees_of_freedom)",
         STATS,
     ),
     Mutant(
