@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from loopvec import tuning
 from loopvec.backends import _plan
 from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
+from loopvec.backends._jit import cache_folder
 from loopvec.provenance import code_identity
 
 #: A measurement small enough for a test: 2 MiB of X, two widths, two rounds.
@@ -207,7 +209,15 @@ def test_a_cell_of_a_planned_kernel_records_its_plan_and_a_new_plan_is_new_code(
 
 
 def test_loopvec_tune_keeps_the_plan_that_the_next_process_shows(tmp_path: Path) -> None:
-    # A cache of its own: the plan goes beside the compiled code, never into the user's cache
+    # A cache of its own: the plan goes beside the compiled code, never into the user's cache.
+    # It starts with the compiled code the other tests left (numba writes each file whole, and
+    # loads around one it cannot find): tune then measures instead of compiling (45 s of 63 here;
+    # a cold cache is tests/test_jit_cache.py's).
+    for module in ("_blocked", "numba_fused", "numba_parallel"):
+        compiled = cache_folder(f"loopvec.backends.{module}")
+        if compiled.is_dir():
+            ignore = shutil.ignore_patterns("*.tmp.*")
+            shutil.copytree(compiled, tmp_path / compiled.name, ignore=ignore, dirs_exist_ok=True)
     env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop(tuning.PLAN_ENV, None)
 
