@@ -37,13 +37,15 @@ BLOCK = 4096  # examples per block for n <= 256 in C order (`block_examples`, DE
 BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: Below the 8-row unroll, a multiple of it, and 8 rows plus 5 left over.
 UNROLL_N = (3, 16, 13)
-#: Each way a block of X is read (Fortran order: columns walked, the block transposed, by n; C
-#: order: its two passes apart or pipelined), with the reference's block sizes and with the
-#: smallest blocks (64 examples: a problem spans many).
+#: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, the block
+#: transposed, by n; C order: its two passes apart or pipelined), with the reference's block
+#: sizes and with the smallest blocks (64 examples: a problem spans many).
 PLANS = {
     "columns": DEFAULT_PLAN,
     "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
     "smallest blocks, columns": KernelPlan(1, 1, 0),
+    "columns one at a time": DEFAULT_PLAN._replace(f_columns_per_walk=1),
+    "smallest blocks, columns one at a time": KernelPlan(1, 1, 0, 0, 1),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
     "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
     "smallest blocks, C order pipelined below n = 14": KernelPlan(1, 1, 0, 14),

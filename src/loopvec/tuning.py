@@ -2,8 +2,9 @@
 
 The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.KernelPlan`): the
 block size in each memory order, the number of features below which a Fortran-order block is
-copied into a C-order buffer in cache rather than walked by columns, and the one below which C
-order's two passes are pipelined (`_blocked._pipelined_rows`). The best ones depend on
+copied into a C-order buffer in cache rather than walked by columns, how many columns are walked
+side by side (8 or one), and the number of features below which C order's two passes are
+pipelined (`_blocked._pipelined_rows`). The best ones depend on
 the caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
 AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
 planner does, loopvec measures the candidates once on each machine, outside any timing, and
@@ -83,6 +84,8 @@ def describe(plan: KernelPlan) -> str:
         "columns walked" if below <= 0
         else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
     )  # fmt: skip
+    if below < ALWAYS and plan.f_columns_per_walk == 1:
+        how += " one at a time"
     below = plan.c_pipeline_below_n
     c_how = (
         "" if below <= 0 else ", pipelined" if below >= ALWAYS else f", pipelined below n = {below}"
@@ -97,7 +100,8 @@ def as_json(plan: KernelPlan) -> dict[str, Any]:
 
 def from_json(value: dict[str, Any]) -> KernelPlan:
     """The plan of `as_json`; ValueError if it is not one. A field added since a plan was
-    written takes its default (what the kernels did before it: C order was never pipelined)."""
+    written takes its default (what the kernels did before it: C order was never pipelined,
+    Fortran order's columns walked 8 at a time)."""
     given = {**KernelPlan._field_defaults, **value}
     try:
         plan = KernelPlan(**{field: int(given[field]) for field in KernelPlan._fields})
@@ -105,6 +109,8 @@ def from_json(value: dict[str, Any]) -> KernelPlan:
         raise ValueError(f"not a kernel plan: {value!r}") from error
     if plan.c_block_bytes <= 0 or plan.f_block_bytes <= 0:
         raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
+    if plan.f_columns_per_walk not in (1, DEFAULT_PLAN.f_columns_per_walk):
+        raise ValueError(f"not a kernel plan (columns per walk must be 1 or 8): {value!r}")
     return plan
 
 
@@ -258,8 +264,8 @@ def _measuring_alone(path: Path) -> Iterator[None]:
 
 
 #: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
-#: columns, or its block transposed.
-WAYS = ("C rows", "C pipelined", "F columns", "F transpose")
+#: columns, 8 side by side or one at a time, or its block transposed.
+WAYS = ("C rows", "C pipelined", "F columns", "F single columns", "F transpose")
 #: A threshold above any n: every C-order block pipelined, or every Fortran-order one transposed.
 ALWAYS = 2**62
 
@@ -278,7 +284,10 @@ def plan_of(way: str, block_bytes: int) -> KernelPlan:
         below = ALWAYS if way == "C pipelined" else 0
         return DEFAULT_PLAN._replace(c_block_bytes=block_bytes, c_pipeline_below_n=below)
     below = ALWAYS if way == "F transpose" else 0
-    return DEFAULT_PLAN._replace(f_block_bytes=block_bytes, f_transpose_below_n=below)
+    per_walk = 1 if way == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
+    return DEFAULT_PLAN._replace(
+        f_block_bytes=block_bytes, f_transpose_below_n=below, f_columns_per_walk=per_walk
+    )
 
 
 def measure(
@@ -346,14 +355,21 @@ def _c_way(n: int, pipeline_below_n: int) -> str:
     return "C pipelined" if n < pipeline_below_n else "C rows"
 
 
-def _f_way(n: int, transpose_below_n: int) -> str:
-    return "F transpose" if n < transpose_below_n else "F columns"
+def _f_way(n: int, transpose_below_n: int, columns_per_walk: int) -> str:
+    if n < transpose_below_n:
+        return "F transpose"
+    return "F single columns" if columns_per_walk == 1 else "F columns"
+
+
+def _f_way_of(n: int, plan: KernelPlan) -> str:
+    return _f_way(n, plan.f_transpose_below_n, plan.f_columns_per_walk)
 
 
 def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     """The plan with the least mean log(median / best median at that n) over the widths, for
     each order its block size and the width below which it pipelines (C) or transposes (Fortran):
-    never, always, or between two widths measured, at their geometric mean. Either order keeps
+    never, always, or between two widths measured, at their geometric mean; and in Fortran order
+    how many columns it walks side by side elsewhere. Either order keeps
     today's constants, or the largest block, among candidates within the tie band of the best
     (`_pick`)."""
     time_of = _times(timings)
@@ -373,13 +389,22 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
         (DEFAULT_PLAN.c_block_bytes, DEFAULT_PLAN.c_pipeline_below_n),
         block_bytes=lambda c: c[0],
     )
-    f_block, f_below = _pick(
-        [(size, below) for below in (0, *between, ALWAYS) for size in F_BLOCK_BYTES],
-        lambda c: score(lambda n: _f_way(n, c[1]), c[0], "F"),
-        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n),
-        block_bytes=lambda c: c[0],
+    f_block, f_below, f_per_walk = _pick(
+        [
+            (size, below, per_walk)
+            for per_walk in (DEFAULT_PLAN.f_columns_per_walk, 1)
+            for below in (0, *between, ALWAYS)
+            for size in F_BLOCK_BYTES
+        ],
+        lambda f: score(lambda n: _f_way(n, f[1], f[2]), f[0], "F"),
+        (
+            DEFAULT_PLAN.f_block_bytes,
+            DEFAULT_PLAN.f_transpose_below_n,
+            DEFAULT_PLAN.f_columns_per_walk,
+        ),
+        block_bytes=lambda f: f[0],
     )
-    return KernelPlan(c_block, f_block, f_below, c_below)
+    return KernelPlan(c_block, f_block, f_below, c_below, f_per_walk)
 
 
 T = TypeVar("T")
@@ -406,8 +431,8 @@ def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[s
         str(n): {
             "C": time_of[n, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
             / time_of[n, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
-            "F": time_of[n, _f_way(n, default.f_transpose_below_n), default.f_block_bytes]
-            / time_of[n, _f_way(n, chosen.f_transpose_below_n), chosen.f_block_bytes],
+            "F": time_of[n, _f_way_of(n, default), default.f_block_bytes]
+            / time_of[n, _f_way_of(n, chosen), chosen.f_block_bytes],
         }
         for n in sorted({n for n, _, _ in time_of})
     }

@@ -14,9 +14,10 @@ In C order (the course layout, a row per feature) the inner loops run along rows
 time so that each loaded z or dz feeds 8 multiply-adds; below a number of features the passes are
 pipelined: the dw pass of each block is made in the z pass of the next, so that the memory keeps
 streaming while the cache is read (at (1e6, 100) on a 2-core Xeon, 6 % faster: from 80 to 86 % of
-the read bandwidth). In Fortran order (a column per example) they either walk the columns, 8 at a
-time, or copy the block into a C-order buffer that stays in cache and run the row loops on it; X
-itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on each
+the read bandwidth). In Fortran order (a column per example) they either walk the columns (8 at a
+time, or in the z pass one at a time: 8 short streams side by side halved the speed from memory
+on a Zen 4), or copy the block into a C-order buffer that stays in cache and run the row loops
+on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on each
 machine (`loopvec.tuning`). Sums are reassociated
 (REASSOCIATE) so that LLVM spreads them over SIMD lanes.
 
@@ -71,6 +72,10 @@ class KernelPlan(NamedTuple):
     #: block's rows (`_z_dw_rows`), so that the memory streams while the cache is read; at and
     #: above it, the two passes of a block one after the other.
     c_pipeline_below_n: int = 0
+    #: Fortran order's z pass walks this many columns side by side: 8 (each w[j] loaded feeds 8
+    #: multiply-adds) or 1 (each column one stream from memory, which a CPU's prefetcher may
+    #: follow better: on a Zen 4, 2x faster at (1e6, 100)).
+    f_columns_per_walk: int = _COLUMNS
 
 
 #: The constants measured on the reference machine (Zen 5, AVX-512), used where no plan is:
@@ -272,13 +277,15 @@ def _z_dw_rows(
 
 
 @jit(fastmath=REASSOCIATE)
-def _z_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
-    """z[:size] = b + w.T X[:, start:start+size], walking columns (Fortran order), 8 at a time:
-    each w[j] loaded feeds 8 multiply-adds, and 8 sums are reduced across SIMD lanes together.
-    w is (n,) contiguous."""
+def _z_columns(
+    w: Floats, b: float, X: Floats, start: int, size: int, z: Floats, columns_per_walk: int
+) -> None:
+    """z[:size] = b + w.T X[:, start:start+size], walking columns (Fortran order), 8 at a time
+    (each w[j] loaded feeds 8 multiply-adds, and 8 sums are reduced across SIMD lanes together)
+    or, if columns_per_walk is 1, one at a time. w is (n,) contiguous."""
     n = X.shape[0]
     i = 0
-    while i + _COLUMNS <= size:
+    while columns_per_walk == _COLUMNS and i + _COLUMNS <= size:
         c0, c1, c2, c3 = (
             X[:, start + i],
             X[:, start + i + 1],
@@ -305,7 +312,7 @@ def _z_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats)
         z[i], z[i + 1], z[i + 2], z[i + 3] = b + s0, b + s1, b + s2, b + s3
         z[i + 4], z[i + 5], z[i + 6], z[i + 7] = b + s4, b + s5, b + s6, b + s7
         i += _COLUMNS
-    for ii in range(i, size):
+    for ii in range(i, size):  # the last size % 8 columns, or every one
         column = X[:, start + ii]
         total = 0.0
         for j in range(n):
@@ -369,8 +376,8 @@ def accumulate(
     """Add the unnormalized gradient of examples lo..hi to dw (n,); return their sum of dz.
 
     dw and the return value are float64 whatever the dtype of X (float32 X is read as such).
-    `plan` sets the block sizes, whether a block of X in Fortran order is transposed, and
-    whether C order's passes are pipelined.
+    `plan` sets the block sizes, whether a block of X in Fortran order is transposed or how
+    many of its columns are walked side by side, and whether C order's passes are pipelined.
     """
     n = X.shape[0]
     rows_contiguous = X.strides[1] <= X.strides[0]  # C order (or a view like it)
@@ -397,7 +404,7 @@ def accumulate(
         elif rows_contiguous:
             _z_rows(w, b, X, start, size, z)
         else:
-            _z_columns(w_vector, b, X, start, size, z)
+            _z_columns(w_vector, b, X, start, size, z, plan.f_columns_per_walk)
         db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
         if transpose:
             _dw_rows(buffer, 0, size, dz, dw)
