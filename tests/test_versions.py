@@ -34,11 +34,14 @@ def git(folder: Path, *args: str) -> str:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A git repository holding this checkout's code as its one commit."""
+    """A git repository holding this checkout's code as its one commit, and its .gitignore: the
+    bytecode and compiled kernels Python and numba write beside the code are not a change (where
+    PYTHONDONTWRITEBYTECODE is not set, a run would otherwise see its working tree change)."""
     repo = tmp_path / "repo"
     for part in ("src", "bench"):
         shutil.copytree(ROOT / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", repo)
+    for name in ("pyproject.toml", ".gitignore"):
+        shutil.copy(ROOT / name, repo)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the code under test")
