@@ -74,7 +74,7 @@ class KernelPlan(NamedTuple):
     c_pipeline_below_n: int = 0
     #: Fortran order's z pass walks this many columns side by side: 8 (each w[j] loaded feeds 8
     #: multiply-adds) or 1 (each column one stream from memory, which a CPU's prefetcher may
-    #: follow better: on a Zen 4, 2x faster at (1e6, 100)).
+    #: follow better: on a Zen 4, 1.7x faster at (1e6, 100)).
     f_columns_per_walk: int = _COLUMNS
 
 
