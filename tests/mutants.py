@@ -101,6 +101,13 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "the one-column walk forgets b",
+        "backends/_blocked.py",
+        "        z[i] = b + total\n",
+        "        z[i] = total\n",
+        KERNELS,
+    ),
+    Mutant(
         "Fortran-order dw uses the block's first dz",
         "backends/_blocked.py",
         "dw[j] += column[j] * d\n",
