@@ -4,8 +4,8 @@ The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.Kerne
 block size in each memory order, the number of features below which a Fortran-order block is
 copied into a C-order buffer in cache rather than walked by columns, how many columns are walked
 side by side (8 or one), and the number of features below which C order's two passes are
-pipelined (`_blocked._pipelined_rows`). The best ones depend on
-the caches and the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
+pipelined (`_blocked._pipelined_rows`). The best ones depend on the caches, the prefetchers and
+the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
 AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
 planner does, loopvec measures the candidates once on each machine, outside any timing, and
 keeps the choice in
@@ -369,9 +369,8 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     """The plan with the least mean log(median / best median at that n) over the widths, for
     each order its block size and the width below which it pipelines (C) or transposes (Fortran):
     never, always, or between two widths measured, at their geometric mean; and in Fortran order
-    how many columns it walks side by side elsewhere. Either order keeps
-    today's constants, or the largest block, among candidates within the tie band of the best
-    (`_pick`)."""
+    how many columns it walks side by side elsewhere. Either order keeps today's constants, or
+    the largest block, among candidates within the tie band of the best (`_pick`)."""
     time_of = _times(timings)
     widths = sorted({n for n, _, _ in time_of})
     best: dict[tuple[int, str], float] = {}  # (n, "C" or "F") -> the fastest candidate's time

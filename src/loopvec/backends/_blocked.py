@@ -17,9 +17,9 @@ streaming while the cache is read (at (1e6, 100) on a 2-core Xeon, 6 % faster: f
 the read bandwidth). In Fortran order (a column per example) they either walk the columns (8 at a
 time, or in the z pass one at a time: 8 short streams side by side halved the speed from memory
 on a Zen 4), or copy the block into a C-order buffer that stays in cache and run the row loops
-on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on each
-machine (`loopvec.tuning`). Sums are reassociated
-(REASSOCIATE) so that LLVM spreads them over SIMD lanes.
+on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on
+each machine (`loopvec.tuning`). Sums are reassociated (REASSOCIATE) so that LLVM spreads them
+over SIMD lanes.
 
 exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
 exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
