@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -47,6 +49,17 @@ def as_a_user_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest-benchmark turns its timing off where it finds them."""
     for name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sigint_as_a_terminal_sets_it() -> Iterator[None]:
+    """Python's own SIGINT handler, as in a terminal: a shell without job control (CI's may)
+    starts background commands with SIGINT ignored, and loopvec leaves an ignored SIGINT alone."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 #: The end-to-end tests, longest first (as --durations shows them on 2 cores): started first,

@@ -6,22 +6,12 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 from loopvec.interrupts import ctrl_c
 
-
-@pytest.fixture(autouse=True)
-def sigint_as_a_terminal_sets_it() -> Iterator[None]:
-    """Python's own handler, as in a terminal: a shell without job control (CI's may) starts
-    background commands with SIGINT ignored, and `ctrl_c` leaves an ignored SIGINT alone."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
+pytestmark = pytest.mark.usefixtures("sigint_as_a_terminal_sets_it")
 
 
 def ctrl_c_in_a_gc_callback() -> None:

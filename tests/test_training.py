@@ -250,6 +250,7 @@ def test_ctrl_c_keeps_what_was_learned() -> None:
     assert partial.b == full.b
 
 
+@pytest.mark.usefixtures("sigint_as_a_terminal_sets_it")  # as a terminal's, not CI's
 def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """A step that updates w in place (as torch's optimizers do) is never cut in half: the
     weights and their count stay together."""
@@ -268,20 +269,15 @@ def test_ctrl_c_inside_a_step_takes_effect_after_it(monkeypatch: pytest.MonkeyPa
         return advance, w.copy(), b
 
     monkeypatch.setattr("loopvec.training.get_loop", lambda backend, loop: in_place)
-    # A shell without job control starts background commands with SIGINT ignored (CI's may):
-    # give this process Python's own handler, as a terminal's would have.
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(TrainingInterrupted) as caught:
-            loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with pytest.raises(TrainingInterrupted) as caught:
+        loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     partial = caught.value.result
     assert partial.iterations == 3
     np.testing.assert_allclose(partial.w, problem.w - 6.0, rtol=1e-15)  # 3 whole steps
 
 
+@pytest.mark.usefixtures("sigint_as_a_terminal_sets_it")  # as a terminal's, not CI's
 @pytest.mark.parametrize("where", ["__del__", "gc callback"])
 def test_a_second_ctrl_c_where_python_drops_exceptions_prints_no_traceback(
     where: str, monkeypatch: pytest.MonkeyPatch
@@ -314,12 +310,8 @@ def test_a_second_ctrl_c_where_python_drops_exceptions_prints_no_traceback(
         return advance, w.copy(), b
 
     monkeypatch.setattr("loopvec.training.get_loop", lambda backend, loop: finalizing)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's
-    try:
-        with pytest.raises(TrainingInterrupted) as caught:  # and no "Exception ignored in"
-            loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with pytest.raises(TrainingInterrupted) as caught:  # and no "Exception ignored in"
+        loopvec.train(problem.X, problem.Y, w0=problem.w, iterations=1000)
     assert caught.value.result.iterations == 3
 
 
