@@ -108,6 +108,27 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "the short columns' sums come out in the lanes of the shuffles",
+        "backends/_simd.py",
+        "_BIT_REVERSED = (0, 4, 2, 6, 1, 5, 3, 7)",
+        "_BIT_REVERSED = (0, 1, 2, 3, 4, 5, 6, 7)",
+        KERNELS,
+    ),
+    Mutant(
+        "a short column's load reads one feature past its count",
+        "backends/_simd.py",
+        '"<", _constant_vector(_I64, list(range(LANES)))',
+        '"<=", _constant_vector(_I64, list(range(LANES)))',
+        KERNELS,
+    ),
+    Mutant(
+        "the short columns' dw reads features 9 to 16 from the column's start",
+        "backends/_blocked.py",
+        "sums_high = fma(load_column(X, start + i, LANES, high), d, sums_high)",
+        "sums_high = fma(load_column(X, start + i, 0, high), d, sums_high)",
+        KERNELS,
+    ),
+    Mutant(
         "Fortran-order dw uses the block's first dz",
         "backends/_blocked.py",
         "dw[j] += column[j] * d\n",

@@ -1,7 +1,8 @@
 """Every path of the compiled kernels, against the reference: several blocks of examples and a
-partial last one, C and Fortran order, float64 and float32, n around the 8-row unroll, every way
-a kernel plan reads a block, numba_parallel's threaded path with 2, 3 and 7 ranges of examples,
-and all of it again compiled for AVX2 (`NUMBA_CPU_NAME=haswell`) whatever this CPU has.
+partial last one, C and Fortran order, float64 and float32, n around the 8-row unroll and the
+short columns' two SIMD vectors, every way a kernel plan reads a block, numba_parallel's
+threaded path with 2, 3 and 7 ranges of examples, and all of it again compiled for AVX2
+(`NUMBA_CPU_NAME=haswell`) whatever this CPU has.
 
 `Reference` sums the lesson's formula with numpy in blocks of its own size (no code in common with
 the kernels); tests/test_agreement.py holds it to the exact gradient.
@@ -35,8 +36,10 @@ pytestmark = pytest.mark.skipif(
 BLOCK = 4096  # examples per block for n <= 256 in C order (`block_examples`, DEFAULT_PLAN)
 #: One full block and one example; two and a half blocks; three blocks and a partial fourth.
 BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
-#: Below the 8-row unroll, a multiple of it, and 8 rows plus 5 left over.
-UNROLL_N = (3, 16, 13)
+#: Below the 8-row unroll, a multiple of it, and 8 rows plus 5 left over; in Fortran order these
+#: are short columns (`_blocked.SHORT_COLUMN_MAX_N`: one SIMD vector, two, one and 5 lanes), and
+#: 2 x 8 + 5 features are walked.
+UNROLL_N = (3, 16, 13, 21)
 #: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, the block
 #: transposed, by n; C order: its two passes apart or pipelined), with the reference's block
 #: sizes and with the smallest blocks (64 examples: a problem spans many).

@@ -4,11 +4,12 @@ The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.Kerne
 block size in each memory order, the number of features below which a Fortran-order block is
 copied into a C-order buffer in cache rather than walked by columns, how many columns are walked
 side by side (8 or one), and the number of features below which C order's two passes are
-pipelined (`_blocked._pipelined_rows`). The best ones depend on the caches, the prefetchers and
-the SIMD width: 256 KiB column blocks, chosen on the reference machine (Zen 5,
-AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's
-planner does, loopvec measures the candidates once on each machine, outside any timing, and
-keeps the choice in
+pipelined (`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features
+has one way (two SIMD vectors a column), only its block size is the plan's. The best ones depend
+on the caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the
+reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a
+Zen 3 (AVX2). As FFTW's planner does, loopvec measures the candidates once on each machine,
+outside any timing, and keeps the choice in
 
     <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
 
@@ -18,7 +19,7 @@ seconds, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot 
 cache folder that cannot be written, too little memory), saying so, or where
 LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
-How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 10, 100
+How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 32, 100
 and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
 every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
 drifting machine shifts them all alike; the plan with the least mean log of its median time over
@@ -54,8 +55,9 @@ PLAN_ENV = "LOOPVEC_KERNEL_PLAN"
 FORMAT = 1
 #: X of the measuring problem: far beyond the caches, about 0.1 s a candidate at 25 GB/s.
 TUNE_X_BYTES = 256 * 2**20
-#: Widths measured: the plan serves narrow and wide X.
-TUNE_FEATURES = (10, 100, 1000)
+#: Widths measured: the plan serves narrow and wide X. The narrowest is above
+#: `_blocked.SHORT_COLUMN_MAX_N`: below it Fortran order reads its short columns one way only.
+TUNE_FEATURES = (32, 100, 1000)
 #: Rounds of every candidate: with 5, five measurements on a drifting 2-core Xeon gave four
 #: different plans; with 9 (10 s there), two, whose C blocks were within 3 % of each other.
 ROUNDS = 9

@@ -18,8 +18,10 @@ the read bandwidth). In Fortran order (a column per example) they either walk th
 time, or in the z pass one at a time: 8 short streams side by side halved the speed from memory
 on a Zen 4), or copy the block into a C-order buffer that stays in cache and run the row loops
 on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on
-each machine (`loopvec.tuning`). Sums are reassociated (REASSOCIATE) so that LLVM spreads them
-over SIMD lanes.
+each machine (`loopvec.tuning`). Columns of at most 16 features, shorter than LLVM's vector
+loops, are read as two SIMD vectors each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4
+that took Fortran order from 1.6x C order's time to 1.0x. Sums are reassociated (REASSOCIATE) so
+that LLVM spreads them over SIMD lanes.
 
 exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
 exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
@@ -32,12 +34,13 @@ range reduction's exact steps made it 200 ulps off near exp(-700).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from loopvec.backends._jit import FUSE, REASSOCIATE, jit
+from loopvec.backends._simd import LANES, fma, lane, lane_sums, load_column, store, zeros
 
 #: float64 or float32 arrays: the kernels compile once per dtype and memory layout.
 Floats = NDArray[np.floating]
@@ -55,6 +58,8 @@ _LN2_LO = 1.90821492927058770002e-10
 _EXP_FLOOR = -1400.0
 _ROWS = 8  # rows of X per pass in C order (registers hold 8 accumulators)
 _COLUMNS = 8  # columns (examples) of X per pass in Fortran order, for the same reason
+#: Fortran order up to this many features: each column read as two `_simd.Lanes` values.
+SHORT_COLUMN_MAX_N = 2 * LANES
 
 
 class KernelPlan(NamedTuple):
@@ -65,8 +70,8 @@ class KernelPlan(NamedTuple):
     c_block_bytes: int  #: bytes of X per block in C order
     f_block_bytes: int  #: bytes of X per block in any other layout (Fortran order)
     #: Fortran order below this many features: each block copied into a C-order buffer in cache
-    #: and read by the C-order loops (few features are too short a column for SIMD); at and
-    #: above it, the block's columns are walked 8 at a time.
+    #: and read by the C-order loops; at and above it, the block's columns are walked. (Up to
+    #: SHORT_COLUMN_MAX_N features, neither: the short-column kernels.)
     f_transpose_below_n: int
     #: C order below this many features: each block's dw pass is made in the walk over the next
     #: block's rows (`_z_dw_rows`), so that the memory streams while the cache is read; at and
@@ -361,6 +366,58 @@ def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> Non
 
 
 @jit
+def _lanes_product(X: Floats, column: int, low: int, high: int, w_low: Any, w_high: Any) -> Any:
+    """X[:, column] * w lane by lane, the column's first `low` features in w_low's lanes and the
+    next `high` in w_high's, added: a Lanes value whose 8 lanes sum to the column's dot product."""
+    product = fma(load_column(X, column, 0, low), w_low, 0.0)
+    return fma(load_column(X, column, LANES, high), w_high, product)
+
+
+@jit
+def _z_short_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
+    """z[:size] = b + w.T X[:, start:start+size] for n <= 16 features, X's columns contiguous:
+    each column is two Lanes, and 8 columns' sums are made at once (`lane_sums`), not one
+    reduction a column. w is (n,) contiguous."""
+    n = X.shape[0]
+    low, high = min(n, LANES), max(n - LANES, 0)
+    w_column = w.reshape(n, 1)
+    w_low, w_high = load_column(w_column, 0, 0, low), load_column(w_column, 0, LANES, high)
+    i = 0
+    while i + LANES <= size:
+        c = start + i
+        sums = lane_sums(
+            _lanes_product(X, c, low, high, w_low, w_high),
+            _lanes_product(X, c + 1, low, high, w_low, w_high),
+            _lanes_product(X, c + 2, low, high, w_low, w_high),
+            _lanes_product(X, c + 3, low, high, w_low, w_high),
+            _lanes_product(X, c + 4, low, high, w_low, w_high),
+            _lanes_product(X, c + 5, low, high, w_low, w_high),
+            _lanes_product(X, c + 6, low, high, w_low, w_high),
+            _lanes_product(X, c + 7, low, high, w_low, w_high),
+        )
+        store(z, i, fma(sums, 1.0, b))
+        i += LANES
+    _z_each_column(w, b, X, start + i, size - i, z[i:])
+
+
+@jit
+def _dw_short_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> None:
+    """dw += X[:, start:start+size] dz[:size] for n <= 16 features, X's columns contiguous: dw's
+    sums stay in two Lanes (registers) for the whole block."""
+    n = X.shape[0]
+    low, high = min(n, LANES), max(n - LANES, 0)
+    sums_low, sums_high = zeros(), zeros()
+    for i in range(size):
+        d = dz[i]
+        sums_low = fma(load_column(X, start + i, 0, low), d, sums_low)
+        sums_high = fma(load_column(X, start + i, LANES, high), d, sums_high)
+    for j in range(low):
+        dw[j] += lane(sums_low, j)
+    for j in range(high):
+        dw[LANES + j] += lane(sums_high, j)
+
+
+@jit
 def _transpose_block(X: Floats, start: int, size: int, buffer: Floats) -> None:
     """buffer[:, :size] = X[:, start:start+size] (X in Fortran order), 8 columns at a time: each
     row of the buffer gets 8 adjacent values, one vector store."""
@@ -388,7 +445,8 @@ def accumulate(
     """
     n = X.shape[0]
     rows_contiguous = X.strides[1] <= X.strides[0]  # C order (or a view like it)
-    transpose = not rows_contiguous and n < plan.f_transpose_below_n
+    short_columns = not rows_contiguous and n <= SHORT_COLUMN_MAX_N and X.strides[0] == X.itemsize
+    transpose = not rows_contiguous and not short_columns and n < plan.f_transpose_below_n
     block_bytes = plan.c_block_bytes if rows_contiguous else plan.f_block_bytes
     block = min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
     z = np.empty(block)
@@ -410,6 +468,8 @@ def accumulate(
             _z_rows(w, b, buffer, 0, size, z)
         elif rows_contiguous:
             _z_rows(w, b, X, start, size, z)
+        elif short_columns:
+            _z_short_columns(w_vector, b, X, start, size, z)
         elif plan.f_columns_per_walk == 1:
             _z_each_column(w_vector, b, X, start, size, z)
         else:
@@ -419,6 +479,8 @@ def accumulate(
             _dw_rows(buffer, 0, size, dz, dw)
         elif rows_contiguous:
             _dw_rows(X, start, size, dz, dw)
+        elif short_columns:
+            _dw_short_columns(X, start, size, dz, dw)
         else:
             _dw_columns(X, start, size, dz, dw)
     return db
