@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loopvec.grid import GRIDS, fit_cost_model, make_cells, make_training_cells
+from loopvec.grid import GRIDS, fit_cost_model, make_cells, make_training_cells, no_cell_reason
 
 
 def test_default_grid_spans_the_issue_sizes() -> None:
@@ -120,3 +120,12 @@ def test_cost_model_of_one_example_count_has_no_cost_per_example() -> None:
     assert model is not None
     assert model.per_example_s == 0.0
     assert model.predict_s(100, 1) < 0.1
+
+
+def test_a_backend_without_threads_has_no_cell_above_one_thread_and_says_why() -> None:
+    assert not make_cells([10], [10], ["numba_fused"], [2])
+    assert no_cell_reason("numba_fused", [2]) == (
+        "it runs at 1 thread only (it has no threads of its own), and --threads is 2"
+    )
+    assert no_cell_reason("numba_fused", [2, 1]) is None
+    assert no_cell_reason("numba_parallel", [2]) is None

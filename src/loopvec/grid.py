@@ -179,6 +179,16 @@ def make_cells(
     ]
 
 
+def no_cell_reason(backend: str, threads: Iterable[int]) -> str | None:
+    """Why `backend` has no cell at these thread counts (`_runs_at`), or None if it has one."""
+    thread_counts = sorted(set(threads))
+    if any(_runs_at(backend, t, thread_counts) for t in thread_counts):
+        return None
+    return "it runs at 1 thread only (it has no threads of its own), and --threads is " + ",".join(
+        map(str, thread_counts)
+    )
+
+
 def _runs_at(backend: str, threads: int, thread_counts: Sequence[int]) -> bool:
     """Unthreaded backends run at 1 thread only, fixed pools (JAX) at the most threads only."""
     threading = BACKENDS[backend].threading

@@ -30,6 +30,7 @@ from loopvec.grid import (
     TrainingCell,
     make_cells,
     make_training_cells,
+    no_cell_reason,
 )
 from loopvec.provenance import git_state, planned
 from loopvec.results import RAW, REFERENCE_RUN, ResultsWriteError, write_json_atomic
@@ -390,7 +391,9 @@ class BenchPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
-        for name, reason in self.settings.unavailable.items():
+        threads = self.settings.threads
+        no_cells = {b: r for b in self.settings.available if (r := no_cell_reason(b, threads))}
+        for name, reason in {**self.settings.unavailable, **no_cells}.items():
             terminalreporter.write_line(
                 f"loopvec: backend {name} was not timed: {reason}", yellow=True
             )
