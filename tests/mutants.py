@@ -115,10 +115,24 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
-        "a short column's load reads one feature past its count",
+        "a short column's load takes one feature past its count",
         "backends/_simd.py",
-        '"<", _constant_vector(_I64, list(range(LANES)))',
-        '"<=", _constant_vector(_I64, list(range(LANES)))',
+        'builder.icmp_signed("<", lanes, _splat(builder, count))',
+        'builder.icmp_signed("<=", lanes, _splat(builder, count))',
+        KERNELS,
+    ),
+    Mutant(
+        "a short column keeps what it read past its count",
+        "backends/_simd.py",
+        "loaded = builder.select(mask, whole, zero)",
+        "loaded = whole",
+        KERNELS,
+    ),
+    Mutant(
+        "the short columns read one more column whole, past X's end",
+        "backends/_blocked.py",
+        "slack // column_stride + 1)",
+        "slack // column_stride + 2)",
         KERNELS,
     ),
     Mutant(

@@ -10,6 +10,8 @@ the kernels); tests/test_agreement.py holds it to the exact gradient.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import re
 import subprocess
@@ -23,7 +25,14 @@ import pytest
 import loopvec
 from loopvec.agreement import RTOL, Reference
 from loopvec.backends import get_kernel
-from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan, _dw_columns, block_examples
+from loopvec.backends._blocked import (
+    DEFAULT_PLAN,
+    SHORT_COLUMN_MAX_N,
+    KernelPlan,
+    _dw_columns,
+    block_examples,
+    columns_read_whole,
+)
 from loopvec.backends._jit import REASSOCIATE
 from loopvec.backends.numba_fused import planned_gradient
 from loopvec.backends.numba_parallel import ranges_of, threaded_gradient
@@ -106,6 +115,56 @@ def test_the_threaded_path_with_ranges_that_do_not_divide_m(
     assert ranges_of(m, n, threads, 1) == threads  # forced: every range its own thread's work
     p = problem(m, n, layout, dtype, seed=threads)
     check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, threads, 1, DEFAULT_PLAN), p)
+
+
+@pytest.mark.parametrize("n", [3, 10, 16])
+def test_short_columns_read_whole_all_but_the_last_that_would_reach_past_x(n: int) -> None:
+    X = np.asfortranarray(np.ones((n, 50)))
+    last = 49 - (SHORT_COLUMN_MAX_N - n) // n - ((SHORT_COLUMN_MAX_N - n) % n > 0)
+    assert columns_read_whole(X) == last + 1  # columns 0..last: 16 values from each start
+    assert (last * n + SHORT_COLUMN_MAX_N) * 8 <= X.nbytes < ((last + 1) * n + 16) * 8
+    assert columns_read_whole(X[:, :1]) == (1 if n == 16 else 0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [3, 13])
+def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(n: int, dtype: str):  # type: ignore[no-untyped-def]
+    """A Fortran-order view whose columns have gaps full of NaN (rows and columns of a larger
+    array left out): the short-column kernels read 16 values a column, and what they read past
+    its n is set to 0, never multiplied by 0."""
+    p = problem(BLOCK + 301, n, "F", dtype, seed=n)
+    parent = np.full((n + 3, 2 * p.X.shape[1]), np.nan, dtype=dtype, order="F")
+    parent[:n, ::2] = p.X
+    view = parent[:n, ::2]
+    assert view.strides == (view.itemsize, 2 * (n + 3) * view.itemsize)
+    for backend in ("numba_fused", "numba_parallel"):
+        check(backend, get_kernel(backend)(p.w, p.b, view, p.Y), p)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through Linux's libc")
+@pytest.mark.parametrize("n", [3, 10, 16])
+def test_short_columns_read_nothing_past_the_end_of_x(n: int) -> None:
+    """X (Fortran order) ends where a page that may not be read begins: a read past its last
+    element would end the process (SIGSEGV). Compiled for AVX-512, LLVM makes a whole load and
+    its select one masked load, which reads nothing masked; the AVX2 run below reads whole."""
+    page, m = mmap.PAGESIZE, 1000
+    pages = -(-m * n * 8 // page)
+    memory = mmap.mmap(-1, (pages + 1) * page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    libc = ctypes.CDLL(None, use_errno=True)
+    guard = ctypes.c_void_p(start + pages * page)
+    assert libc.mprotect(guard, ctypes.c_size_t(page), 0) == 0, os.strerror(ctypes.get_errno())
+    try:
+        X = np.frombuffer(memory, np.float64, m * n, pages * page - m * n * 8).reshape(m, n).T
+        X.flags.writeable = True  # frombuffer's array of a mmap is read-only to numpy only
+        p = problem(m, n, "F", "float64", seed=n)
+        X[...] = p.X
+        for backend in ("numba_fused", "numba_parallel"):
+            check(backend, get_kernel(backend)(p.w, p.b, X, p.Y), Problem(p.w, p.b, X, p.Y))
+    finally:
+        libc.mprotect(guard, ctypes.c_size_t(page), 3)  # read and write again, so it can close
+        del X
+        memory.close()
 
 
 @pytest.mark.parametrize("plan", PLANS.values(), ids=list(PLANS))

@@ -40,7 +40,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from loopvec.backends._jit import FUSE, REASSOCIATE, jit
-from loopvec.backends._simd import LANES, fma, lane, lane_sums, load_column, store, zeros
+from loopvec.backends._simd import (
+    LANES,
+    fma,
+    lane,
+    lane_sums,
+    load_column,
+    load_column_masked,
+    store,
+    zeros,
+)
 
 #: float64 or float32 arrays: the kernels compile once per dtype and memory layout.
 Floats = NDArray[np.floating]
@@ -366,6 +375,15 @@ def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> Non
 
 
 @jit
+def columns_read_whole(X: Floats) -> int:
+    """How many of X's first columns can be read 16 values at a time (two Lanes) without reading
+    past X's last element: all but the last one or two at n <= 16 (X's columns contiguous)."""
+    column_stride = X.strides[1]
+    slack = (X.shape[1] - 1) * column_stride + (X.shape[0] - 2 * LANES) * X.itemsize
+    return 0 if slack < 0 else min(X.shape[1], slack // column_stride + 1)
+
+
+@jit
 def _lanes_product(X: Floats, column: int, low: int, high: int, w_low: Any, w_high: Any) -> Any:
     """X[:, column] * w lane by lane, the column's first `low` features in w_low's lanes and the
     next `high` in w_high's, added: a Lanes value whose 8 lanes sum to the column's dot product."""
@@ -377,13 +395,15 @@ def _lanes_product(X: Floats, column: int, low: int, high: int, w_low: Any, w_hi
 def _z_short_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
     """z[:size] = b + w.T X[:, start:start+size] for n <= 16 features, X's columns contiguous:
     each column is two Lanes, and 8 columns' sums are made at once (`lane_sums`), not one
-    reduction a column. w is (n,) contiguous."""
+    reduction a column; X's last columns one at a time. w is (n,) contiguous."""
     n = X.shape[0]
     low, high = min(n, LANES), max(n - LANES, 0)
     w_column = w.reshape(n, 1)
-    w_low, w_high = load_column(w_column, 0, 0, low), load_column(w_column, 0, LANES, high)
+    w_low = load_column_masked(w_column, 0, 0, low)
+    w_high = load_column_masked(w_column, 0, LANES, high)
+    whole = min(size, columns_read_whole(X) - start)
     i = 0
-    while i + LANES <= size:
+    while i + LANES <= whole:
         c = start + i
         sums = lane_sums(
             _lanes_product(X, c, low, high, w_low, w_high),
@@ -406,11 +426,16 @@ def _dw_short_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) 
     sums stay in two Lanes (registers) for the whole block."""
     n = X.shape[0]
     low, high = min(n, LANES), max(n - LANES, 0)
+    whole = max(0, min(size, columns_read_whole(X) - start))
     sums_low, sums_high = zeros(), zeros()
-    for i in range(size):
+    for i in range(whole):
         d = dz[i]
         sums_low = fma(load_column(X, start + i, 0, low), d, sums_low)
         sums_high = fma(load_column(X, start + i, LANES, high), d, sums_high)
+    for i in range(whole, size):  # X's last columns: nothing read past its end
+        d = dz[i]
+        sums_low = fma(load_column_masked(X, start + i, 0, low), d, sums_low)
+        sums_high = fma(load_column_masked(X, start + i, LANES, high), d, sums_high)
     for j in range(low):
         dw[j] += lane(sums_low, j)
     for j in range(high):
