@@ -126,14 +126,13 @@ def test_short_columns_read_whole_all_but_the_last_that_would_reach_past_x(n: in
     assert columns_read_whole(X[:, :1]) == (1 if n == 16 else 0)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("n", [3, 13])
-def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(n: int, dtype: str):  # type: ignore[no-untyped-def]
+def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(n: int) -> None:
     """A Fortran-order view whose columns have gaps full of NaN (rows and columns of a larger
     array left out): the short-column kernels read 16 values a column, and what they read past
-    its n is set to 0, never multiplied by 0."""
-    p = problem(BLOCK + 301, n, "F", dtype, seed=n)
-    parent = np.full((n + 3, 2 * p.X.shape[1]), np.nan, dtype=dtype, order="F")
+    its n is set to 0, never multiplied by 0. (float64 only: a view's layout is compiled anew.)"""
+    p = problem(BLOCK + 301, n, "F", "float64", seed=n)
+    parent = np.full((n + 3, 2 * p.X.shape[1]), np.nan, order="F")
     parent[:n, ::2] = p.X
     view = parent[:n, ::2]
     assert view.strides == (view.itemsize, 2 * (n + 3) * view.itemsize)

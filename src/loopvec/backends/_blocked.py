@@ -20,8 +20,8 @@ on a Zen 4), or copy the block into a C-order buffer that stays in cache and run
 on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on
 each machine (`loopvec.tuning`). Columns of at most 16 features, shorter than LLVM's vector
 loops, are read as two SIMD vectors each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4
-that took Fortran order from 1.6x C order's time to 1.0x. Sums are reassociated (REASSOCIATE) so
-that LLVM spreads them over SIMD lanes.
+that took Fortran order from 1.6x C order's time to 1.01x to 1.08x. Sums are reassociated
+(REASSOCIATE) so that LLVM spreads them over SIMD lanes.
 
 exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
 exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
@@ -377,7 +377,7 @@ def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> Non
 @jit
 def columns_read_whole(X: Floats) -> int:
     """How many of X's first columns can be read 16 values at a time (two Lanes) without reading
-    past X's last element: all but the last one or two at n <= 16 (X's columns contiguous)."""
+    past X's last element: all but the last few at n <= 16 (X's columns contiguous)."""
     column_stride = X.strides[1]
     slack = (X.shape[1] - 1) * column_stride + (X.shape[0] - 2 * LANES) * X.itemsize
     return 0 if slack < 0 else min(X.shape[1], slack // column_stride + 1)
@@ -401,7 +401,7 @@ def _z_short_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: F
     w_column = w.reshape(n, 1)
     w_low = load_column_masked(w_column, 0, 0, low)
     w_high = load_column_masked(w_column, 0, LANES, high)
-    whole = min(size, columns_read_whole(X) - start)
+    whole = max(0, min(size, columns_read_whole(X) - start))
     i = 0
     while i + LANES <= whole:
         c = start + i
