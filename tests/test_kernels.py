@@ -153,9 +153,8 @@ def test_short_columns_read_nothing_past_the_end_of_x(n: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     guard = ctypes.c_void_p(start + pages * page)
     assert libc.mprotect(guard, ctypes.c_size_t(page), 0) == 0, os.strerror(ctypes.get_errno())
+    X = np.frombuffer(memory, np.float64, m * n, pages * page - m * n * 8).reshape(m, n).T
     try:
-        X = np.frombuffer(memory, np.float64, m * n, pages * page - m * n * 8).reshape(m, n).T
-        X.flags.writeable = True  # frombuffer's array of a mmap is read-only to numpy only
         p = problem(m, n, "F", "float64", seed=n)
         X[...] = p.X
         for backend in ("numba_fused", "numba_parallel"):
