@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import io
 import json
 import math
@@ -51,6 +52,7 @@ from loopvec.formatting import format_seconds
 from loopvec.front_page import update_readme
 from loopvec.grid import TRAIN_LEARNING_RATE
 from loopvec.interactive import MAX_PAGE_BYTES, render_comparison_page, render_page
+from loopvec.interrupts import ctrl_c
 from loopvec.machine import machine_record
 from loopvec.plots import cost_curve, figures_for
 from loopvec.report import render_report
@@ -500,6 +502,14 @@ def _train(args: argparse.Namespace) -> int:
             interrupted = False
         except TrainingInterrupted as interrupt:
             result, interrupted = interrupt.result, True
+            # The interrupted step's frames (on Dask: its futures) are freed here, a Ctrl-C kept:
+            # one landing in a future's __del__ would print a traceback and be lost; this way it
+            # stops the writing of the results, in one line (main).
+            with ctrl_c(first_at_once=False) as late:
+                interrupt.__traceback__ = interrupt.__context__ = None
+                gc.collect()
+            if late.pressed:
+                raise KeyboardInterrupt from None
         train_s = time.perf_counter() - start
     right = accuracy(result.w, result.b, data.X, data.Y)
     stopped = " (interrupted)" if interrupted else ""
