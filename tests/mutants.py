@@ -108,6 +108,20 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "the Lanes walk reads a column's last Lanes whole",
+        "backends/_blocked.py",
+        "            wj, count = load_column(w_column, 0, j, LANES), min(LANES, n - j)\n",
+        "            wj, count = load_column(w_column, 0, j, LANES), LANES\n",
+        KERNELS,
+    ),
+    Mutant(
+        "the Lanes walk's dw drops its second chain",
+        "backends/_blocked.py",
+        "            store(dw_lanes, j, fma(even, 1.0, odd))\n",
+        "            store(dw_lanes, j, even)\n",
+        KERNELS,
+    ),
+    Mutant(
         "the short columns' sums come out in the lanes of the shuffles",
         "backends/_simd.py",
         "_BIT_REVERSED = (0, 4, 2, 6, 1, 5, 3, 7)",

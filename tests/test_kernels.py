@@ -49,15 +49,17 @@ BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: are short columns (`_blocked.SHORT_COLUMN_MAX_N`: one SIMD vector, two, one and 5 lanes), and
 #: 2 x 8 + 5 features are walked.
 UNROLL_N = (3, 16, 13, 21)
-#: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, the block
-#: transposed, by n; C order: its two passes apart or pipelined), with the reference's block
-#: sizes and with the smallest blocks (64 examples: a problem spans many).
+#: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, or 8 in
+#: Lanes, the block transposed, by n; C order: its two passes apart or pipelined), with the
+#: reference's block sizes and with the smallest blocks (64 examples: a problem spans many).
 PLANS = {
     "columns": DEFAULT_PLAN,
     "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
     "smallest blocks, columns": KernelPlan(1, 1, 0),
     "columns one at a time": DEFAULT_PLAN._replace(f_columns_per_walk=1),
     "smallest blocks, columns one at a time": KernelPlan(1, 1, 0, 0, 1),
+    "columns in lanes": DEFAULT_PLAN._replace(f_lanes=1),
+    "smallest blocks, columns in lanes": KernelPlan(1, 1, 0, 0, 8, 1),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
     "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
     "smallest blocks, C order pipelined below n = 14": KernelPlan(1, 1, 0, 14),
@@ -126,26 +128,44 @@ def test_short_columns_read_whole_all_but_the_last_that_would_reach_past_x(n: in
     assert columns_read_whole(X[:, :1]) == (1 if n == 16 else 0)
 
 
-@pytest.mark.parametrize("n", [3, 13])
-def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(n: int) -> None:
+#: The plan of the Lanes walk of columns longer than the short ones.
+LANES_PLAN = DEFAULT_PLAN._replace(f_lanes=1)
+
+
+@pytest.mark.parametrize("n", [17, 24, 100])  # 8 features a Lanes value and 1, 0 and 4 more
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(n: int, dtype: str) -> None:
+    p = problem(BLOCK + 301, n, "F", dtype, seed=n)
+    check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, LANES_PLAN), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, LANES_PLAN), p)
+
+
+@pytest.mark.parametrize(("n", "plan"), [(3, DEFAULT_PLAN), (13, DEFAULT_PLAN), (21, LANES_PLAN)])
+def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(
+    n: int, plan: KernelPlan
+) -> None:
     """A Fortran-order view whose columns have gaps full of NaN (rows and columns of a larger
-    array left out): the short-column kernels read 16 values a column, and what they read past
-    its n is set to 0, never multiplied by 0. (float64 only: a view's layout is compiled anew.)"""
+    array left out): the short-column and Lanes kernels read whole Lanes of a column, and what
+    they read past its n is set to 0, never multiplied by 0. (float64 only: a view's layout is
+    compiled anew.)"""
     p = problem(BLOCK + 301, n, "F", "float64", seed=n)
     parent = np.full((n + 3, 2 * p.X.shape[1]), np.nan, order="F")
     parent[:n, ::2] = p.X
     view = parent[:n, ::2]
     assert view.strides == (view.itemsize, 2 * (n + 3) * view.itemsize)
-    for backend in ("numba_fused", "numba_parallel"):
-        check(backend, get_kernel(backend)(p.w, p.b, view, p.Y), p)
+    check("numba_fused", planned_gradient(p.w, p.b, view, p.Y, plan), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, view, p.Y, 3, 1, plan), p)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through Linux's libc")
-@pytest.mark.parametrize("n", [3, 10, 16])
-def test_short_columns_read_nothing_past_the_end_of_x(n: int) -> None:
+@pytest.mark.parametrize(
+    ("n", "plan"), [(3, DEFAULT_PLAN), (10, DEFAULT_PLAN), (16, DEFAULT_PLAN), (21, LANES_PLAN)]
+)
+def test_short_columns_read_nothing_past_the_end_of_x(n: int, plan: KernelPlan) -> None:
     """X (Fortran order) ends where a page that may not be read begins: a read past its last
     element would end the process (SIGSEGV). Compiled for AVX-512, LLVM makes a whole load and
-    its select one masked load, which reads nothing masked; the AVX2 run below reads whole."""
+    its select one masked load, which reads nothing masked; the AVX2 run below reads whole. The
+    Lanes walk of longer columns too."""
     page, m = mmap.PAGESIZE, 1000
     pages = -(-m * n * 8 // page)
     memory = mmap.mmap(-1, (pages + 1) * page)
@@ -157,8 +177,12 @@ def test_short_columns_read_nothing_past_the_end_of_x(n: int) -> None:
     try:
         p = problem(m, n, "F", "float64", seed=n)
         X[...] = p.X
-        for backend in ("numba_fused", "numba_parallel"):
-            check(backend, get_kernel(backend)(p.w, p.b, X, p.Y), Problem(p.w, p.b, X, p.Y))
+        gradients = {
+            "numba_fused": planned_gradient(p.w, p.b, X, p.Y, plan),
+            "numba_parallel": threaded_gradient(p.w, p.b, X, p.Y, 3, 1, plan),
+        }
+        for backend, gradient in gradients.items():
+            check(backend, gradient, Problem(p.w, p.b, X, p.Y))  # no reference to X kept
     finally:
         libc.mprotect(guard, ctypes.c_size_t(page), 3)  # read and write again, so it can close
         del X

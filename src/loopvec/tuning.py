@@ -2,9 +2,10 @@
 
 The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.KernelPlan`): the
 block size in each memory order, the number of features below which a Fortran-order block is
-copied into a C-order buffer in cache rather than walked by columns, how many columns are walked
-side by side (8 or one), and the number of features below which C order's two passes are
-pipelined (`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features
+copied into a C-order buffer in cache rather than walked by columns, how the columns are walked
+(8 side by side or one at a time by LLVM's loops, or 8 side by side in SIMD registers of 8
+features), and the number of features below which C order's two passes are pipelined
+(`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features
 has one way (two SIMD vectors a column), only its block size is the plan's. The best ones depend
 on the caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the
 reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a
@@ -20,10 +21,11 @@ cache folder that cannot be written, too little memory), saying so, or where
 LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
 How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 32, 100
-and 1000 in both orders; numba_parallel on all threads (the memory-bound case the plan is for);
-every candidate timed in ROUNDS rounds, candidates in a new random order each round so that a
-drifting machine shifts them all alike; the plan with the least mean log of its median time over
-the best at each n, where near ties go to today's constants or the largest block (`choose`).
+and 1000 in both orders, and at each width an X of SMALL_M examples (in cache, as the grid's
+smallest cells are); numba_parallel on all threads; every candidate timed in ROUNDS rounds,
+candidates in a new random order each round so that a drifting machine shifts them all alike;
+the plan with the least mean log of its median time over the best on each problem, where near
+ties go to today's constants or the largest block (`choose`).
 """
 
 from __future__ import annotations
@@ -52,12 +54,19 @@ from loopvec.stats import DEFAULT_TIE_BAND
 
 #: "default": run with today's constants, measure nothing (unset: the machine's plan).
 PLAN_ENV = "LOOPVEC_KERNEL_PLAN"
-FORMAT = 1
+FORMAT = 2  # 2: timings and gains of the problems in cache too
 #: X of the measuring problem: far beyond the caches, about 0.1 s a candidate at 25 GB/s.
 TUNE_X_BYTES = 256 * 2**20
 #: Widths measured: the plan serves narrow and wide X. The narrowest is above
 #: `_blocked.SHORT_COLUMN_MAX_N`: below it Fortran order reads its short columns one way only.
 TUNE_FEATURES = (32, 100, 1000)
+#: Examples of the problem in cache at each width: the grid's smallest m, whose cells the plan
+#: serves too. There the walks differ by their instructions, not by the memory: on a 2-core
+#: Emerald Rapids Xeon at (1000, 100), one thread, Fortran order took 1.155x [1.132, 1.171]
+#: C order's time walked by LLVM's loops, 0.975x [0.921, 1.013] walked in Lanes.
+SMALL_M = 1000
+#: Bytes of X a sample reads at least: a problem in cache is called this over its size times.
+SAMPLE_BYTES = 32 * 2**20
 #: Rounds of every candidate: with 5, five measurements on a drifting 2-core Xeon gave four
 #: different plans; with 9 (10 s there), two, whose C blocks were within 3 % of each other.
 ROUNDS = 9
@@ -86,7 +95,9 @@ def describe(plan: KernelPlan) -> str:
         "columns walked" if below <= 0
         else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
     )  # fmt: skip
-    if below < ALWAYS and plan.f_columns_per_walk == 1:
+    if below < ALWAYS and plan.f_lanes:
+        how += " in 8-feature SIMD registers"
+    elif below < ALWAYS and plan.f_columns_per_walk == 1:
         how += " one at a time"
     below = plan.c_pipeline_below_n
     c_how = (
@@ -113,6 +124,8 @@ def from_json(value: dict[str, Any]) -> KernelPlan:
         raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
     if plan.f_columns_per_walk not in (1, DEFAULT_PLAN.f_columns_per_walk):
         raise ValueError(f"not a kernel plan (columns per walk must be 1 or 8): {value!r}")
+    if plan.f_lanes not in (0, 1):
+        raise ValueError(f"not a kernel plan (f_lanes must be 0 or 1): {value!r}")
     return plan
 
 
@@ -138,10 +151,8 @@ class PlanState:
             return f"kernel plan: today's constants ({describe(self.plan)}): {self.note}"
         assert self.measurement is not None
         gains = ", ".join(
-            f"Fortran {f_gain:.2f}x, C {c_gain:.2f}x at n = {n}"
-            for n, (c_gain, f_gain) in sorted(
-                (int(n), (g["C"], g["F"])) for n, g in self.measurement["gains"].items()
-            )
+            f"Fortran {g['F']:.2f}x, C {g['C']:.2f}x at {problem}"
+            for problem, g in self.measurement["gains"].items()
         )
         return (
             f"kernel plan: {describe(self.plan)} (measured {self.measurement['measured_at']} in "
@@ -266,8 +277,10 @@ def _measuring_alone(path: Path) -> Iterator[None]:
 
 
 #: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
-#: columns, 8 side by side or one at a time, or its block transposed.
-WAYS = ("C rows", "C pipelined", "F columns", "F single columns", "F transpose")
+#: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes, or its
+#: block transposed.
+F_WALKS = ("F columns", "F single columns", "F lanes")
+WAYS = ("C rows", "C pipelined", *F_WALKS, "F transpose")
 #: A threshold above any n: every C-order block pipelined, or every Fortran-order one transposed.
 ALWAYS = 2**62
 
@@ -286,10 +299,14 @@ def plan_of(way: str, block_bytes: int) -> KernelPlan:
         below = ALWAYS if way == "C pipelined" else 0
         return DEFAULT_PLAN._replace(c_block_bytes=block_bytes, c_pipeline_below_n=below)
     below = ALWAYS if way == "F transpose" else 0
-    per_walk = 1 if way == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
-    return DEFAULT_PLAN._replace(
-        f_block_bytes=block_bytes, f_transpose_below_n=below, f_columns_per_walk=per_walk
-    )
+    return _f_walk_plan(way)._replace(f_block_bytes=block_bytes, f_transpose_below_n=below)
+
+
+def _f_walk_plan(walk: str) -> KernelPlan:
+    """Today's constants with Fortran order's columns walked `walk` (one of F_WALKS; the walk
+    of today's constants for "F transpose")."""
+    per_walk = 1 if walk == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
+    return DEFAULT_PLAN._replace(f_columns_per_walk=per_walk, f_lanes=int(walk == "F lanes"))
 
 
 def measure(
@@ -309,25 +326,26 @@ def measure(
     values = rng.standard_normal(x_bytes // 8)
     runs = candidates()
     timings: list[dict[str, Any]] = []
-    for n in features:
-        m = values.size // n
+    for n, m in [(width, m) for width in features for m in (values.size // width, SMALL_M)]:
         X = {"C": values[: n * m].reshape(n, m), "F": values[: n * m].reshape(m, n).T}
         w = rng.standard_normal((n, 1)) / math.sqrt(n)
         Y = (rng.random((1, m)) < 0.5).astype(np.float64)
-        small = {"C": np.ascontiguousarray(X["C"][:, :64]), "F": np.asfortranarray(X["F"][:, :64])}
+        calls = max(1, SAMPLE_BYTES // (n * m * 8))
         for way, _, plan in runs:  # compile (or load) each order's code, outside the timing
-            threaded_gradient(w, 0.0, small[way[0]], Y[:, :64], threads, 1, plan)
+            small = {"C": np.ascontiguousarray, "F": np.asfortranarray}[way[0]](X[way[0]][:, :64])
+            threaded_gradient(w, 0.0, small, Y[:, :64], threads, 1, plan)
         samples: list[list[float]] = [[] for _ in runs]
         for _ in range(rounds):
             for k in rng.permutation(len(runs)):
                 way, _, plan = runs[k]
                 start = clock()
-                threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
-                samples[k].append(clock() - start)
+                for _ in range(calls):
+                    threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
+                samples[k].append((clock() - start) / calls)
         for (way, size, _), times in zip(runs, samples, strict=True):
             median_s = float(np.median(times))
             timings.append(
-                {"n": n, "way": way, "block_bytes": size, "median_s": median_s,
+                {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s}
             )  # fmt: skip
     chosen = choose(timings)
@@ -349,39 +367,51 @@ def measure(
     }
 
 
-def _times(timings: list[dict[str, Any]]) -> dict[tuple[int, str, int], float]:
-    return {(t["n"], t["way"], t["block_bytes"]): t["median_s"] for t in timings}
+def _times(timings: list[dict[str, Any]]) -> dict[tuple[int, int, str, int], float]:
+    """{(n, m, way, block bytes): median seconds}."""
+    return {(t["n"], t["m"], t["way"], t["block_bytes"]): t["median_s"] for t in timings}
+
+
+def _problems(timings: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The (n, m) measured, by width, in cache first."""
+    return sorted({(t["n"], t["m"]) for t in timings})
 
 
 def _c_way(n: int, pipeline_below_n: int) -> str:
     return "C pipelined" if n < pipeline_below_n else "C rows"
 
 
-def _f_way(n: int, transpose_below_n: int, columns_per_walk: int) -> str:
-    if n < transpose_below_n:
-        return "F transpose"
-    return "F single columns" if columns_per_walk == 1 else "F columns"
+def _f_way(n: int, transpose_below_n: int, walk: str) -> str:
+    return "F transpose" if n < transpose_below_n else walk
+
+
+def _f_walk(plan: KernelPlan) -> str:
+    if plan.f_lanes:
+        return "F lanes"
+    return "F single columns" if plan.f_columns_per_walk == 1 else "F columns"
 
 
 def _f_way_of(n: int, plan: KernelPlan) -> str:
-    return _f_way(n, plan.f_transpose_below_n, plan.f_columns_per_walk)
+    return _f_way(n, plan.f_transpose_below_n, _f_walk(plan))
 
 
 def choose(timings: list[dict[str, Any]]) -> KernelPlan:
-    """The plan with the least mean log(median / best median at that n) over the widths, for
-    each order its block size and the width below which it pipelines (C) or transposes (Fortran):
-    never, always, or between two widths measured, at their geometric mean; and in Fortran order
-    how many columns it walks side by side elsewhere. Either order keeps today's constants, or
-    the largest block, among candidates within the tie band of the best (`_pick`)."""
+    """The plan with the least mean log(median / best median on that problem) over the problems
+    measured (each width from memory and in cache), for each order its block size and the width
+    below which it pipelines (C) or transposes (Fortran): never, always, or between two widths
+    measured, at their geometric mean; and in Fortran order how it walks the columns elsewhere.
+    Either order keeps today's constants, or the largest block, among candidates within the tie
+    band of the best (`_pick`)."""
     time_of = _times(timings)
-    widths = sorted({n for n, _, _ in time_of})
-    best: dict[tuple[int, str], float] = {}  # (n, "C" or "F") -> the fastest candidate's time
-    for (n, way, _), median_s in time_of.items():
-        best[n, way[0]] = min(median_s, best.get((n, way[0]), math.inf))
+    problems = _problems(timings)
+    widths = sorted({n for n, _ in problems})
+    best: dict[tuple[int, int, str], float] = {}  # (n, m, "C" or "F") -> the fastest time
+    for (n, m, way, _), median_s in time_of.items():
+        best[n, m, way[0]] = min(median_s, best.get((n, m, way[0]), math.inf))
 
     def score(way_of: Callable[[int], str], size: int, order: str) -> float:
-        logs = [math.log(time_of[n, way_of(n), size] / best[n, order]) for n in widths]
-        return sum(logs) / len(widths)
+        logs = [math.log(time_of[n, m, way_of(n), size] / best[n, m, order]) for n, m in problems]
+        return sum(logs) / len(problems)
 
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
     c_block, c_below = _pick(
@@ -390,22 +420,19 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
         (DEFAULT_PLAN.c_block_bytes, DEFAULT_PLAN.c_pipeline_below_n),
         block_bytes=lambda c: c[0],
     )
-    f_block, f_below, f_per_walk = _pick(
+    f_block, f_below, f_walk = _pick(
         [
-            (size, below, per_walk)
-            for per_walk in (DEFAULT_PLAN.f_columns_per_walk, 1)
+            (size, below, walk)
+            for walk in F_WALKS
             for below in (0, *between, ALWAYS)
             for size in F_BLOCK_BYTES
         ],
         lambda f: score(lambda n: _f_way(n, f[1], f[2]), f[0], "F"),
-        (
-            DEFAULT_PLAN.f_block_bytes,
-            DEFAULT_PLAN.f_transpose_below_n,
-            DEFAULT_PLAN.f_columns_per_walk,
-        ),
+        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n, _f_walk(DEFAULT_PLAN)),
         block_bytes=lambda f: f[0],
     )
-    return KernelPlan(c_block, f_block, f_below, c_below, f_per_walk)
+    walk = _f_walk_plan(f_walk)
+    return KernelPlan(c_block, f_block, f_below, c_below, walk.f_columns_per_walk, walk.f_lanes)
 
 
 T = TypeVar("T")
@@ -425,15 +452,16 @@ def _pick(
 
 
 def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
-    """{n: {order: time with today's constants / time with the chosen plan}}, as measured."""
+    """{"(m, n)": {order: time with today's constants / time with the chosen plan}}, as measured,
+    by width, in cache first."""
     time_of = _times(timings)
     default = DEFAULT_PLAN
     return {
-        str(n): {
-            "C": time_of[n, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
-            / time_of[n, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
-            "F": time_of[n, _f_way_of(n, default), default.f_block_bytes]
-            / time_of[n, _f_way_of(n, chosen), chosen.f_block_bytes],
+        f"({m}, {n})": {
+            "C": time_of[n, m, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
+            / time_of[n, m, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
+            "F": time_of[n, m, _f_way_of(n, default), default.f_block_bytes]
+            / time_of[n, m, _f_way_of(n, chosen), chosen.f_block_bytes],
         }
-        for n in sorted({n for n, _, _ in time_of})
+        for n, m in _problems(timings)
     }

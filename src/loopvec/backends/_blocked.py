@@ -16,12 +16,14 @@ pipelined: the dw pass of each block is made in the z pass of the next, so that 
 streaming while the cache is read (at (1e6, 100) on a 2-core Xeon, 6 % faster: from 80 to 86 % of
 the read bandwidth). In Fortran order (a column per example) they either walk the columns (8 at a
 time, or in the z pass one at a time: 8 short streams side by side halved the speed from memory
-on a Zen 4), or copy the block into a C-order buffer that stays in cache and run the row loops
-on it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on
-each machine (`loopvec.tuning`). Columns of at most 16 features, shorter than LLVM's vector
-loops, are read as two SIMD vectors each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4
-that took Fortran order from 1.6x C order's time to 1.01x to 1.08x. Sums are reassociated
-(REASSOCIATE) so that LLVM spreads them over SIMD lanes.
+on a Zen 4; or 8 side by side in `_simd.Lanes`, 8 features a register: on an Emerald Rapids
+Xeon LLVM's loops ran 4 lanes wide and summed each column's lanes one by one), or copy the block
+into a C-order buffer that stays in cache and run the row loops on it; X itself is never copied.
+Which way, and the block sizes, is a `KernelPlan`, measured on each machine (`loopvec.tuning`).
+Columns of at most 16 features, shorter than LLVM's vector loops, are read as two SIMD vectors
+each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4 that took Fortran order from 1.6x C
+order's time to 1.01x to 1.08x. Sums are reassociated (REASSOCIATE) so that LLVM spreads them
+over SIMD lanes.
 
 exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
 exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
@@ -90,6 +92,11 @@ class KernelPlan(NamedTuple):
     #: multiply-adds) or 1 (each column one stream from memory, which a CPU's prefetcher may
     #: follow better: on a Zen 4, 1.7x faster at (1e6, 100)).
     f_columns_per_walk: int = _COLUMNS
+    #: 1: Fortran order's walked columns are read in `_simd.Lanes`, 8 features a register, in
+    #: both passes (`_z_lane_columns`, `_dw_lane_columns`); 0: by LLVM's vector loops, which on
+    #: an Emerald Rapids Xeon use 4-lane registers and finish each column's sum one lane at a
+    #: time. The walk of `f_columns_per_walk` when 0.
+    f_lanes: int = 0
 
 
 #: The constants measured on the reference machine (Zen 5, AVX-512), used where no plan is:
@@ -375,12 +382,80 @@ def _dw_columns(X: Floats, start: int, size: int, dz: Floats, dw: Floats) -> Non
 
 
 @jit
-def columns_read_whole(X: Floats) -> int:
-    """How many of X's first columns can be read 16 values at a time (two Lanes) without reading
-    past X's last element: all but the last few at n <= 16 (X's columns contiguous)."""
+def columns_read_whole(X: Floats, rows: int = 2 * LANES) -> int:
+    """How many of X's first columns can be read `rows` values from their start (16: two Lanes)
+    without reading past X's last element: all but the last few where rows > n (X's columns
+    contiguous)."""
     column_stride = X.strides[1]
-    slack = (X.shape[1] - 1) * column_stride + (X.shape[0] - 2 * LANES) * X.itemsize
+    slack = (X.shape[1] - 1) * column_stride + (X.shape[0] - rows) * X.itemsize
     return 0 if slack < 0 else min(X.shape[1], slack // column_stride + 1)
+
+
+@jit
+def _lane_rows(n: int) -> int:
+    """Rows a column of n features spans in whole Lanes: n rounded up to a multiple of 8."""
+    return (n + LANES - 1) // LANES * LANES
+
+
+@jit
+def _z_lane_columns(w: Floats, b: float, X: Floats, start: int, size: int, z: Floats) -> None:
+    """z[:size] = b + w.T X[:, start:start+size], X's columns contiguous: 8 columns side by
+    side, each read 8 features a Lanes value (the last Lanes of a column masked to n), their 8
+    sums made at once (`lane_sums`); X's last columns, whose last Lanes would read past X's
+    end, one at a time. w is (`_lane_rows(n)`,), 0 past n."""
+    n = X.shape[0]
+    w_column = w.reshape(w.size, 1)
+    whole = max(0, min(size, columns_read_whole(X, _lane_rows(n)) - start))
+    i = 0
+    while i + LANES <= whole:
+        c = start + i
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zeros()
+        for j in range(0, n, LANES):
+            wj, count = load_column(w_column, 0, j, LANES), min(LANES, n - j)
+            s0 = fma(load_column(X, c, j, count), wj, s0)
+            s1 = fma(load_column(X, c + 1, j, count), wj, s1)
+            s2 = fma(load_column(X, c + 2, j, count), wj, s2)
+            s3 = fma(load_column(X, c + 3, j, count), wj, s3)
+            s4 = fma(load_column(X, c + 4, j, count), wj, s4)
+            s5 = fma(load_column(X, c + 5, j, count), wj, s5)
+            s6 = fma(load_column(X, c + 6, j, count), wj, s6)
+            s7 = fma(load_column(X, c + 7, j, count), wj, s7)
+        store(z, i, fma(lane_sums(s0, s1, s2, s3, s4, s5, s6, s7), 1.0, b))
+        i += LANES
+    _z_each_column(w, b, X, start + i, size - i, z[i:])
+
+
+@jit(fastmath=REASSOCIATE)
+def _dw_lane_columns(X: Floats, start: int, size: int, dz: Floats, dw_lanes: Floats) -> None:
+    """dw_lanes[:n] += X[:, start:start+size] dz[:size], X's columns contiguous: 8 columns at a
+    time, each 8 features of dw one Lanes value, loaded, updated by two chains of 4 multiply-adds
+    (half the latency of one) and stored. dw_lanes is (`_lane_rows(n)`,): its last Lanes
+    whole; X's last columns one at a time."""
+    n = X.shape[0]
+    whole = max(0, min(size, columns_read_whole(X, _lane_rows(n)) - start))
+    dw_column = dw_lanes.reshape(dw_lanes.size, 1)
+    i = 0
+    while i + LANES <= whole:
+        c = start + i
+        d0, d1, d2, d3 = dz[i], dz[i + 1], dz[i + 2], dz[i + 3]
+        d4, d5, d6, d7 = dz[i + 4], dz[i + 5], dz[i + 6], dz[i + 7]
+        for j in range(0, n, LANES):
+            count = min(LANES, n - j)
+            even = fma(load_column(X, c, j, count), d0, load_column(dw_column, 0, j, LANES))
+            odd = fma(load_column(X, c + 1, j, count), d1, 0.0)
+            even = fma(load_column(X, c + 2, j, count), d2, even)
+            odd = fma(load_column(X, c + 3, j, count), d3, odd)
+            even = fma(load_column(X, c + 4, j, count), d4, even)
+            odd = fma(load_column(X, c + 5, j, count), d5, odd)
+            even = fma(load_column(X, c + 6, j, count), d6, even)
+            odd = fma(load_column(X, c + 7, j, count), d7, odd)
+            store(dw_lanes, j, fma(even, 1.0, odd))
+        i += LANES
+    for ii in range(i, size):
+        column = X[:, start + ii]
+        d = dz[ii]
+        for j in range(n):
+            dw_lanes[j] += column[j] * d
 
 
 @jit
@@ -466,12 +541,15 @@ def accumulate(
 
     dw and the return value are float64 whatever the dtype of X (float32 X is read as such).
     `plan` sets the block sizes, whether a block of X in Fortran order is transposed or how
-    many of its columns are walked side by side, and whether C order's passes are pipelined.
+    its columns are walked (8 or one side by side, in Lanes or by LLVM's loops), and whether C
+    order's passes are pipelined.
     """
     n = X.shape[0]
     rows_contiguous = X.strides[1] <= X.strides[0]  # C order (or a view like it)
-    short_columns = not rows_contiguous and n <= SHORT_COLUMN_MAX_N and X.strides[0] == X.itemsize
+    columns_contiguous = not rows_contiguous and X.strides[0] == X.itemsize
+    short_columns = columns_contiguous and n <= SHORT_COLUMN_MAX_N
     transpose = not rows_contiguous and not short_columns and n < plan.f_transpose_below_n
+    lanes = columns_contiguous and not short_columns and not transpose and plan.f_lanes == 1
     block_bytes = plan.c_block_bytes if rows_contiguous else plan.f_block_bytes
     block = min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
     z = np.empty(block)
@@ -480,9 +558,9 @@ def accumulate(
     scale_bits = np.empty((2, block), np.int64)
     if rows_contiguous and n < plan.c_pipeline_below_n:
         return _pipelined_rows(w, b, X, Y[0], lo, hi, block, dw, z, dz, polynomial, scale_bits)
-    w_vector = np.empty(n, w.dtype)  # contiguous, whatever w's strides: the column loops vectorize
-    for j in range(n):
-        w_vector[j] = w[j, 0]
+    w_vector = np.ascontiguousarray(w[:, 0])  # whatever w's strides: the column loops vectorize
+    if lanes:
+        return _lane_walk(w_vector, b, X, Y[0], lo, hi, block, dw, z, dz, polynomial, scale_bits)
     buffer = np.empty((n if transpose else 0, block), X.dtype)
     y = Y[0]
     db = 0.0
@@ -508,6 +586,29 @@ def accumulate(
             _dw_short_columns(X, start, size, dz, dw)
         else:
             _dw_columns(X, start, size, dz, dw)
+    return db
+
+
+@jit(fastmath=REASSOCIATE)
+def _lane_walk(
+    w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, block: int, dw: Floats,
+    z: Floats, dz: Floats, polynomial: Floats, scale_bits: NDArray[np.int64],
+) -> float:  # fmt: skip
+    """`accumulate` in Fortran order with the columns walked in Lanes (w (n,) contiguous): w
+    and dw's sums in buffers of whole Lanes, 0 past n, dw's added to dw at the end. Returns the
+    sum of dz."""
+    n = X.shape[0]
+    w_lanes = np.zeros(_lane_rows(n))
+    w_lanes[:n] = w
+    dw_lanes = np.zeros(_lane_rows(n))
+    db = 0.0
+    for start in range(lo, hi, block):
+        size = min(block, hi - start)
+        _z_lane_columns(w_lanes, b, X, start, size, z)
+        db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
+        _dw_lane_columns(X, start, size, dz, dw_lanes)
+    for j in range(n):
+        dw[j] += dw_lanes[j]
     return db
 
 
