@@ -54,8 +54,10 @@ MUTANTS = [
     Mutant(
         "fused block loop drops the last partial block",
         "backends/_blocked.py",
-        "for start in range(lo, hi, block):\n        size = min(block, hi - start)",
-        "for start in range(lo, hi - (hi - lo) % block, block):\n        size = block",
+        "for start in range(lo, hi, block):\n        size = min(block, hi - start)\n"
+        "        if transpose",  # accumulate's loop (the Lanes walk has one of its own)
+        "for start in range(lo, hi - (hi - lo) % block, block):\n        size = block\n"
+        "        if transpose",
         KERNELS,
     ),
     Mutant(
@@ -396,10 +398,10 @@ MUTANTS = [
         TUNING,
     ),
     Mutant(
-        "the plan chosen by its best width, not over all widths",
+        "the plan chosen by its best problem, not over all problems",
         "tuning.py",
-        "return sum(logs) / len(widths)",
-        "return min(logs) / len(widths)",
+        "return sum(logs) / len(problems)",
+        "return min(logs) / len(problems)",
         TUNING,
     ),
     Mutant(
