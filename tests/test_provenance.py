@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numba
 import pytest
 
 from loopvec.machine import machine_record
@@ -98,6 +99,20 @@ def test_this_machine_has_a_stable_fingerprint_and_a_readable_run_name() -> None
     assert re.fullmatch(r"[0-9a-f]{16}", first["fingerprint"])
     name = run_name(first, "quick")
     assert name.endswith(f"-{first['logical_cores']}c-quick-{first['fingerprint'][:8]}")
+
+
+@pytest.mark.parametrize(("features", "target"), [("", "haswell"), ("+avx2", "haswell +avx2")])
+def test_compiling_for_another_cpu_is_another_machine_state(
+    monkeypatch: pytest.MonkeyPatch, features: str, target: str
+) -> None:
+    """NUMBA_CPU_NAME (as numba's config holds it) names the code numba compiles: its cells, and
+    the kernel plan kept under the fingerprint, must not pass for this CPU's own."""
+    native = machine_record(measure_bandwidth=False)
+    monkeypatch.setattr(numba.config, "CPU_NAME", "haswell")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
+    other = machine_record(measure_bandwidth=False)
+    assert other["cpu_target"] == target
+    assert other["fingerprint"] != native["fingerprint"]
 
 
 def test_run_names_read_like_the_machine() -> None:

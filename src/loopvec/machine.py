@@ -100,13 +100,21 @@ def _numpy_blas() -> list[dict[str, Any]]:
     ]
 
 
+def cpu_target() -> str:
+    """The CPU numba compiles for: this one, or NUMBA_CPU_NAME's (with NUMBA_CPU_FEATURES where
+    set: "haswell" on an AVX-512 machine compiles AVX2 code, another machine state)."""
+    name = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()  # type: ignore[attr-defined]
+    features = numba.config.CPU_FEATURES  # type: ignore[attr-defined]
+    return name if not features else f"{name} {features}"
+
+
 def machine_record(*, measure_bandwidth: bool = True) -> dict[str, Any]:
     """Everything about this machine that a timing depends on, as plain JSON values, with its
     fingerprint (`loopvec.provenance.machine_fingerprint`)."""
     record: dict[str, Any] = {
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
-        "cpu_target": llvmlite.binding.get_host_cpu_name(),
+        "cpu_target": cpu_target(),
         "simd": _simd(),
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
