@@ -119,8 +119,29 @@ MUTANTS = [
     Mutant(
         "the Lanes walk's dw drops its second chain",
         "backends/_blocked.py",
-        "            store(dw_lanes, j, fma(even, 1.0, odd))\n",
-        "            store(dw_lanes, j, even)\n",
+        "            store(dw_lanes, j, fma(even, 1.0, odd))\n        i += LANES\n",
+        "            store(dw_lanes, j, even)\n        i += LANES\n",
+        KERNELS,
+    ),
+    Mutant(
+        "the stream walk's dw drops its second chain",
+        "backends/_blocked.py",
+        "                store(dw_lanes, j, fma(even, 1.0, odd))\n",
+        "                store(dw_lanes, j, even)\n",
+        KERNELS,
+    ),
+    Mutant(
+        "the stream walk pairs z with the y of the next column, not of its stream",
+        "backends/_blocked.py",
+        "y_step[u * LANES + k] = y[c + k * apart]",
+        "y_step[u * LANES + k] = y[c + k]",
+        KERNELS,
+    ),
+    Mutant(
+        "the stream walk leaves out the columns left over",
+        "backends/_blocked.py",
+        "for start in range(lo + LANES * apart, hi, steps * LANES):",
+        "for start in range(hi, hi, steps * LANES):",
         KERNELS,
     ),
     Mutant(

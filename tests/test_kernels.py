@@ -50,8 +50,9 @@ BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: 2 x 8 + 5 features are walked.
 UNROLL_N = (3, 16, 13, 21)
 #: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, or 8 in
-#: Lanes, the block transposed, by n; C order: its two passes apart or pipelined), with the
-#: reference's block sizes and with the smallest blocks (64 examples: a problem spans many).
+#: Lanes, in blocks or in one pass of 8 streams, the block transposed, by n; C order: its two
+#: passes apart or pipelined), with the reference's block sizes and with the smallest blocks
+#: (64 examples: a problem spans many).
 PLANS = {
     "columns": DEFAULT_PLAN,
     "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
@@ -60,6 +61,7 @@ PLANS = {
     "smallest blocks, columns one at a time": KernelPlan(1, 1, 0, 0, 1),
     "columns in lanes": DEFAULT_PLAN._replace(f_lanes=1),
     "smallest blocks, columns in lanes": KernelPlan(1, 1, 0, 0, 8, 1),
+    "one pass of 8 streams in lanes": DEFAULT_PLAN._replace(f_lanes=2),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
     "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
     "smallest blocks, C order pipelined below n = 14": KernelPlan(1, 1, 0, 14),
@@ -128,19 +130,34 @@ def test_short_columns_read_whole_all_but_the_last_that_would_reach_past_x(n: in
     assert columns_read_whole(X[:, :1]) == (1 if n == 16 else 0)
 
 
-#: The plan of the Lanes walk of columns longer than the short ones.
+#: The plans of the Lanes walks of columns longer than the short ones: in blocks, in one pass.
 LANES_PLAN = DEFAULT_PLAN._replace(f_lanes=1)
+STREAMS_PLAN = DEFAULT_PLAN._replace(f_lanes=2)
 
 
+@pytest.mark.parametrize("plan", [LANES_PLAN, STREAMS_PLAN], ids=["blocks", "streams"])
 @pytest.mark.parametrize("n", [17, 24, 100])  # 8 features a Lanes value and 1, 0 and 4 more
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(n: int, dtype: str) -> None:
+def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(
+    n: int, dtype: str, plan: KernelPlan
+) -> None:
     p = problem(BLOCK + 301, n, "F", dtype, seed=n)
-    check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, LANES_PLAN), p)
-    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, LANES_PLAN), p)
+    check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, plan), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan), p)
 
 
-@pytest.mark.parametrize(("n", "plan"), [(3, DEFAULT_PLAN), (13, DEFAULT_PLAN), (21, LANES_PLAN)])
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 63, 64 * 5 + 3])
+def test_streams_shorter_than_a_step_or_than_one_column(m: int) -> None:
+    """The one-pass walk's 8 streams of m // 8 columns (none at m < 8), the last step short and
+    the few columns left over one at a time; each thread's range split so again."""
+    p = problem(m, 30, "F", "float64", seed=m)
+    check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, STREAMS_PLAN), p)
+    check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, STREAMS_PLAN), p)
+
+
+@pytest.mark.parametrize(
+    ("n", "plan"), [(3, DEFAULT_PLAN), (13, DEFAULT_PLAN), (21, LANES_PLAN), (21, STREAMS_PLAN)]
+)
 def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(
     n: int, plan: KernelPlan
 ) -> None:
@@ -159,7 +176,14 @@ def test_short_columns_of_a_view_never_sum_what_lies_between_its_columns(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through Linux's libc")
 @pytest.mark.parametrize(
-    ("n", "plan"), [(3, DEFAULT_PLAN), (10, DEFAULT_PLAN), (16, DEFAULT_PLAN), (21, LANES_PLAN)]
+    ("n", "plan"),
+    [
+        (3, DEFAULT_PLAN),
+        (10, DEFAULT_PLAN),
+        (16, DEFAULT_PLAN),
+        (21, LANES_PLAN),
+        (21, STREAMS_PLAN),
+    ],
 )
 def test_short_columns_read_nothing_past_the_end_of_x(n: int, plan: KernelPlan) -> None:
     """X (Fortran order) ends where a page that may not be read begins: a read past its last

@@ -4,9 +4,10 @@ The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.Kerne
 block size in each memory order, the number of features below which a Fortran-order block is
 copied into a C-order buffer in cache rather than walked by columns, how the columns are walked
 (8 side by side or one at a time by LLVM's loops, or 8 side by side in SIMD registers of 8
-features), and the number of features below which C order's two passes are pipelined
-(`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features
-has one way (two SIMD vectors a column), only its block size is the plan's. The best ones depend
+features, in blocks or in one pass of 8 streams), and the number of features below which C
+order's two passes are pipelined (`_blocked._pipelined_rows`); Fortran order with at most
+`SHORT_COLUMN_MAX_N` features has one way (two SIMD vectors a column), only its block size is
+the plan's. The best ones depend
 on the caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the
 reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a
 Zen 3 (AVX2). As FFTW's planner does, loopvec measures the candidates once on each machine,
@@ -95,7 +96,9 @@ def describe(plan: KernelPlan) -> str:
         "columns walked" if below <= 0
         else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
     )  # fmt: skip
-    if below < ALWAYS and plan.f_lanes:
+    if below < ALWAYS and plan.f_lanes == 2:
+        how += " in one pass of 8 streams side by side, in 8-feature SIMD registers"
+    elif below < ALWAYS and plan.f_lanes:
         how += " in 8-feature SIMD registers"
     elif below < ALWAYS and plan.f_columns_per_walk == 1:
         how += " one at a time"
@@ -124,8 +127,8 @@ def from_json(value: dict[str, Any]) -> KernelPlan:
         raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
     if plan.f_columns_per_walk not in (1, DEFAULT_PLAN.f_columns_per_walk):
         raise ValueError(f"not a kernel plan (columns per walk must be 1 or 8): {value!r}")
-    if plan.f_lanes not in (0, 1):
-        raise ValueError(f"not a kernel plan (f_lanes must be 0 or 1): {value!r}")
+    if plan.f_lanes not in (0, 1, 2):
+        raise ValueError(f"not a kernel plan (f_lanes must be 0, 1 or 2): {value!r}")
     return plan
 
 
@@ -277,9 +280,12 @@ def _measuring_alone(path: Path) -> Iterator[None]:
 
 
 #: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
-#: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes, or its
-#: block transposed.
-F_WALKS = ("F columns", "F single columns", "F lanes")
+#: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes, or in
+#: one pass of 8 streams in Lanes, or its block transposed.
+F_WALKS = ("F columns", "F single columns", "F lanes", "F streams")
+#: A way that has no blocks (`_blocked._stream_walk`): timed once a problem, its time that of
+#: every block size.
+UNBLOCKED = "F streams"
 WAYS = ("C rows", "C pipelined", *F_WALKS, "F transpose")
 #: A threshold above any n: every C-order block pipelined, or every Fortran-order one transposed.
 ALWAYS = 2**62
@@ -288,6 +294,11 @@ ALWAYS = 2**62
 def candidates() -> list[tuple[str, int, KernelPlan]]:
     """(way, block bytes, the plan that reads X that way) for every candidate measured."""
     return [(way, size, plan_of(way, size)) for way in WAYS for size in _block_bytes(way)]
+
+
+def _timed(way: str, block_bytes: int) -> bool:
+    """Whether `measure` times this candidate: each block size of a way with blocks."""
+    return way != UNBLOCKED or block_bytes == F_BLOCK_BYTES[0]
 
 
 def _block_bytes(way: str) -> tuple[int, ...]:
@@ -306,7 +317,8 @@ def _f_walk_plan(walk: str) -> KernelPlan:
     """Today's constants with Fortran order's columns walked `walk` (one of F_WALKS; the walk
     of today's constants for "F transpose")."""
     per_walk = 1 if walk == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
-    return DEFAULT_PLAN._replace(f_columns_per_walk=per_walk, f_lanes=int(walk == "F lanes"))
+    lanes = {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)
+    return DEFAULT_PLAN._replace(f_columns_per_walk=per_walk, f_lanes=lanes)
 
 
 def measure(
@@ -335,15 +347,17 @@ def measure(
         for way, _, plan in runs:  # compile (or load) each order's code, outside the timing
             threaded_gradient(w, 0.0, small[way[0]], Y[:, :64], threads, 1, plan)
         samples: list[list[float]] = [[] for _ in runs]
+        timed = [k for k, (way, size, _) in enumerate(runs) if _timed(way, size)]
         for _ in range(rounds):
-            for k in rng.permutation(len(runs)):
+            for k in rng.permutation(timed):
                 way, _, plan = runs[k]
                 start = clock()
                 for _ in range(calls):
                     threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
                 samples[k].append((clock() - start) / calls)
+        unblocked = samples[next(k for k in timed if runs[k][0] == UNBLOCKED)]
         for (way, size, _), times in zip(runs, samples, strict=True):
-            median_s = float(np.median(times))
+            median_s = float(np.median(unblocked if way == UNBLOCKED else times))
             timings.append(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s}
@@ -387,7 +401,7 @@ def _f_way(n: int, transpose_below_n: int, walk: str) -> str:
 
 def _f_walk(plan: KernelPlan) -> str:
     if plan.f_lanes:
-        return "F lanes"
+        return UNBLOCKED if plan.f_lanes == 2 else "F lanes"
     return "F single columns" if plan.f_columns_per_walk == 1 else "F columns"
 
 
