@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numba
+import numpy as np
 import pytest
 
-from loopvec.machine import machine_record
+from loopvec.grid import thread_limit
+from loopvec.machine import READ_STREAMS, _read_sum, machine_record
 from loopvec.provenance import (
     code_identity,
     cpu_word,
@@ -172,3 +174,12 @@ def test_git_state_of_a_checkout_and_of_a_plain_folder(tmp_path: Path) -> None:
     assert git_state(tmp_path)["git_dirty"] is False
     (tmp_path / "src" / "kernel.py").write_text("x = 2\n")
     assert git_state(tmp_path) == {"git_commit": clean["git_commit"], "git_dirty": True}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", [1, 15, 16 * READ_STREAMS, 10_007])
+def test_the_bandwidth_read_sums_every_element_once(threads: int, size: int) -> None:
+    """Each thread's part read as 8 streams side by side, and what does not divide evenly."""
+    a = np.arange(1.0, size + 1.0)
+    with thread_limit(threads):
+        assert _read_sum(a, threads) == size * (size + 1) / 2
