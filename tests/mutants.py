@@ -124,6 +124,13 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "the tuner's race drops every candidate but the best",
+        "tuning.py",
+        "if median_s[k] <= RACE_MARGIN * best_s[runs[k][0][0]]]",
+        "if median_s[k] <= best_s[runs[k][0][0]]]",
+        TUNING,
+    ),
+    Mutant(
         "the stream walk's dw drops its second chain",
         "backends/_blocked.py",
         "                store(dw_lanes, j, fma(even, 1.0, odd))\n",

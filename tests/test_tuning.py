@@ -21,8 +21,8 @@ from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
 from loopvec.backends._jit import cache_folder
 from loopvec.provenance import code_identity
 
-#: A measurement small enough for a test: 2 MiB of X, two widths, two rounds.
-SMALL = {"x_bytes": 2 * 2**20, "features": (32, 100), "rounds": 2}
+#: A measurement small enough for a test: 2 MiB of X, two widths, a race after 3 rounds of 4.
+SMALL = {"x_bytes": 2 * 2**20, "features": (32, 100), "rounds": 4}
 
 
 @pytest.fixture(autouse=True)
@@ -222,6 +222,9 @@ def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
     assert problems == {(32, 8192), (32, tuning.SMALL_M), (100, 2621), (100, tuning.SMALL_M)}
     assert len(timed) == len(problems) * len(tuning.candidates())
     assert all(t["median_s"] > 0 for t in kept["timings"])
+    rounds = {t["rounds"] for t in kept["timings"]}  # some raced all rounds, none fewer than 3
+    assert max(rounds) == SMALL["rounds"]
+    assert min(rounds) >= tuning.RACE_ROUNDS
     for problem in problems:  # the way without blocks timed once, its time that of every size
         streams = {t["median_s"] for t in kept["timings"] if t["way"] == tuning.UNBLOCKED
                    and (t["n"], t["m"]) == problem}  # fmt: skip
@@ -231,6 +234,21 @@ def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
     again = tuning._read(path)
     assert again is not None
     assert (again.source, again.plan) == ("kept", state.plan)
+
+
+def test_candidates_far_behind_their_order_s_best_drop_out_of_the_race() -> None:
+    runs = tuning.candidates()
+    c_rows, c_other, f_walk, f_other = 0, 1, len(runs) - 1, len(runs) - 2
+    assert (runs[c_rows][0][0], runs[c_other][0][0]) == ("C", "C")
+    assert (runs[f_walk][0][0], runs[f_other][0][0]) == ("F", "F")
+    samples = [[9.0, 9.0, 9.0] for _ in runs]  # everything else: out
+    samples[c_rows] = [1.0, 1.0, 5.0]  # best of C order by its median
+    samples[c_other] = [1.29, 1.29, 1.0]  # within 1.3x of it: in
+    samples[f_walk] = [3.0, 3.0, 3.0]  # Fortran order's best is its own order's
+    samples[f_other] = [3.95, 3.95, 3.95]  # 1.32x: out
+    timed = list(range(len(runs)))
+    assert tuning.still_racing(runs, samples, timed) == [c_rows, c_other, f_walk]
+    assert tuning.still_racing(runs, samples, [c_other, f_other]) == [c_other, f_other]
 
 
 def test_a_damaged_plan_file_is_measured_again(

@@ -23,10 +23,11 @@ LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
 How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 32, 100
 and 1000 in both orders, and at each width an X of SMALL_M examples (in cache, as the grid's
-smallest cells are); numba_parallel on all threads; every candidate timed in ROUNDS rounds,
-candidates in a new random order each round so that a drifting machine shifts them all alike;
-the plan with the least mean log of its median time over the best on each problem, where near
-ties go to today's constants or the largest block (`choose`).
+smallest cells are); numba_parallel on all threads; every candidate timed in RACE_ROUNDS
+rounds, those still near the best in ROUNDS, candidates in a new random order each round so that
+a drifting machine shifts them all alike; the plan with the least mean log of its median time
+over the best on each problem, where near ties go to today's constants or the largest block
+(`choose`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ SAMPLE_BYTES = 32 * 2**20
 #: Rounds of every candidate: with 5, five measurements on a drifting 2-core Xeon gave four
 #: different plans; with 9 (10 s there), two, whose C blocks were within 3 % of each other.
 ROUNDS = 9
+#: Rounds every candidate is timed before a race (as irace's): those then slower than RACE_MARGIN
+#: times the best of their order drop out, their median of these rounds kept, and the others
+#: are timed ROUNDS. A candidate 1.3x behind is far outside the tie band of `choose`; on an Ice
+#: Lake Xeon most were (Fortran order's block walks 1.5x to 2x its one-pass walk from memory).
+RACE_ROUNDS = 3
+RACE_MARGIN = 1.3
 #: The candidates: block sizes in C order, in Fortran order (with each strategy).
 C_BLOCK_BYTES = (256 * 2**10, 512 * 2**10, 2 * 2**20, 8 * 2**20, 32 * 2**20)
 F_BLOCK_BYTES = (32 * 2**10, 64 * 2**10, 128 * 2**10, 256 * 2**10, 1 * 2**20)
@@ -291,7 +298,10 @@ WAYS = ("C rows", "C pipelined", *F_WALKS, "F transpose")
 ALWAYS = 2**62
 
 
-def candidates() -> list[tuple[str, int, KernelPlan]]:
+Candidate = tuple[str, int, KernelPlan]  #: (way, block bytes, the plan that reads X that way)
+
+
+def candidates() -> list[Candidate]:
     """(way, block bytes, the plan that reads X that way) for every candidate measured."""
     return [(way, size, plan_of(way, size)) for way in WAYS for size in _block_bytes(way)]
 
@@ -321,6 +331,19 @@ def _f_walk_plan(walk: str) -> KernelPlan:
     return DEFAULT_PLAN._replace(f_columns_per_walk=per_walk, f_lanes=lanes)
 
 
+def still_racing(
+    runs: Sequence[Candidate], samples: Sequence[Sequence[float]], timed: list[int]
+) -> list[int]:
+    """Of the candidates `timed` (indices into `runs` and `samples`), those whose median time is
+    within RACE_MARGIN of the best of their order's: the others drop out of the race."""
+    median_s = {k: float(np.median(samples[k])) for k in timed}
+    best_s: dict[str, float] = {}
+    for k in timed:
+        order = runs[k][0][0]
+        best_s[order] = min(median_s[k], best_s.get(order, math.inf))
+    return [k for k in timed if median_s[k] <= RACE_MARGIN * best_s[runs[k][0][0]]]
+
+
 def measure(
     x_bytes: int = TUNE_X_BYTES,
     features: tuple[int, ...] = TUNE_FEATURES,
@@ -348,19 +371,23 @@ def measure(
             threaded_gradient(w, 0.0, small[way[0]], Y[:, :64], threads, 1, plan)
         samples: list[list[float]] = [[] for _ in runs]
         timed = [k for k, (way, size, _) in enumerate(runs) if _timed(way, size)]
-        for _ in range(rounds):
+        timed_unblocked = next(run for run in runs if run[0] == UNBLOCKED and _timed(*run[:2]))
+        for round_number in range(rounds):
+            if round_number == RACE_ROUNDS:
+                timed = still_racing(runs, samples, timed)
             for k in rng.permutation(timed):
                 way, _, plan = runs[k]
                 start = clock()
                 for _ in range(calls):
                     threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
                 samples[k].append((clock() - start) / calls)
-        unblocked = samples[next(k for k in timed if runs[k][0] == UNBLOCKED)]
-        for (way, size, _), times in zip(runs, samples, strict=True):
-            median_s = float(np.median(unblocked if way == UNBLOCKED else times))
+        unblocked = samples[runs.index(timed_unblocked)]
+        for (way, size, _), measured in zip(runs, samples, strict=True):
+            times = unblocked if way == UNBLOCKED else measured
+            median_s = float(np.median(times))
             timings.append(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
-                 "bytes_per_s": n * m * 8 / median_s}
+                 "bytes_per_s": n * m * 8 / median_s, "rounds": len(times)}
             )  # fmt: skip
     chosen = choose(timings)
     machine = _machine()
