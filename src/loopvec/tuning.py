@@ -7,18 +7,17 @@ copied into a C-order buffer in cache rather than walked by columns, how the col
 features, in blocks or in one pass of 8 streams), and the number of features below which C
 order's two passes are pipelined (`_blocked._pipelined_rows`); Fortran order with at most
 `SHORT_COLUMN_MAX_N` features has one way (two SIMD vectors a column), only its block size is
-the plan's. The best ones depend
-on the caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the
-reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a
-Zen 3 (AVX2). As FFTW's planner does, loopvec measures the candidates once on each machine,
-outside any timing, and keeps the choice in
+the plan's. The best ones depend on the caches, the prefetchers and the SIMD width: 256 KiB
+column blocks, chosen on the reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower
+than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's planner does, loopvec measures the
+candidates once on each machine, outside any timing, and keeps the choice in
 
     <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
 
 beside the compiled code, so another machine or another version of the kernels gets a plan of
-its own. `current()` is this process's plan: read from that file, measured on first use (a few
-seconds, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be measured (a
-cache folder that cannot be written, too little memory), saying so, or where
+its own. `current()` is this process's plan: read from that file, measured on first use (12 s
+on an Ice Lake Xeon, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be
+measured (a cache folder that cannot be written, too little memory), saying so, or where
 LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
 How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 32, 100
