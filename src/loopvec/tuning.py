@@ -254,8 +254,9 @@ def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any)
                 else:
                     if first_use:
                         _say(
-                            "measuring this machine's kernel plan (first use; a few seconds, "
-                            "outside any timing; `loopvec tune` measures it again)"
+                            "measuring this machine's kernel plan (first use: 10 to 20 s, a "
+                            "minute or two more where the kernels compile first, outside any "
+                            "timing; `loopvec tune` measures it again)"
                         )
                     measurement = measure(**measuring)
                     write_json_atomic(path, measurement)
