@@ -554,7 +554,9 @@ def accumulate(
     transpose = not rows_contiguous and not short_columns and n < plan.f_transpose_below_n
     lanes = columns_contiguous and not short_columns and not transpose and plan.f_lanes >= 1
     block_bytes = plan.c_block_bytes if rows_contiguous else plan.f_block_bytes
-    block = min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
+    # The one pass (f_lanes 2) has no blocks, and buffers of its own: none of a block's here.
+    unblocked = lanes and plan.f_lanes == 2
+    block = 1 if unblocked else min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
     z = np.empty(block)
     dz = np.empty(block)
     polynomial = np.empty(block)
@@ -564,7 +566,7 @@ def accumulate(
     w_vector = np.ascontiguousarray(w[:, 0])  # whatever w's strides: the column loops vectorize
     if lanes:
         return (
-            _stream_walk(w_vector, b, X, Y[0], lo, hi, dw) if plan.f_lanes == 2
+            _stream_walk(w_vector, b, X, Y[0], lo, hi, dw) if unblocked
             else _lane_walk(w_vector, b, X, Y[0], lo, hi, block, dw, z, dz, polynomial, scale_bits)
         )  # fmt: skip
     buffer = np.empty((n if transpose else 0, block), X.dtype)
