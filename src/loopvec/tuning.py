@@ -371,7 +371,7 @@ def measure(
             threaded_gradient(w, 0.0, small[way[0]], Y[:, :64], threads, 1, plan)
         samples: list[list[float]] = [[] for _ in runs]
         timed = [k for k, (way, size, _) in enumerate(runs) if _timed(way, size)]
-        timed_unblocked = next(run for run in runs if run[0] == UNBLOCKED and _timed(*run[:2]))
+        unblocked_k = next(k for k in timed if runs[k][0] == UNBLOCKED)
         for round_number in range(rounds):
             if round_number == RACE_ROUNDS:
                 timed = still_racing(runs, samples, timed)
@@ -381,7 +381,7 @@ def measure(
                 for _ in range(calls):
                     threaded_gradient(w, 0.0, X[way[0]], Y, threads, _MIN_WORK_PER_THREAD, plan)
                 samples[k].append((clock() - start) / calls)
-        unblocked = samples[runs.index(timed_unblocked)]
+        unblocked = samples[unblocked_k]
         for (way, size, _), measured in zip(runs, samples, strict=True):
             times = unblocked if way == UNBLOCKED else measured
             median_s = float(np.median(times))

@@ -688,11 +688,7 @@ def _stream_walk(
         size = min(steps * LANES, hi - start)
         _z_each_column(w, b, X, start, size, z)
         db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
-        for i in range(size):
-            column = X[:, start + i]
-            d = dz[i]
-            for j in range(n):
-                dw_lanes[j] += column[j] * d
+        _dw_columns(X, start, size, dz, dw_lanes)
     for j in range(n):
         dw[j] += dw_lanes[j]
     return db
