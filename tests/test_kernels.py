@@ -146,10 +146,12 @@ def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(
     check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan), p)
 
 
-@pytest.mark.parametrize("m", [1, 7, 8, 9, 63, 64 * 5 + 3])
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 63, 8 * 40 + 3, 8 * 45 + 3])
 def test_streams_shorter_than_a_step_or_than_one_column(m: int) -> None:
-    """The one-pass walk's 8 streams of m // 8 columns (none at m < 8), the last step short and
-    the few columns left over one at a time; each thread's range split so again."""
+    """The one-pass walk's 8 streams of m // 8 columns (none at m < 8), in steps of 8 columns:
+    one step, or several (each step's dw made in the next step's walk), the last whole (m = 323)
+    or short (m = 363); the few columns left over one at a time; each thread's range split so
+    again."""
     p = problem(m, 30, "F", "float64", seed=m)
     check("numba_fused", planned_gradient(p.w, p.b, p.X, p.Y, STREAMS_PLAN), p)
     check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, STREAMS_PLAN), p)
