@@ -1,6 +1,6 @@
 """exp and sigmoid against exact values over their whole range, to the accuracy they promise.
 
-The compiled kernels write exp out by hand (`loopvec.backends._blocked`); numpy_vectorized and
+The compiled kernels write exp out by hand (`loopvec.backends._exp`); numpy_vectorized and
 the loops use `loopvec.sigmoid`. A gradient test allows 1e-10 of error, far more than a broken
 exp shows, so the functions are held here to their documented few ulps, subnormals included.
 """
@@ -14,7 +14,7 @@ import exact
 import numpy as np
 import pytest
 
-from loopvec.backends._blocked import _sigmoid_minus_y, exp_nonpositive
+from loopvec.backends._exp import exp_nonpositive, sigmoid_minus_y
 from loopvec.sigmoid import sigmoid, sigmoid_scalar
 
 #: The documented accuracy, in units in the last place of the correctly rounded value.
@@ -56,7 +56,7 @@ def kernel_sigmoid(z: np.ndarray) -> np.ndarray:
     """sigmoid(z) as the fused kernels compute it: their sigmoid(z) - y with y = 0."""
     size = z.size
     dz = np.empty(size)
-    _sigmoid_minus_y(z, np.zeros(size), size, dz, np.empty(size), np.empty((2, size), np.int64))
+    sigmoid_minus_y(z, np.zeros(size), size, dz)
     return dz
 
 
@@ -81,7 +81,26 @@ def test_the_kernels_sigmoid_minus_y_returns_the_sum_of_dz() -> None:
     z = np.linspace(-30, 30, 101)
     y = (np.arange(101) % 2).astype(np.float64)
     dz = np.empty(101)
-    total = _sigmoid_minus_y(z, y, 101, dz, np.empty(101), np.empty((2, 101), np.int64))
+    total = sigmoid_minus_y(z, y, 101, dz)
     expected = [exact.sigmoid(v) - int(label) for v, label in zip(z, y, strict=True)]
     assert dz.tolist() == pytest.approx([float(e) for e in expected], abs=4e-16)  # a ulp of a
     assert total == pytest.approx(float(sum(expected)), abs=1e-14)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 16, 17])
+@pytest.mark.parametrize("labels", ["float64", "float32", "every other"])
+def test_sigmoid_minus_y_takes_labels_of_any_float_dtype_and_stride(size: int, labels: str) -> None:
+    """8 at a time, and the few past the last 8 by masked loads; y of float32 X, or a view."""
+    z = np.linspace(-40, 40, size)
+    y_values = (np.arange(size) % 3 == 0).astype(np.float64)
+    y = {
+        "float64": y_values,
+        "float32": y_values.astype(np.float32),
+        "every other": np.repeat(y_values, 2)[::2],
+    }[labels]
+    dz = np.full(size + 8, np.nan)
+    total = sigmoid_minus_y(z, y, size, dz)
+    expected = [float(exact.sigmoid(v)) - label for v, label in zip(z, y_values, strict=True)]
+    assert dz[:size].tolist() == pytest.approx(expected, abs=4e-16)
+    assert np.isnan(dz[size:]).all()  # nothing written past size
+    assert total == pytest.approx(sum(expected), abs=1e-14)

@@ -25,28 +25,25 @@ each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4 that took Fortran ord
 order's time to 1.01x to 1.08x. Sums are reassociated (REASSOCIATE) so that LLVM spreads them
 over SIMD lanes.
 
-exp is written out (Cody-Waite range reduction, degree-13 polynomial, scaling by 2^k through the
-exponent bits) because numba's exp is a scalar libm call that stops the loop from vectorizing,
-and numba's vector math (SVML) needs a patched LLVM that PyPI's llvmlite does not ship. It is
-within 1 ulp of the exact exp (subnormal results included), the sigmoid within 3 ulps
-(tests/test_sigmoid.py). Its two helpers are compiled without reassociation: reordering the
-range reduction's exact steps made it 200 ulps off near exp(-700).
+The sigmoid's exp is written out, 8 examples at a time (`_exp`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from loopvec.backends._jit import FUSE, REASSOCIATE, jit
+from loopvec.backends._exp import sigmoid_lanes, sigmoid_minus_y
+from loopvec.backends._jit import REASSOCIATE, jit
 from loopvec.backends._simd import (
     LANES,
     fma,
+    gather,
     lane,
     lane_sums,
+    lane_total,
     load_column,
     load_column_masked,
     store,
@@ -56,17 +53,6 @@ from loopvec.backends._simd import (
 #: float64 or float32 arrays: the kernels compile once per dtype and memory layout.
 Floats = NDArray[np.floating]
 
-# exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 with |r| <= ln 2 / 2. ln 2 is split in
-# two (the high part has 21 trailing zero bits) so that k ln2_hi is exact for |k| < 2^21.
-_INV_LN2 = 1.0 / math.log(2.0)
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-# Taylor coefficients 1/k!: the truncation error r^14 / 14! < 5e-18 for |r| <= 0.347.
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = (
-    1.0 / math.factorial(k) for k in range(14)
-)
-# exp(-1400) underflows to exactly 0 through the two scale factors below, as exp(-|z|) must.
-_EXP_FLOOR = -1400.0
 _ROWS = 8  # rows of X per pass in C order (registers hold 8 accumulators)
 _COLUMNS = 8  # columns (examples) of X per pass in Fortran order, for the same reason
 #: Fortran order up to this many features: each column read as two `_simd.Lanes` values.
@@ -114,68 +100,6 @@ def block_examples(n: int, itemsize: int, block_bytes: int) -> int:
     """Examples per block: about block_bytes of X, a multiple of 64, from 64 to 4096."""
     examples = block_bytes // (itemsize * n)
     return max(64, min(4096, examples // 64 * 64))
-
-
-@jit(fastmath=FUSE)
-def _exp_parts(x: float, i: int, polynomial: Floats, scale_bits: NDArray[np.int64]) -> None:
-    """exp(x) for _EXP_FLOOR <= x <= 0, left in parts so that the caller's loop vectorizes:
-    exp(x) = polynomial[i] * f0 * f1, f0 and f1 the float64s whose bits are scale_bits[:, i]."""
-    k = np.floor(x * _INV_LN2 + 0.5)
-    r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _C13 * r + _C12
-    p = (((p * r + _C11) * r + _C10) * r + _C9) * r + _C8
-    p = (((p * r + _C7) * r + _C6) * r + _C5) * r + _C4
-    p = (((p * r + _C3) * r + _C2) * r + _C1) * r + _C0
-    polynomial[i] = p
-    # 2^k as two factors 2^(k//2) 2^(k - k//2), each a normal number down to k = -2044, so
-    # results between 2^-1074 and 2^-1022 come out subnormal instead of wrong.
-    k_int = np.int64(k)
-    half = k_int >> 1
-    scale_bits[0, i] = (half + 1023) << 52
-    scale_bits[1, i] = (k_int - half + 1023) << 52
-
-
-@jit
-def _exp_join(polynomial: Floats, scale: Floats, i: int) -> float:
-    """exp(x) from the parts `_exp_parts` left at i (scale: scale_bits viewed as float64)."""
-    e: float = polynomial[i] * scale[0, i] * scale[1, i]
-    return e
-
-
-@jit
-def exp_nonpositive(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """exp(x) of a 1-d array of x <= 0 by the kernels' method (for tests and the curious):
-    within 1 ulp of the exact value, subnormal results included, and exactly 0 below -1400."""
-    size = x.size
-    result = np.empty(size)
-    scale_bits = np.empty((2, size), np.int64)
-    for i in range(size):
-        _exp_parts(max(x[i], _EXP_FLOOR), i, result, scale_bits)
-    scale = scale_bits.view(np.float64)
-    for i in range(size):
-        result[i] = _exp_join(result, scale, i)
-    return result
-
-
-@jit(fastmath=REASSOCIATE)
-def _sigmoid_minus_y(
-    z: Floats, y: Floats, size: int, dz: Floats, polynomial: Floats, scale_bits: NDArray[np.int64]
-) -> float:
-    """dz[:size] = sigmoid(z) - y, stably (only exp of -|z|); returns sum(dz).
-
-    polynomial (B,) float64 and scale_bits (2, B) int64 are scratch space, reused across blocks.
-    """
-    for i in range(size):
-        _exp_parts(max(-abs(z[i]), _EXP_FLOOR), i, polynomial, scale_bits)
-    scale = scale_bits.view(np.float64)
-    total = 0.0
-    for i in range(size):
-        e = _exp_join(polynomial, scale, i)  # exp(-|z|) in [0, 1]
-        inverse = 1.0 / (1.0 + e)
-        a = inverse if z[i] >= 0.0 else e * inverse
-        dz[i] = a - y[i]
-        total += dz[i]
-    return total
 
 
 @jit(fastmath=REASSOCIATE)
@@ -559,15 +483,13 @@ def accumulate(
     block = 1 if unblocked else min(block_examples(n, X.itemsize, block_bytes), max(hi - lo, 1))
     z = np.empty(block)
     dz = np.empty(block)
-    polynomial = np.empty(block)
-    scale_bits = np.empty((2, block), np.int64)
     if rows_contiguous and n < plan.c_pipeline_below_n:
-        return _pipelined_rows(w, b, X, Y[0], lo, hi, block, dw, z, dz, polynomial, scale_bits)
+        return _pipelined_rows(w, b, X, Y[0], lo, hi, block, dw, z, dz)
     w_vector = np.ascontiguousarray(w[:, 0])  # whatever w's strides: the column loops vectorize
     if lanes:
         return (
             _stream_walk(w_vector, b, X, Y[0], lo, hi, dw) if unblocked
-            else _lane_walk(w_vector, b, X, Y[0], lo, hi, block, dw, z, dz, polynomial, scale_bits)
+            else _lane_walk(w_vector, b, X, Y[0], lo, hi, block, dw, z, dz)
         )  # fmt: skip
     buffer = np.empty((n if transpose else 0, block), X.dtype)
     y = Y[0]
@@ -585,7 +507,7 @@ def accumulate(
             _z_each_column(w_vector, b, X, start, size, z)
         else:
             _z_columns(w_vector, b, X, start, size, z)
-        db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
+        db += sigmoid_minus_y(z, y[start : start + size], size, dz)
         if transpose:
             _dw_rows(buffer, 0, size, dz, dw)
         elif rows_contiguous:
@@ -600,7 +522,7 @@ def accumulate(
 @jit(fastmath=REASSOCIATE)
 def _lane_walk(
     w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, block: int, dw: Floats,
-    z: Floats, dz: Floats, polynomial: Floats, scale_bits: NDArray[np.int64],
+    z: Floats, dz: Floats,
 ) -> float:  # fmt: skip
     """`accumulate` in Fortran order with the columns walked in Lanes (w (n,) contiguous): w
     and dw's sums in buffers of whole Lanes, 0 past n, dw's added to dw at the end. Returns the
@@ -613,7 +535,7 @@ def _lane_walk(
     for start in range(lo, hi, block):
         size = min(block, hi - start)
         _z_lane_columns(w_lanes, b, X, start, size, z)
-        db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
+        db += sigmoid_minus_y(z, y[start : start + size], size, dz)
         _dw_lane_columns(X, start, size, dz, dw_lanes)
     for j in range(n):
         dw[j] += dw_lanes[j]
@@ -627,7 +549,7 @@ def _stream_steps(n: int, itemsize: int) -> int:
 
 
 @jit(fastmath=REASSOCIATE)
-def _stream_walk(  # noqa: PLR0912, PLR0915
+def _stream_walk(  # noqa: PLR0915
     w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, dw: Floats
 ) -> float:  # fmt: skip
     """`accumulate` in Fortran order in one pass, X's columns contiguous (w (n,) contiguous):
@@ -649,12 +571,10 @@ def _stream_walk(  # noqa: PLR0912, PLR0915
     dw_lanes = np.zeros(_lane_rows(n))
     dw_column = dw_lanes.reshape(dw_lanes.size, 1)
     steps = _stream_steps(n, X.itemsize)
-    z, y_step = np.empty(steps * LANES), np.empty(steps * LANES)
     dz, dz_next = np.empty(steps * LANES), np.empty(steps * LANES)
-    polynomial, scale_bits = np.empty(steps * LANES), np.empty((2, steps * LANES), np.int64)
     whole = max(lo, min(hi, columns_read_whole(X, _lane_rows(n))))
     apart = (whole - lo) // LANES
-    db = 0.0
+    dz_sums = zeros()
     previous, previous_count = lo, 0
     # One step more than the columns need: its count 0, it makes the last step's dw.
     for first in range(lo, lo + apart + steps, steps):
@@ -684,7 +604,10 @@ def _stream_walk(  # noqa: PLR0912, PLR0915
                     even = fma(load_column(X, p + 6 * apart, j, rows), d6, even)
                     odd = fma(load_column(X, p + 7 * apart, j, rows), d7, odd)
                     store(dw_lanes, j, fma(even, 1.0, odd))
-                store(z, at, fma(lane_sums(s0, s1, s2, s3, s4, s5, s6, s7), 1.0, b))
+                z_streams = fma(lane_sums(s0, s1, s2, s3, s4, s5, s6, s7), 1.0, b)
+                dz_streams = fma(gather(y, c, apart), -1.0, sigmoid_lanes(z_streams))
+                store(dz_next, at, dz_streams)
+                dz_sums = fma(dz_streams, 1.0, dz_sums)
         else:  # the first step, the last (shorter), the one after it: their passes apart
             for u in range(previous_count):
                 p, at = previous + u, u * LANES
@@ -702,7 +625,7 @@ def _stream_walk(  # noqa: PLR0912, PLR0915
                     odd = fma(load_column(X, p + 7 * apart, j, rows), d7, odd)
                     store(dw_lanes, j, fma(even, 1.0, odd))
             for u in range(count):
-                c = first + u
+                c, at = first + u, u * LANES
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zeros()
                 for j in range(0, n, LANES):
                     wj, rows = load_column(w_column, 0, j, LANES), min(LANES, n - j)
@@ -714,17 +637,18 @@ def _stream_walk(  # noqa: PLR0912, PLR0915
                     s5 = fma(load_column(X, c + 5 * apart, j, rows), wj, s5)
                     s6 = fma(load_column(X, c + 6 * apart, j, rows), wj, s6)
                     s7 = fma(load_column(X, c + 7 * apart, j, rows), wj, s7)
-                store(z, u * LANES, fma(lane_sums(s0, s1, s2, s3, s4, s5, s6, s7), 1.0, b))
-        for u in range(count):
-            for k in range(LANES):
-                y_step[u * LANES + k] = y[first + u + k * apart]
-        db += _sigmoid_minus_y(z, y_step, count * LANES, dz_next, polynomial, scale_bits)
+                z_streams = fma(lane_sums(s0, s1, s2, s3, s4, s5, s6, s7), 1.0, b)
+                dz_streams = fma(gather(y, c, apart), -1.0, sigmoid_lanes(z_streams))
+                store(dz_next, at, dz_streams)
+                dz_sums = fma(dz_streams, 1.0, dz_sums)
         dz, dz_next = dz_next, dz
         previous, previous_count = first, count
+    db: float = lane_total(dz_sums)
+    z = np.empty(steps * LANES)
     for start in range(lo + LANES * apart, hi, steps * LANES):
         size = min(steps * LANES, hi - start)
         _z_each_column(w, b, X, start, size, z)
-        db += _sigmoid_minus_y(z, y[start : start + size], size, dz, polynomial, scale_bits)
+        db += sigmoid_minus_y(z, y[start : start + size], size, dz)
         _dw_columns(X, start, size, dz, dw_lanes)
     for j in range(n):
         dw[j] += dw_lanes[j]
@@ -734,14 +658,14 @@ def _stream_walk(  # noqa: PLR0912, PLR0915
 @jit(fastmath=REASSOCIATE)
 def _pipelined_rows(
     w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, block: int, dw: Floats,
-    z: Floats, dz: Floats, polynomial: Floats, scale_bits: NDArray[np.int64],
+    z: Floats, dz: Floats,
 ) -> float:  # fmt: skip
     """`accumulate` in C order, each block's dw pass made in the walk over the next block's
     rows (`_z_dw_rows`); the last block's alone. Returns the sum of dz."""
     dz_next = np.empty(block)
     previous, previous_size = lo, min(block, hi - lo)
     _z_rows(w, b, X, previous, previous_size, z)
-    db = _sigmoid_minus_y(z, y[lo : lo + previous_size], previous_size, dz, polynomial, scale_bits)
+    db = sigmoid_minus_y(z, y[lo : lo + previous_size], previous_size, dz)
     for start in range(lo + block, hi, block):
         size = min(block, hi - start)
         if size == previous_size:
@@ -749,7 +673,7 @@ def _pipelined_rows(
         else:  # the last block, shorter
             _dw_rows(X, previous, previous_size, dz, dw)
             _z_rows(w, b, X, start, size, z)
-        db += _sigmoid_minus_y(z, y[start : start + size], size, dz_next, polynomial, scale_bits)
+        db += sigmoid_minus_y(z, y[start : start + size], size, dz_next)
         previous, previous_size = start, size
         dz, dz_next = dz_next, dz
     _dw_rows(X, previous, previous_size, dz, dw)

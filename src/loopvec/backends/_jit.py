@@ -35,9 +35,6 @@ _config: Any = numba.config  # untyped: its settings are read from the environme
 #: fastmath flags that let LLVM vectorize reductions: reassociate, fuse multiply-adds, ignore the
 #: sign of zero. Not nnan/ninf (inputs may be extreme), not afn/arcp (exp and division stay exact).
 REASSOCIATE = frozenset({"reassoc", "contract", "nsz"})
-#: Only fused multiply-adds, which round once where a multiply and an add round twice: for code
-#: whose order of operations carries its accuracy (exp's range reduction), so never reassociated.
-FUSE = frozenset({"contract"})
 
 
 def cache_root() -> Path:

@@ -164,6 +164,43 @@ def lane(typingctx: Any, vector: Any, k: Any) -> Any:
 
 
 @_intrinsic
+def gather(typingctx: Any, array: Any, first: Any, step: Any) -> Any:
+    """array[first + k * step] in lane k, as float64: array 1-d, float64 or float32."""
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        source = context.make_array(array)(context, builder, args[0])
+        first, step = args[1:]
+        vector = ir.Constant(_VECTOR, ir.Undefined)
+        for k in range(LANES):
+            index = builder.add(first, builder.mul(step, _I64(k)))
+            pointer = cgutils.get_item_pointer(context, builder, array, source, [index])  # type: ignore[no-untyped-call]
+            value = builder.load(pointer)
+            value = context.cast(builder, value, array.dtype, types.float64)
+            vector = builder.insert_element(vector, value, _I32(k))
+        return vector
+
+    if not (isinstance(array, types.Array) and array.ndim == 1):
+        return None
+    return lanes_type(array, types.intp, types.intp), codegen
+
+
+@_intrinsic
+def lane_total(typingctx: Any, vector: Any) -> Any:
+    """The sum of a Lanes value's 8 lanes, in any order (reassociated, as the kernels' sums)."""
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        double = ir.DoubleType()
+        reduce = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module,
+            ir.FunctionType(double, [double, _VECTOR]),
+            f"llvm.vector.reduce.fadd.v{LANES}f64",
+        )
+        return builder.call(reduce, [ir.Constant(double, 0.0), args[0]], fastmath=_REASSOCIATE)
+
+    return types.float64(lanes_type), codegen
+
+
+@_intrinsic
 def store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
     """array[index:index+8] = vector, array 1-d contiguous float64."""
 
