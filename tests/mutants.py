@@ -252,7 +252,7 @@ MUTANTS = [
     Mutant(
         "exp's range reduction drops the low part of ln 2",
         "backends/_exp.py",
-        'r = _vector_call(builder, "fma", k, _doubles(-_LN2_LO), r)',
+        'r = vector_call(builder, "fma", k, _doubles(-_LN2_LO), r)',
         "r = r",
         EXP,
     ),
@@ -441,8 +441,8 @@ MUTANTS = [
     Mutant(
         "the plan chosen by its best problem, not over all problems",
         "tuning.py",
-        "mean = {option: sum(logs) / len(logs) for option",
-        "mean = {option: min(logs) for option",
+        "mean = {option: sum(logs[option]) / len(logs[option]) for option",
+        "mean = {option: min(logs[option]) for option",
         TUNING,
     ),
     Mutant(

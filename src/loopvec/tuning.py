@@ -493,10 +493,11 @@ def _pick(
     time from memory at n = 100. A choice that followed the noise would move, and retime every
     planned cell, at each `loopvec tune`."""
     band = math.log1p(DEFAULT_TIE_BAND)
-    mean = {option: sum(logs) / len(logs) for option in options for logs in [logs_of(option)]}
+    logs = {option: logs_of(option) for option in options}
+    mean = {option: sum(logs[option]) / len(logs[option]) for option in options}
     least_mean = min(mean.values())
     equals = [option for option in options if mean[option] <= least_mean + band]
-    worst = {option: max(logs_of(option)) for option in equals}
+    worst = {option: max(logs[option]) for option in equals}
     least_worst = min(worst.values())
     safest = [option for option in equals if worst[option] <= least_worst + band]
     return default if default in safest else max(safest, key=block_bytes)

@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba.core import cgutils
 from numpy.typing import NDArray
 
 from loopvec.backends._jit import jit
 from loopvec.backends._simd import (
+    _I64,
     _VECTOR,
     LANES,
+    _constant_vector,
     _intrinsic,
     fma,
     gather,
@@ -41,6 +42,7 @@ from loopvec.backends._simd import (
     load_column,
     load_column_masked,
     store,
+    vector_call,
     zeros,
 )
 
@@ -56,37 +58,28 @@ _COEFFICIENTS = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
 _EXP_FLOOR = -1400.0
 #: 2^52 + 2^51: k + this holds the integer k in its low bits (|k| < 2^51), no conversion needed.
 _INTEGER_MAGIC = 6755399441055744.0
-_I64_VECTOR = ir.VectorType(ir.IntType(64), LANES)
+_I64_VECTOR = ir.VectorType(_I64, LANES)
 
 
 def _doubles(value: float) -> ir.Constant:
-    return ir.Constant(_VECTOR, [value] * LANES)
+    return _constant_vector(ir.DoubleType(), [value] * LANES)
 
 
 def _integers(value: int) -> ir.Constant:
-    return ir.Constant(_I64_VECTOR, [value] * LANES)
-
-
-def _vector_call(builder: ir.IRBuilder, name: str, *operands: ir.Value) -> ir.Value:
-    function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
-        builder.module,
-        ir.FunctionType(_VECTOR, [_VECTOR] * len(operands)),
-        f"llvm.{name}.v{LANES}f64",
-    )
-    return builder.call(function, list(operands))
+    return _constant_vector(_I64, [value] * LANES)
 
 
 def _exp_instructions(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """exp(max(x, _EXP_FLOOR)) lane by lane, for x <= 0."""
     x = builder.select(builder.fcmp_ordered("<", x, _doubles(_EXP_FLOOR)), _doubles(_EXP_FLOOR), x)
-    k = _vector_call(
-        builder, "floor", _vector_call(builder, "fma", x, _doubles(_INV_LN2), _doubles(0.5))
+    k = vector_call(
+        builder, "floor", vector_call(builder, "fma", x, _doubles(_INV_LN2), _doubles(0.5))
     )
-    r = _vector_call(builder, "fma", k, _doubles(-_LN2_HI), x)
-    r = _vector_call(builder, "fma", k, _doubles(-_LN2_LO), r)
+    r = vector_call(builder, "fma", k, _doubles(-_LN2_HI), x)
+    r = vector_call(builder, "fma", k, _doubles(-_LN2_LO), r)
     polynomial = _doubles(_COEFFICIENTS[0])
     for coefficient in _COEFFICIENTS[1:]:
-        polynomial = _vector_call(builder, "fma", polynomial, r, _doubles(coefficient))
+        polynomial = vector_call(builder, "fma", polynomial, r, _doubles(coefficient))
     magic_bits = int(np.float64(_INTEGER_MAGIC).view(np.int64))
     k_bits = builder.bitcast(builder.fadd(k, _doubles(_INTEGER_MAGIC)), _I64_VECTOR)
     k_int = builder.sub(k_bits, _integers(magic_bits))
@@ -112,7 +105,7 @@ def _exp_of(typingctx: Any, x: Any) -> Any:
 def _sigmoid_of(typingctx: Any, z: Any) -> Any:
     def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
         z = args[0]
-        magnitude = _vector_call(builder, "fabs", z)
+        magnitude = vector_call(builder, "fabs", z)
         e = _exp_instructions(builder, builder.fsub(_doubles(-0.0), magnitude))  # exp(-|z|)
         inverse = builder.fdiv(_doubles(1.0), builder.fadd(_doubles(1.0), e))
         positive = builder.fcmp_ordered(">=", z, _doubles(0.0))

@@ -62,6 +62,16 @@ def _splat(builder: ir.IRBuilder, scalar: ir.Value) -> ir.Value:
     return builder.shuffle_vector(one, one, _constant_vector(_I32, [0] * LANES))
 
 
+def vector_call(builder: ir.IRBuilder, name: str, *operands: ir.Value) -> ir.Value:
+    """LLVM's intrinsic `name` (fma, floor, fabs, ...) on Lanes operands: llvm.<name>.v8f64."""
+    function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+        builder.module,
+        ir.FunctionType(_VECTOR, [_VECTOR] * len(operands)),
+        f"llvm.{name}.v{LANES}f64",
+    )
+    return builder.call(function, list(operands))
+
+
 def _as_lanes(context: Any, builder: ir.IRBuilder, value: ir.Value, value_type: Any) -> ir.Value:
     """A Lanes value as it is; a number as 8 copies of it, as float64."""
     if value_type == lanes_type:
@@ -143,10 +153,7 @@ def fma(typingctx: Any, x: Any, y: Any, addend: Any) -> Any:
             _as_lanes(context, builder, value, value_type)
             for value, value_type in zip(args, signature.args, strict=True)
         ]
-        function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
-            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fma.v{LANES}f64"
-        )
-        return builder.call(function, operands)
+        return vector_call(builder, "fma", *operands)
 
     if not all(t == lanes_type or isinstance(t, types.Number) for t in (x, y, addend)):
         return None
