@@ -58,7 +58,12 @@ _COLUMNS = 8  # columns (examples) of X per pass in Fortran order, for the same 
 #: Fortran order up to this many features: each column read as two `_simd.Lanes` values.
 SHORT_COLUMN_MAX_N = 2 * LANES
 #: Bytes of X a step of `_stream_walk` reads from memory before it reads them again (from L1).
-_STEP_BYTES = 32 * 2**10
+#: A step's columns are read again after up to 1.6 steps of other columns: at 32 KiB, more than
+#: a 48 KiB L1 holds. On an Ice Lake Xeon (L1 48 KiB), one thread, X in new arrays each round,
+#: 16 KiB took 0.94x [0.91, 0.95] the time of 32 KiB at (1000, 100) (15 rounds), 0.91x at
+#: (1000, 64), 0.95x at (1000, 200), 0.88x at (5000, 200), a tie from memory at (1e6, 100)
+#: (0.98x [0.95, 1.04], two threads). Smaller steps (12 KiB) were no better.
+_STEP_BYTES = 16 * 2**10
 
 
 class KernelPlan(NamedTuple):
