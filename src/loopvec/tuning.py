@@ -15,8 +15,8 @@ candidates once on each machine, outside any timing, and keeps the choice in
     <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
 
 beside the compiled code, so another machine or another version of the kernels gets a plan of
-its own. `current()` is this process's plan: read from that file, measured on first use (12 s
-on an Ice Lake Xeon, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be
+its own. `current()` is this process's plan: read from that file, measured on first use (9 to
+13 s on an Ice Lake Xeon, said on stderr), or today's constants (`DEFAULT_PLAN`) where it cannot be
 measured (a cache folder that cannot be written, too little memory), saying so, or where
 LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
