@@ -165,6 +165,13 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "X of exactly the cache's size walked as from memory",
+        "backends/_blocked.py",
+        "in_cache = n * X.shape[1] * X.itemsize <= plan.f_cache_bytes",
+        "in_cache = n * X.shape[1] * X.itemsize < plan.f_cache_bytes",
+        KERNELS,
+    ),
+    Mutant(
         "the short columns' sums come out in the lanes of the shuffles",
         "backends/_simd.py",
         "_BIT_REVERSED = (0, 4, 2, 6, 1, 5, 3, 7)",
@@ -446,9 +453,16 @@ MUTANTS = [
         TUNING,
     ),
     Mutant(
+        "the tuner times X in cache by the walk from memory",
+        "tuning.py",
+        "return _f_way(n, f[1], f[3] if _in_cache(n, m, cache_bytes) else f[2])",
+        "return _f_way(n, f[1], f[2])",
+        TUNING,
+    ),
+    Mutant(
         "a near tie moves the plan off today's constants",
         "tuning.py",
-        "return default if default in safest else max(safest, key=block_bytes)",
+        "return default if default in safest else max(safest, key=prefer)",
         "return min(options, key=lambda option: mean[option])",
         TUNING,
     ),
@@ -462,7 +476,7 @@ MUTANTS = [
     Mutant(
         "of near equals the first candidate listed, not the largest block",
         "tuning.py",
-        "return default if default in safest else max(safest, key=block_bytes)",
+        "return default if default in safest else max(safest, key=prefer)",
         "return default if default in safest else safest[0]",
         TUNING,
     ),

@@ -146,6 +146,23 @@ def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(
     check("numba_parallel", threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan), p)
 
 
+@pytest.mark.parametrize("n", [17, 100])
+def test_x_in_the_cache_is_walked_the_plan_s_way_for_it_and_larger_x_the_other(n: int) -> None:
+    """The plan's walk in cache for X of at most f_cache_bytes, its other walk for larger X: each
+    gives the bits of the plan that walks every X its way (the two walks' bits differ)."""
+    p = problem(BLOCK + 301, n, "F", "float64", seed=n)
+    one_at_a_time = DEFAULT_PLAN._replace(f_columns_per_walk=1)
+    both = one_at_a_time._replace(f_cache_lanes=2)  # in cache: the one pass, as STREAMS_PLAN
+    in_cache, from_memory = (
+        threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan) for plan in (STREAMS_PLAN, one_at_a_time)
+    )
+    assert not np.array_equal(in_cache[0], from_memory[0])
+    for cache_bytes, expected in [(p.X.nbytes, in_cache), (p.X.nbytes - 1, from_memory)]:
+        got = threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, both._replace(f_cache_bytes=cache_bytes))
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+
+
 @pytest.mark.parametrize("m", [1, 7, 8, 9, 63, 8 * 40 + 3, 8 * 45 + 3])
 def test_streams_shorter_than_a_step_or_than_one_column(m: int) -> None:
     """The one-pass walk's 8 streams of m // 8 columns (none at m < 8), in steps of 8 columns:

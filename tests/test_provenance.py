@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from loopvec.grid import thread_limit
-from loopvec.machine import READ_STREAMS, _read_sum, machine_record
+from loopvec.machine import READ_STREAMS, _read_sum, last_level_cache_bytes, machine_record
 from loopvec.provenance import (
     code_identity,
     cpu_word,
@@ -183,3 +183,19 @@ def test_the_bandwidth_read_sums_every_element_once(threads: int, size: int) -> 
     a = np.arange(1.0, size + 1.0)
     with thread_limit(threads):
         assert _read_sum(a, threads) == size * (size + 1) / 2
+
+
+def test_the_last_level_cache_is_the_largest_data_cache_linux_describes(tmp_path: Path) -> None:
+    caches = {
+        "index0": ("Data", "48K"),
+        "index1": ("Instruction", "64M"),
+        "index2": ("Unified", "2048K"),
+        "index3": ("Unified", "105M"),
+        "index4": ("Unified", "unreadable"),
+    }
+    for index, (kind, size) in caches.items():
+        (tmp_path / "cache" / index).mkdir(parents=True)
+        (tmp_path / "cache" / index / "type").write_text(f"{kind}\n")
+        (tmp_path / "cache" / index / "size").write_text(f"{size}\n")
+    assert last_level_cache_bytes(tmp_path) == 105 * 2**20
+    assert last_level_cache_bytes(tmp_path / "nowhere") == 0

@@ -4,13 +4,14 @@ The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.Kerne
 block size in each memory order, the number of features below which a Fortran-order block is
 copied into a C-order buffer in cache rather than walked by columns, how the columns are walked
 (8 side by side or one at a time by LLVM's loops, or 8 side by side in SIMD registers of 8
-features, in blocks or in one pass of 8 streams), and the number of features below which C
-order's two passes are pipelined (`_blocked._pipelined_rows`); Fortran order with at most
-`SHORT_COLUMN_MAX_N` features has one way (two SIMD vectors a column), only its block size is
-the plan's. The best ones depend on the caches, the prefetchers and the SIMD width: 256 KiB
-column blocks, chosen on the reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower
-than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's planner does, loopvec measures the
-candidates once on each machine, outside any timing, and keeps the choice in
+features, in blocks or in one pass of 8 streams; one walk for X in the last-level cache and one
+for larger X), and the number of features below which C order's two passes are pipelined
+(`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features has one
+way (two SIMD vectors a column), only its block size is the plan's. The best ones depend on the
+caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the reference
+machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3
+(AVX2). As FFTW's planner does, loopvec measures the candidates once on each machine, outside
+any timing, and keeps the choice in
 
     <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
 
@@ -94,20 +95,28 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes // 2**20} MiB" if n_bytes >= 2**20 else f"{n_bytes // 2**10} KiB"
 
 
+#: How each of F_WALKS reads the columns, in `describe`'s words.
+_WALK_WORDS = {
+    "F columns": "",
+    "F single columns": " one at a time",
+    "F lanes": " in 8-feature SIMD registers",
+    "F streams": " in one pass of 8 streams side by side, in 8-feature SIMD registers",
+}
+
+
 def describe(plan: KernelPlan) -> str:
     """'C order 512 KiB blocks, pipelined below n = 320; Fortran order 128 KiB blocks,
-    transposed below n = 32, else columns'."""
+    transposed below n = 32, else columns one at a time, X of up to 32 MiB in 8-feature SIMD
+    registers'."""
     below = plan.f_transpose_below_n
     how = (
         "columns walked" if below <= 0
         else "transposed" if below >= ALWAYS else f"transposed below n = {below}, else columns"
     )  # fmt: skip
-    if below < ALWAYS and plan.f_lanes == 2:
-        how += " in one pass of 8 streams side by side, in 8-feature SIMD registers"
-    elif below < ALWAYS and plan.f_lanes:
-        how += " in 8-feature SIMD registers"
-    elif below < ALWAYS and plan.f_columns_per_walk == 1:
-        how += " one at a time"
+    if below < ALWAYS:
+        how += _WALK_WORDS[_f_walk(plan)]
+        if plan.f_cache_bytes:
+            how += f", X of up to {_size(plan.f_cache_bytes)}" + _WALK_WORDS[_f_walk(plan, True)]
     below = plan.c_pipeline_below_n
     c_how = (
         "" if below <= 0 else ", pipelined" if below >= ALWAYS else f", pipelined below n = {below}"
@@ -123,7 +132,7 @@ def as_json(plan: KernelPlan) -> dict[str, Any]:
 def from_json(value: dict[str, Any]) -> KernelPlan:
     """The plan of `as_json`; ValueError if it is not one. A field added since a plan was
     written takes its default (what the kernels did before it: C order was never pipelined,
-    Fortran order's columns walked 8 at a time)."""
+    Fortran order's columns walked 8 at a time, one walk for X of every size)."""
     given = {**KernelPlan._field_defaults, **value}
     try:
         plan = KernelPlan(**{field: int(given[field]) for field in KernelPlan._fields})
@@ -131,10 +140,13 @@ def from_json(value: dict[str, Any]) -> KernelPlan:
         raise ValueError(f"not a kernel plan: {value!r}") from error
     if plan.c_block_bytes <= 0 or plan.f_block_bytes <= 0:
         raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
-    if plan.f_columns_per_walk not in (1, DEFAULT_PLAN.f_columns_per_walk):
+    walks = {plan.f_columns_per_walk, plan.f_cache_columns_per_walk}
+    if walks - {1, DEFAULT_PLAN.f_columns_per_walk}:
         raise ValueError(f"not a kernel plan (columns per walk must be 1 or 8): {value!r}")
-    if plan.f_lanes not in (0, 1, 2):
-        raise ValueError(f"not a kernel plan (f_lanes must be 0, 1 or 2): {value!r}")
+    if {plan.f_lanes, plan.f_cache_lanes} - {0, 1, 2}:
+        raise ValueError(f"not a kernel plan (lanes must be 0, 1 or 2): {value!r}")
+    if plan.f_cache_bytes < 0:
+        raise ValueError(f"not a kernel plan (f_cache_bytes must be at least 0): {value!r}")
     return plan
 
 
@@ -326,9 +338,14 @@ def plan_of(way: str, block_bytes: int) -> KernelPlan:
 def _f_walk_plan(walk: str) -> KernelPlan:
     """Today's constants with Fortran order's columns walked `walk` (one of F_WALKS; the walk
     of today's constants for "F transpose")."""
-    per_walk = 1 if walk == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
-    lanes = {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)
+    per_walk, lanes = _walk_fields(walk)
     return DEFAULT_PLAN._replace(f_columns_per_walk=per_walk, f_lanes=lanes)
+
+
+def _walk_fields(walk: str) -> tuple[int, int]:
+    """(columns per walk, lanes) of the walk named `walk`."""
+    per_walk = 1 if walk == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
+    return per_walk, {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)
 
 
 def still_racing(
@@ -354,6 +371,7 @@ def measure(
     import numba  # noqa: PLC0415
 
     from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
+    from loopvec.machine import last_level_cache_bytes  # noqa: PLC0415
 
     started = clock()
     threads = numba.get_num_threads()
@@ -389,7 +407,7 @@ def measure(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s, "rounds": len(times)}
             )  # fmt: skip
-    chosen = choose(timings)
+    chosen = choose(timings, last_level_cache_bytes())
     machine = _machine()
     return {
         "format": FORMAT,
@@ -426,23 +444,33 @@ def _f_way(n: int, transpose_below_n: int, walk: str) -> str:
     return "F transpose" if n < transpose_below_n else walk
 
 
-def _f_walk(plan: KernelPlan) -> str:
-    if plan.f_lanes:
-        return UNBLOCKED if plan.f_lanes == 2 else "F lanes"
-    return "F single columns" if plan.f_columns_per_walk == 1 else "F columns"
+def _f_walk(plan: KernelPlan, in_cache: bool = False) -> str:
+    """The name of the walk of `plan` for X from memory, or in cache."""
+    lanes = plan.f_cache_lanes if in_cache else plan.f_lanes
+    per_walk = plan.f_cache_columns_per_walk if in_cache else plan.f_columns_per_walk
+    if lanes:
+        return UNBLOCKED if lanes == 2 else "F lanes"
+    return "F single columns" if per_walk == 1 else "F columns"
 
 
-def _f_way_of(n: int, plan: KernelPlan) -> str:
-    return _f_way(n, plan.f_transpose_below_n, _f_walk(plan))
+def _in_cache(n: int, m: int, cache_bytes: int) -> bool:
+    """Whether the kernels count an X of (n, m) float64 as in cache (`_blocked.accumulate`)."""
+    return n * m * 8 <= cache_bytes
 
 
-def choose(timings: list[dict[str, Any]]) -> KernelPlan:
+def _f_way_of(n: int, m: int, plan: KernelPlan) -> str:
+    in_cache = _in_cache(n, m, plan.f_cache_bytes)
+    return _f_way(n, plan.f_transpose_below_n, _f_walk(plan, in_cache))
+
+
+def choose(timings: list[dict[str, Any]], cache_bytes: int = 0) -> KernelPlan:
     """The plan with the least mean log(median / best median on that problem) over the problems
     measured (each width from memory and in cache), for each order its block size and the width
     below which it pipelines (C) or transposes (Fortran): never, always, or between two widths
-    measured, at their geometric mean; and in Fortran order how it walks the columns elsewhere.
-    Near ties go to the candidate least behind on its worst problem, then to today's constants
-    or the largest block (`_pick`)."""
+    measured, at their geometric mean; and in Fortran order how it walks the columns elsewhere,
+    one walk for X of up to `cache_bytes` (the last-level cache's size; 0: unknown, one walk for
+    every X) and one for larger X. Near ties go to the candidate least behind on its worst
+    problem, then to today's constants, the largest block, one walk for every X (`_pick`)."""
     time_of = _times(timings)
     problems = _problems(timings)
     widths = sorted({n for n, _ in problems})
@@ -450,29 +478,44 @@ def choose(timings: list[dict[str, Any]]) -> KernelPlan:
     for (n, m, way, _), median_s in time_of.items():
         best[n, m, way[0]] = min(median_s, best.get((n, m, way[0]), math.inf))
 
-    def logs(way_of: Callable[[int], str], size: int, order: str) -> list[float]:
-        return [math.log(time_of[n, m, way_of(n), size] / best[n, m, order]) for n, m in problems]
+    def logs(way_of: Callable[[int, int], str], size: int, order: str) -> list[float]:
+        return [
+            math.log(time_of[n, m, way_of(n, m), size] / best[n, m, order]) for n, m in problems
+        ]
+
+    def f_way(n: int, m: int, f: tuple[int, int, str, str]) -> str:
+        return _f_way(n, f[1], f[3] if _in_cache(n, m, cache_bytes) else f[2])
 
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
     c_block, c_below = _pick(
         [(size, below) for below in (0, *between, ALWAYS) for size in C_BLOCK_BYTES],
-        lambda c: logs(lambda n: _c_way(n, c[1]), c[0], "C"),
+        lambda c: logs(lambda n, _: _c_way(n, c[1]), c[0], "C"),
         (DEFAULT_PLAN.c_block_bytes, DEFAULT_PLAN.c_pipeline_below_n),
-        block_bytes=lambda c: c[0],
+        prefer=lambda c: (c[0],),
     )
-    f_block, f_below, f_walk = _pick(
+    default_walk = _f_walk(DEFAULT_PLAN)
+    f_block, f_below, f_walk, f_cache_walk = _pick(
         [
-            (size, below, walk)
+            (size, below, walk, cache_walk)
             for walk in F_WALKS
+            for cache_walk in (F_WALKS if cache_bytes else (walk,))
             for below in (0, *between, ALWAYS)
             for size in F_BLOCK_BYTES
         ],
-        lambda f: logs(lambda n: _f_way(n, f[1], f[2]), f[0], "F"),
-        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n, _f_walk(DEFAULT_PLAN)),
-        block_bytes=lambda f: f[0],
+        lambda f: logs(lambda n, m: f_way(n, m, f), f[0], "F"),
+        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n, default_walk, default_walk),
+        prefer=lambda f: (f[0], f[2] == f[3]),
     )
-    walk = _f_walk_plan(f_walk)
-    return KernelPlan(c_block, f_block, f_below, c_below, walk.f_columns_per_walk, walk.f_lanes)
+    plan = _f_walk_plan(f_walk)._replace(
+        c_block_bytes=c_block, f_block_bytes=f_block, f_transpose_below_n=f_below,
+        c_pipeline_below_n=c_below,
+    )  # fmt: skip
+    if f_cache_walk == f_walk:
+        return plan
+    per_walk, lanes = _walk_fields(f_cache_walk)
+    return plan._replace(
+        f_cache_bytes=cache_bytes, f_cache_columns_per_walk=per_walk, f_cache_lanes=lanes
+    )
 
 
 T = TypeVar("T")
@@ -482,12 +525,13 @@ def _pick(
     options: Sequence[T],
     logs_of: Callable[[T], list[float]],
     default: T,
-    block_bytes: Callable[[T], int],
+    prefer: Callable[[T], tuple[int, ...]],
 ) -> T:
     """The choice among `options`, from each one's log(time / best time) on every problem: those
     within the tie band of the least mean are equals (the measurement cannot tell them apart); of
     equals, those within the tie band of the least worst problem; of these today's `default` if
-    it is one, else the one of largest block (the fewest blocks, the longest streams). The worst
+    it is one, else the one `prefer` ranks first (the largest block: the fewest blocks, the
+    longest streams). The worst
     problem settles what the mean cannot: on an Ice Lake Xeon, in 4 of 14 measurements (one for
     AVX2), C order's 8 or 32 MiB blocks tied 256 and 512 KiB on the mean but took 1.43x the best
     time from memory at n = 100. A choice that followed the noise would move, and retime every
@@ -500,7 +544,7 @@ def _pick(
     worst = {option: max(logs[option]) for option in equals}
     least_worst = min(worst.values())
     safest = [option for option in equals if worst[option] <= least_worst + band]
-    return default if default in safest else max(safest, key=block_bytes)
+    return default if default in safest else max(safest, key=prefer)
 
 
 def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
@@ -512,8 +556,8 @@ def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[s
         f"({m}, {n})": {
             "C": time_of[n, m, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
             / time_of[n, m, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
-            "F": time_of[n, m, _f_way_of(n, default), default.f_block_bytes]
-            / time_of[n, m, _f_way_of(n, chosen), chosen.f_block_bytes],
+            "F": time_of[n, m, _f_way_of(n, m, default), default.f_block_bytes]
+            / time_of[n, m, _f_way_of(n, m, chosen), chosen.f_block_bytes],
         }
         for n, m in _problems(timings)
     }
