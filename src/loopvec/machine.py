@@ -129,13 +129,13 @@ def _numpy_blas() -> list[dict[str, Any]]:
 def last_level_cache_bytes(cpu: Path = Path("/sys/devices/system/cpu/cpu0")) -> int:
     """The size of the largest data cache of `cpu` that Linux describes; 0 where it describes
     none (another OS, a container that hides it)."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
     sizes = [0]
     for index in sorted((cpu / "cache").glob("index*")):
         try:
             if (index / "type").read_text().strip() == "Instruction":
                 continue
             size = (index / "size").read_text().strip()  # "32768K"
-            units = {"K": 2**10, "M": 2**20, "G": 2**30}
             sizes.append(int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size))
         except (OSError, ValueError):
             continue

@@ -528,14 +528,13 @@ def _pick(
     prefer: Callable[[T], tuple[int, ...]],
 ) -> T:
     """The choice among `options`, from each one's log(time / best time) on every problem: those
-    within the tie band of the least mean are equals (the measurement cannot tell them apart); of
-    equals, those within the tie band of the least worst problem; of these today's `default` if
-    it is one, else the one `prefer` ranks first (the largest block: the fewest blocks, the
-    longest streams). The worst
-    problem settles what the mean cannot: on an Ice Lake Xeon, in 4 of 14 measurements (one for
-    AVX2), C order's 8 or 32 MiB blocks tied 256 and 512 KiB on the mean but took 1.43x the best
-    time from memory at n = 100. A choice that followed the noise would move, and retime every
-    planned cell, at each `loopvec tune`."""
+    within the tie band of the least mean are equals (the measurement cannot tell them apart);
+    of equals, those within the tie band of the least worst problem; of these today's `default`
+    if it is one, else the one `prefer` ranks first (the largest block: the fewest blocks, the
+    longest streams). The worst problem settles what the mean cannot: on an Ice Lake Xeon, in 4
+    of 14 measurements (one for AVX2), C order's 8 or 32 MiB blocks tied 256 and 512 KiB on the
+    mean but took 1.43x the best time from memory at n = 100. A choice that followed the noise
+    would move, and retime every planned cell, at each `loopvec tune`."""
     band = math.log1p(DEFAULT_TIE_BAND)
     logs = {option: logs_of(option) for option in options}
     mean = {option: sum(logs[option]) / len(logs[option]) for option in options}
