@@ -180,17 +180,16 @@ def test_the_choice_reads_columns_in_streams_where_they_are_faster() -> None:
 def test_x_in_cache_and_x_from_memory_are_walked_each_the_way_faster_for_it() -> None:
     """As on a Zen 4 (32 MiB of L3) at n = 100: in cache the one pass of 8 streams 0.91x C
     order's time and columns one at a time 1.21x; from memory 0.92x and 0.87x."""
-    walks = ("F streams", "F single columns")
-    in_cache = made_up_timings(
-        {
-            (n, w, 2**18): t
+
+    def walk_times(streams: float, one_at_a_time: float) -> dict[tuple[int, str, int], float]:
+        return {
+            (n, walk, 2**18): median_s
             for n in (10, 100, 1000)
-            for w, t in zip(walks, (0.91, 1.21), strict=True)
-        },
-        m=tuning.SMALL_M,
-    )
-    from_memory = made_up_timings({(n, w, 2**18): t for n in (10, 100, 1000) for w, t in
-                                   zip(walks, (0.92, 0.87), strict=True)})  # fmt: skip
+            for walk, median_s in (("F streams", streams), ("F single columns", one_at_a_time))
+        }
+
+    in_cache = made_up_timings(walk_times(0.91, 1.21), m=tuning.SMALL_M)
+    from_memory = made_up_timings(walk_times(0.92, 0.87))
     timings = in_cache + from_memory
     chosen = tuning.choose(timings, cache_bytes=2**25)
     assert chosen == KernelPlan(2**19, 2**18, 0, 0, 1, 0, 2**25, 8, 2)
@@ -204,7 +203,7 @@ def test_x_in_cache_and_x_from_memory_are_walked_each_the_way_faster_for_it() ->
     # the cache's size unknown: one walk for every X, as before, the one pass less behind
     assert tuning.choose(timings) == KernelPlan(2**19, 2**18, 0, 0, 8, 2)
     # and where in cache the walks tie, one walk too
-    tie = made_up_timings({(n, w, 2**18): 0.9 for n in (10, 100, 1000) for w in walks}, m=1000)
+    tie = made_up_timings(walk_times(0.9, 0.9), m=tuning.SMALL_M)
     assert tuning.choose(tie + from_memory, cache_bytes=2**25) == KernelPlan(2**19, 2**18, 0, 0, 1)
 
 
