@@ -453,6 +453,13 @@ MUTANTS = [
         TUNING,
     ),
     Mutant(
+        "the tuner measures an X its machine's cache holds",
+        "tuning.py",
+        "return max(TUNE_X_BYTES, CACHE_FACTOR * cache_bytes)",
+        "return TUNE_X_BYTES",
+        TUNING,
+    ),
+    Mutant(
         "the tuner times X in cache by the walk from memory",
         "tuning.py",
         "return _f_way(n, f[1], f[3] if _in_cache(n, m, cache_bytes) else f[2])",

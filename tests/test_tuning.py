@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loopvec import tuning
+from loopvec import machine, tuning
 from loopvec.backends import _plan
 from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan
 from loopvec.backends._jit import cache_folder
@@ -286,6 +286,37 @@ def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
     again = tuning._read(path)
     assert again is not None
     assert (again.source, again.plan) == ("kept", state.plan)
+
+
+def test_the_measuring_x_is_twice_a_last_level_cache_that_would_hold_it() -> None:
+    assert tuning.measuring_x_bytes(0) == tuning.TUNE_X_BYTES  # no cache described
+    assert tuning.measuring_x_bytes(32 * 2**20) == tuning.TUNE_X_BYTES  # a Zen 4's L3
+    assert tuning.measuring_x_bytes(300 * 2**20) == 600 * 2**20  # an Emerald Rapids Xeon's
+
+
+def test_a_machine_whose_cache_holds_the_measuring_x_measures_a_larger_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made small: a 1 MiB cache and a 1 MiB X of today: the X measured is 2 MiB, and its
+    problems from memory count as such in the choice."""
+    monkeypatch.setattr(tuning, "TUNE_X_BYTES", 2**20)
+    monkeypatch.setattr(machine, "last_level_cache_bytes", lambda: 2**20)
+    state = tuning.tune(tmp_path / "plan.json", features=SMALL["features"], rounds=3)
+    assert state.measurement is not None
+    assert state.measurement["x_bytes"] == 2 * 2**20
+    assert {(t["n"], t["m"]) for t in state.measurement["timings"]} >= {(32, 8192), (100, 2621)}
+    assert state.plan.f_cache_bytes in (0, 2**20)
+
+
+def test_too_little_memory_for_the_larger_x_keeps_todays_constants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 GiB cache: an X of 2 GiB, 8 GiB to measure it, where 4.5 GiB would do for today's."""
+    monkeypatch.setattr(machine, "last_level_cache_bytes", lambda: 2**30)
+    monkeypatch.setattr(tuning, "_available_bytes", lambda: 9 * 2**29)
+    state = tuning.tune(tmp_path / "plan.json")
+    assert (state.source, state.plan) == ("default", DEFAULT_PLAN)
+    assert "less than the 8192 MiB" in state.note
 
 
 def test_candidates_far_behind_their_order_s_best_drop_out_of_the_race() -> None:

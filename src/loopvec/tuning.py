@@ -21,13 +21,14 @@ its own. `current()` is this process's plan: read from that file, measured on fi
 measured (a cache folder that cannot be written, too little memory), saying so, or where
 LOOPVEC_KERNEL_PLAN=default asks for them. `loopvec tune` measures again.
 
-How: one X of TUNE_X_BYTES (far beyond the caches, as X is at (1e6, 100)) viewed at n = 32, 100
-and 1000 in both orders, and at each width an X of SMALL_M examples (in cache, as the grid's
-smallest cells are); numba_parallel on all threads; every candidate timed in RACE_ROUNDS
-rounds, those still near the best in ROUNDS, candidates in a new random order each round so that
-a drifting machine shifts them all alike; the plan with the least mean log of its median time
-over the best on each problem, where near ties go to the least behind on its worst problem, then
-to today's constants or the largest block (`choose`).
+How: one X of TUNE_X_BYTES, or twice the last-level cache where that is larger (far beyond the
+caches, as X is at (1e6, 100): `measuring_x_bytes`), viewed at n = 32, 100 and 1000 in both
+orders, and at each width an X of SMALL_M examples (in cache, as the grid's smallest cells are);
+numba_parallel on all threads; every candidate timed in RACE_ROUNDS rounds, those still near the
+best in ROUNDS, candidates in a new random order each round so that a drifting machine shifts
+them all alike; the plan with the least mean log of its median time over the best on each
+problem, where near ties go to the least behind on its worst problem, then to today's constants
+or the largest block (`choose`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ PLAN_ENV = "LOOPVEC_KERNEL_PLAN"
 FORMAT = 2  # 2: timings and gains of the problems in cache too
 #: X of the measuring problem: far beyond the caches, about 0.1 s a candidate at 25 GB/s.
 TUNE_X_BYTES = 256 * 2**20
+#: ... or this many times the last-level cache, where that is larger (300 MiB on an Emerald
+#: Rapids Xeon): an X the cache holds would be timed as in cache, and the plan's walk from memory
+#: left to a tie rule.
+CACHE_FACTOR = 2
 #: Widths measured: the plan serves narrow and wide X. The narrowest is above
 #: `_blocked.SHORT_COLUMN_MAX_N`: below it Fortran order reads its short columns one way only.
 TUNE_FEATURES = (32, 100, 1000)
@@ -245,12 +250,20 @@ def _look_up() -> PlanState:
     return _read(path) or tune(path, first_use=True)
 
 
+def measuring_x_bytes(cache_bytes: int) -> int:
+    """Bytes of the X a plan is measured on, on a machine with `cache_bytes` of last-level cache."""
+    return max(TUNE_X_BYTES, CACHE_FACTOR * cache_bytes)
+
+
 def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any) -> PlanState:
     """Measure this machine's plan, keep it at `path` and run with it from now on; today's
     constants, saying why, where it cannot be measured or kept. `measuring` goes to `measure`
     (smaller sizes for the tests)."""
+    from loopvec.machine import last_level_cache_bytes  # noqa: PLC0415
+
     path = path or plan_path()
-    x_bytes = measuring.get("x_bytes", TUNE_X_BYTES)
+    measuring.setdefault("x_bytes", measuring_x_bytes(last_level_cache_bytes()))
+    x_bytes = measuring["x_bytes"]
     available = _available_bytes()
     if available < MEMORY_FACTOR * x_bytes:
         state = _default(
@@ -362,17 +375,20 @@ def still_racing(
 
 
 def measure(
-    x_bytes: int = TUNE_X_BYTES,
+    x_bytes: int | None = None,
     features: tuple[int, ...] = TUNE_FEATURES,
     rounds: int = ROUNDS,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Time every candidate (module docstring) and choose: the plan file's content."""
+    """Time every candidate (module docstring) on an X of `x_bytes` (None: `measuring_x_bytes`)
+    and choose: the plan file's content."""
     import numba  # noqa: PLC0415
 
     from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
     from loopvec.machine import last_level_cache_bytes  # noqa: PLC0415
 
+    cache_bytes = last_level_cache_bytes()
+    x_bytes = x_bytes or measuring_x_bytes(cache_bytes)
     started = clock()
     threads = numba.get_num_threads()
     rng = np.random.default_rng(0)
@@ -407,7 +423,7 @@ def measure(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s, "rounds": len(times)}
             )  # fmt: skip
-    chosen = choose(timings, last_level_cache_bytes())
+    chosen = choose(timings, cache_bytes)
     machine = _machine()
     return {
         "format": FORMAT,
