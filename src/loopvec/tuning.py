@@ -102,7 +102,7 @@ def _size(n_bytes: int) -> str:
 
 #: How each of F_WALKS reads the columns, in `describe`'s words.
 _WALK_WORDS = {
-    "F columns": "",
+    "F columns": " 8 side by side",
     "F single columns": " one at a time",
     "F lanes": " in 8-feature SIMD registers",
     "F streams": " in one pass of 8 streams side by side, in 8-feature SIMD registers",
@@ -111,8 +111,8 @@ _WALK_WORDS = {
 
 def describe(plan: KernelPlan) -> str:
     """'C order 512 KiB blocks, pipelined below n = 320; Fortran order 128 KiB blocks,
-    transposed below n = 32, else columns one at a time, X of up to 32 MiB in 8-feature SIMD
-    registers'."""
+    transposed below n = 32, else columns one at a time, X of up to 32 MiB walked in 8-feature
+    SIMD registers'."""
     below = plan.f_transpose_below_n
     how = (
         "columns walked" if below <= 0
@@ -121,7 +121,8 @@ def describe(plan: KernelPlan) -> str:
     if below < ALWAYS:
         how += _WALK_WORDS[_f_walk(plan)]
         if plan.f_cache_bytes:
-            how += f", X of up to {_size(plan.f_cache_bytes)}" + _WALK_WORDS[_f_walk(plan, True)]
+            cache_walk = _WALK_WORDS[_f_walk(plan, True)]
+            how += f", X of up to {_size(plan.f_cache_bytes)} walked{cache_walk}"
     below = plan.c_pipeline_below_n
     c_how = (
         "" if below <= 0 else ", pipelined" if below >= ALWAYS else f", pipelined below n = {below}"
