@@ -165,6 +165,13 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "the walk with dw in Lanes makes z in Lanes too",
+        "backends/_blocked.py",
+        "        if z_one_at_a_time:\n",
+        "        if not z_one_at_a_time:\n",
+        KERNELS,
+    ),
+    Mutant(
         "X of exactly the cache's size walked as from memory",
         "backends/_blocked.py",
         "in_cache = n * X.shape[1] * X.itemsize <= plan.f_cache_bytes",
@@ -450,6 +457,13 @@ MUTANTS = [
         "tuning.py",
         "mean = {option: sum(logs[option]) / len(logs[option]) for option",
         "mean = {option: min(logs[option]) for option",
+        TUNING,
+    ),
+    Mutant(
+        "the tuner's walk one at a time with dw in Lanes is the plain walk one at a time",
+        "tuning.py",
+        'return per_walk, {"F lanes": 1, "F single lanes": 1, UNBLOCKED: 2}.get(walk, 0)',
+        'return per_walk, {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)',
         TUNING,
     ),
     Mutant(

@@ -30,9 +30,13 @@ from loopvec.backends._blocked import (
     SHORT_COLUMN_MAX_N,
     KernelPlan,
     _dw_columns,
+    _dw_lane_columns,
+    _lane_rows,
+    _z_each_column,
     block_examples,
     columns_read_whole,
 )
+from loopvec.backends._exp import sigmoid_minus_y
 from loopvec.backends._jit import REASSOCIATE
 from loopvec.backends.numba_fused import planned_gradient
 from loopvec.backends.numba_parallel import ranges_of, threaded_gradient
@@ -50,7 +54,8 @@ BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 #: 2 x 8 + 5 features are walked.
 UNROLL_N = (3, 16, 13, 21)
 #: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, or 8 in
-#: Lanes, in blocks or in one pass of 8 streams, the block transposed, by n; C order: its two
+#: Lanes, in blocks (both passes, or dw only) or in one pass of 8 streams, the block transposed,
+#: by n; C order: its two
 #: passes apart or pipelined), with the reference's block sizes and with the smallest blocks
 #: (64 examples: a problem spans many).
 PLANS = {
@@ -61,6 +66,8 @@ PLANS = {
     "smallest blocks, columns one at a time": KernelPlan(1, 1, 0, 0, 1),
     "columns in lanes": DEFAULT_PLAN._replace(f_lanes=1),
     "smallest blocks, columns in lanes": KernelPlan(1, 1, 0, 0, 8, 1),
+    "columns one at a time, dw in lanes": DEFAULT_PLAN._replace(f_columns_per_walk=1, f_lanes=1),
+    "smallest blocks, columns one at a time, dw in lanes": KernelPlan(1, 1, 0, 0, 1, 1),
     "one pass of 8 streams in lanes": DEFAULT_PLAN._replace(f_lanes=2),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
     "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
@@ -130,12 +137,17 @@ def test_short_columns_read_whole_all_but_the_last_that_would_reach_past_x(n: in
     assert columns_read_whole(X[:, :1]) == (1 if n == 16 else 0)
 
 
-#: The plans of the Lanes walks of columns longer than the short ones: in blocks, in one pass.
+#: The plans of the Lanes walks of columns longer than the short ones: in blocks (both passes,
+#: or the dw pass after a z pass one column at a time), in one pass.
 LANES_PLAN = DEFAULT_PLAN._replace(f_lanes=1)
+ONE_AT_A_TIME_PLAN = DEFAULT_PLAN._replace(f_columns_per_walk=1)
+DW_LANES_PLAN = ONE_AT_A_TIME_PLAN._replace(f_lanes=1)
 STREAMS_PLAN = DEFAULT_PLAN._replace(f_lanes=2)
 
 
-@pytest.mark.parametrize("plan", [LANES_PLAN, STREAMS_PLAN], ids=["blocks", "streams"])
+@pytest.mark.parametrize(
+    "plan", [LANES_PLAN, DW_LANES_PLAN, STREAMS_PLAN], ids=["blocks", "dw only", "streams"]
+)
 @pytest.mark.parametrize("n", [17, 24, 100])  # 8 features a Lanes value and 1, 0 and 4 more
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(
@@ -147,14 +159,36 @@ def test_columns_in_lanes_at_widths_that_do_and_do_not_fill_them(
 
 
 @pytest.mark.parametrize("n", [17, 100])
+def test_the_walk_with_dw_in_lanes_makes_z_one_column_at_a_time(n: int) -> None:
+    """It gives the bits of the z pass one column at a time and the Lanes walk's dw pass,
+    composed here block by block from the kernels' own loops (the bits of neither the Lanes walk
+    nor the walk one at a time)."""
+    p = problem(BLOCK + 301, n, "F", "float64", seed=n)
+    m = p.X.shape[1]
+    block = block_examples(n, p.X.itemsize, DW_LANES_PLAN.f_block_bytes)
+    w, z, dz = np.ascontiguousarray(p.w[:, 0]), np.empty(block), np.empty(block)
+    dw_lanes, db = np.zeros(_lane_rows(n)), 0.0
+    for start in range(0, m, block):
+        size = min(block, m - start)
+        _z_each_column(w, p.b, p.X, start, size, z)
+        db += sigmoid_minus_y(z, p.Y[0, start : start + size], size, dz)
+        _dw_lane_columns(p.X, start, size, dz, dw_lanes)
+    got = planned_gradient(p.w, p.b, p.X, p.Y, DW_LANES_PLAN)
+    np.testing.assert_array_equal(got[0][:, 0], dw_lanes[:n] / m)
+    assert got[1] == db / m
+    for other in (LANES_PLAN, ONE_AT_A_TIME_PLAN):
+        assert not np.array_equal(planned_gradient(p.w, p.b, p.X, p.Y, other)[0], got[0])
+
+
+@pytest.mark.parametrize("n", [17, 100])
 def test_x_in_the_cache_is_walked_the_plan_s_way_for_it_and_larger_x_the_other(n: int) -> None:
     """The plan's walk in cache for X of at most f_cache_bytes, its other walk for larger X: each
     gives the bits of the plan that walks every X its way (the two walks' bits differ)."""
     p = problem(BLOCK + 301, n, "F", "float64", seed=n)
-    one_at_a_time = DEFAULT_PLAN._replace(f_columns_per_walk=1)
-    both = one_at_a_time._replace(f_cache_lanes=2)  # in cache: the one pass, as STREAMS_PLAN
+    both = ONE_AT_A_TIME_PLAN._replace(f_cache_lanes=2)  # in cache: the one pass, as STREAMS_PLAN
     in_cache, from_memory = (
-        threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan) for plan in (STREAMS_PLAN, one_at_a_time)
+        threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, plan)
+        for plan in (STREAMS_PLAN, ONE_AT_A_TIME_PLAN)
     )
     assert not np.array_equal(in_cache[0], from_memory[0])
     for cache_bytes, expected in [(p.X.nbytes, in_cache), (p.X.nbytes - 1, from_memory)]:

@@ -4,14 +4,14 @@ The blocked kernels' speed on a CPU is decided by a few choices (`_blocked.Kerne
 block size in each memory order, the number of features below which a Fortran-order block is
 copied into a C-order buffer in cache rather than walked by columns, how the columns are walked
 (8 side by side or one at a time by LLVM's loops, or 8 side by side in SIMD registers of 8
-features, in blocks or in one pass of 8 streams; one walk for X in the last-level cache and one
-for larger X), and the number of features below which C order's two passes are pipelined
-(`_blocked._pipelined_rows`); Fortran order with at most `SHORT_COLUMN_MAX_N` features has one
-way (two SIMD vectors a column), only its block size is the plan's. The best ones depend on the
-caches, the prefetchers and the SIMD width: 256 KiB column blocks, chosen on the reference
-machine (Zen 5, AVX-512), left Fortran order 1.78x slower than C at (1e6, 100) on a Zen 3
-(AVX2). As FFTW's planner does, loopvec measures the candidates once on each machine, outside
-any timing, and keeps the choice in
+features, in blocks, in the dw pass only, or in one pass of 8 streams; one walk for X in the
+last-level cache and one for larger X), and the number of features below which C order's two
+passes are pipelined (`_blocked._pipelined_rows`); Fortran order with at most
+`SHORT_COLUMN_MAX_N` features has one way (two SIMD vectors a column), only its block size is
+the plan's. The best ones depend on the caches, the prefetchers and the SIMD width: 256 KiB
+column blocks, chosen on the reference machine (Zen 5, AVX-512), left Fortran order 1.78x slower
+than C at (1e6, 100) on a Zen 3 (AVX2). As FFTW's planner does, loopvec measures the candidates
+once on each machine, outside any timing, and keeps the choice in
 
     <numba cache root>/plans/<machine fingerprint>-<kernel code fingerprint>.json
 
@@ -105,6 +105,7 @@ _WALK_WORDS = {
     "F columns": " 8 side by side",
     "F single columns": " one at a time",
     "F lanes": " in 8-feature SIMD registers",
+    "F single lanes": " one at a time for z, 8 side by side in 8-feature SIMD registers for dw",
     "F streams": " in one pass of 8 streams side by side, in 8-feature SIMD registers",
 }
 
@@ -313,9 +314,10 @@ def _measuring_alone(path: Path) -> Iterator[None]:
 
 
 #: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
-#: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes, or in
-#: one pass of 8 streams in Lanes, or its block transposed.
-F_WALKS = ("F columns", "F single columns", "F lanes", "F streams")
+#: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes (in both
+#: passes, or in the dw pass after a z pass one at a time), or in one pass of 8 streams in
+#: Lanes, or its block transposed.
+F_WALKS = ("F columns", "F single columns", "F lanes", "F single lanes", "F streams")
 #: A way that has no blocks (`_blocked._stream_walk`): timed once a problem, its time that of
 #: every block size.
 UNBLOCKED = "F streams"
@@ -358,8 +360,8 @@ def _f_walk_plan(walk: str) -> KernelPlan:
 
 def _walk_fields(walk: str) -> tuple[int, int]:
     """(columns per walk, lanes) of the walk named `walk`."""
-    per_walk = 1 if walk == "F single columns" else DEFAULT_PLAN.f_columns_per_walk
-    return per_walk, {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)
+    per_walk = 1 if walk.startswith("F single") else DEFAULT_PLAN.f_columns_per_walk
+    return per_walk, {"F lanes": 1, "F single lanes": 1, UNBLOCKED: 2}.get(walk, 0)
 
 
 def still_racing(
@@ -465,8 +467,10 @@ def _f_walk(plan: KernelPlan, in_cache: bool = False) -> str:
     """The name of the walk of `plan` for X from memory, or in cache."""
     lanes = plan.f_cache_lanes if in_cache else plan.f_lanes
     per_walk = plan.f_cache_columns_per_walk if in_cache else plan.f_columns_per_walk
+    if lanes == 2:
+        return UNBLOCKED
     if lanes:
-        return UNBLOCKED if lanes == 2 else "F lanes"
+        return "F single lanes" if per_walk == 1 else "F lanes"
     return "F single columns" if per_walk == 1 else "F columns"
 
 

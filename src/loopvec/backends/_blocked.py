@@ -16,14 +16,15 @@ pipelined: the dw pass of each block is made in the z pass of the next, so that 
 streaming while the cache is read (at (1e6, 100) on a 2-core Xeon, 6 % faster: from 80 to 86 % of
 the read bandwidth). In Fortran order (a column per example) they either walk the columns (8 at a
 time, or in the z pass one at a time: 8 short streams side by side halved the speed from memory
-on a Zen 4; or 8 side by side in `_simd.Lanes`, 8 features a register: on an Emerald Rapids
-Xeon LLVM's loops ran 4 lanes wide and summed each column's lanes one by one), or copy the block
-into a C-order buffer that stays in cache and run the row loops on it; X itself is never copied.
-Which way, and the block sizes, is a `KernelPlan`, measured on each machine (`loopvec.tuning`).
-Columns of at most 16 features, shorter than LLVM's vector loops, are read as two SIMD vectors
-each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4 that took Fortran order from 1.6x C
-order's time to 1.01x to 1.08x. Sums are reassociated (REASSOCIATE) so that LLVM spreads them
-over SIMD lanes.
+on a Zen 4; or 8 side by side in `_simd.Lanes`, 8 features a register, in both passes or in the
+dw pass only: on an Emerald Rapids Xeon LLVM's loops ran 4 lanes wide and summed each column's
+lanes one by one, on a Zen 4 compiled for AVX-512 their dw pass read 79 GB/s from L2 where Lanes
+read 98), or copy the block into a C-order buffer that stays in cache and run the row loops on
+it; X itself is never copied. Which way, and the block sizes, is a `KernelPlan`, measured on each
+machine (`loopvec.tuning`). Columns of at most 16 features, shorter than LLVM's vector loops, are
+read as two SIMD vectors each (`_simd`), whatever the plan: at (1e5, 10) on a Zen 4 that took
+Fortran order from 1.6x C order's time to 1.01x to 1.08x. Sums are reassociated (REASSOCIATE) so
+that LLVM spreads them over SIMD lanes.
 
 The sigmoid's exp is written out, 8 examples at a time (`_exp`).
 """
@@ -86,10 +87,12 @@ class KernelPlan(NamedTuple):
     #: follow better: on a Zen 4, 1.7x faster at (1e6, 100)).
     f_columns_per_walk: int = _COLUMNS
     #: 1: Fortran order's walked columns are read in `_simd.Lanes`, 8 features a register, in
-    #: both passes (`_z_lane_columns`, `_dw_lane_columns`); 0: by LLVM's vector loops, which on
-    #: an Emerald Rapids Xeon use 4-lane registers and finish each column's sum one lane at a
-    #: time. The walk of `f_columns_per_walk` when 0. 2: in Lanes, in one pass of 8 streams
-    #: side by side (`_stream_walk`): no blocks, f_block_bytes unused.
+    #: both passes (`_z_lane_columns`, `_dw_lane_columns`), or with `f_columns_per_walk` 1 in the
+    #: dw pass only (the z pass one column at a time: on a Zen 4, from L2, the dw pass read 98
+    #: GB/s in Lanes, 79 by LLVM's loops compiled for AVX-512, 95 for AVX2); 0: by LLVM's vector
+    #: loops, which on an Emerald Rapids Xeon use 4-lane registers and finish each column's sum
+    #: one lane at a time. The walk of `f_columns_per_walk` when 0. 2: in Lanes, in one pass of
+    #: 8 streams side by side (`_stream_walk`): no blocks, f_block_bytes unused.
     f_lanes: int = 0
     #: Fortran order's X of at most this many bytes (the last-level cache's size where the plan
     #: was measured; 0: none) is walked as the next two fields say, in place of the two above:
@@ -506,7 +509,7 @@ def accumulate(
     if lanes:
         return (
             _stream_walk(w_vector, b, X, Y[0], lo, hi, dw) if unblocked
-            else _lane_walk(w_vector, b, X, Y[0], lo, hi, block, dw, z, dz)
+            else _lane_walk(w_vector, b, X, Y[0], lo, hi, block, per_walk == 1, dw, z, dz)
         )  # fmt: skip
     buffer = np.empty((n if transpose else 0, block), X.dtype)
     y = Y[0]
@@ -538,12 +541,12 @@ def accumulate(
 
 @jit(fastmath=REASSOCIATE)
 def _lane_walk(
-    w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, block: int, dw: Floats,
-    z: Floats, dz: Floats,
+    w: Floats, b: float, X: Floats, y: Floats, lo: int, hi: int, block: int,
+    z_one_at_a_time: bool, dw: Floats, z: Floats, dz: Floats,
 ) -> float:  # fmt: skip
-    """`accumulate` in Fortran order with the columns walked in Lanes (w (n,) contiguous): w
-    and dw's sums in buffers of whole Lanes, 0 past n, dw's added to dw at the end. Returns the
-    sum of dz."""
+    """`accumulate` in Fortran order with the columns walked in Lanes (w (n,) contiguous), in
+    the dw pass and, unless z_one_at_a_time, in the z pass: w and dw's sums in buffers of whole
+    Lanes, 0 past n, dw's added to dw at the end. Returns the sum of dz."""
     n = X.shape[0]
     w_lanes = np.zeros(_lane_rows(n))
     w_lanes[:n] = w
@@ -551,7 +554,10 @@ def _lane_walk(
     db = 0.0
     for start in range(lo, hi, block):
         size = min(block, hi - start)
-        _z_lane_columns(w_lanes, b, X, start, size, z)
+        if z_one_at_a_time:
+            _z_each_column(w, b, X, start, size, z)
+        else:
+            _z_lane_columns(w_lanes, b, X, start, size, z)
         db += sigmoid_minus_y(z, y[start : start + size], size, dz)
         _dw_lane_columns(X, start, size, dz, dw_lanes)
     for j in range(n):
