@@ -55,9 +55,8 @@ BLOCKED_M = (BLOCK + 1, 10_001, 3 * BLOCK + 123)
 UNROLL_N = (3, 16, 13, 21)
 #: Each way a block of X is read (Fortran order: columns walked 8 or one at a time, or 8 in
 #: Lanes, in blocks (both passes, or dw only) or in one pass of 8 streams, the block transposed,
-#: by n; C order: its two
-#: passes apart or pipelined), with the reference's block sizes and with the smallest blocks
-#: (64 examples: a problem spans many).
+#: by n; C order: its two passes apart or pipelined), with the reference's block sizes and with
+#: the smallest blocks (64 examples: a problem spans many).
 PLANS = {
     "columns": DEFAULT_PLAN,
     "transposed": DEFAULT_PLAN._replace(f_transpose_below_n=2**62),
