@@ -126,7 +126,8 @@ def test_the_kernel_plan_each_planned_backend_ran_with_is_named() -> None:
     provenance = render_report(planned, MACHINE, FIGURE_PATHS).split("## Headline")[0]
     assert (
         "Kernel plan of `numba_loops`: C order 512 KiB blocks; Fortran order 256 KiB blocks, "
-        "transposed below n = 32, else columns, measured on this machine 2026-12-05 in 32.2 s."
+        "transposed below n = 32, else columns 8 side by side, measured on this machine "
+        "2026-12-05 in 32.2 s."
     ) in provenance
     assert (
         "Kernel plan of `numpy_vectorized`: today's constants, C order 512 KiB blocks"
