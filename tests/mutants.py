@@ -462,8 +462,8 @@ MUTANTS = [
     Mutant(
         "the tuner's walk one at a time with dw in Lanes is the plain walk one at a time",
         "tuning.py",
-        'return per_walk, {"F lanes": 1, "F single lanes": 1, UNBLOCKED: 2}.get(walk, 0)',
-        'return per_walk, {"F lanes": 1, UNBLOCKED: 2}.get(walk, 0)',
+        '"F single lanes": (1, 1),',
+        '"F single lanes": (1, 0),',
         TUNING,
     ),
     Mutant(

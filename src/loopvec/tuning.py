@@ -316,8 +316,16 @@ def _measuring_alone(path: Path) -> Iterator[None]:
 #: The ways a block is read: C order's rows, its two passes apart or pipelined; Fortran order's
 #: columns, 8 side by side or one at a time by LLVM's loops, or 8 side by side in Lanes (in both
 #: passes, or in the dw pass after a z pass one at a time), or in one pass of 8 streams in
-#: Lanes, or its block transposed.
-F_WALKS = ("F columns", "F single columns", "F lanes", "F single lanes", "F streams")
+#: Lanes, or its block transposed. Each Fortran walk's (columns per walk, lanes): `KernelPlan`'s
+#: f_columns_per_walk and f_lanes.
+_WALK_FIELDS = {
+    "F columns": (DEFAULT_PLAN.f_columns_per_walk, 0),
+    "F single columns": (1, 0),
+    "F lanes": (DEFAULT_PLAN.f_columns_per_walk, 1),
+    "F single lanes": (1, 1),
+    "F streams": (DEFAULT_PLAN.f_columns_per_walk, 2),
+}
+F_WALKS = tuple(_WALK_FIELDS)
 #: A way that has no blocks (`_blocked._stream_walk`): timed once a problem, its time that of
 #: every block size.
 UNBLOCKED = "F streams"
@@ -359,9 +367,8 @@ def _f_walk_plan(walk: str) -> KernelPlan:
 
 
 def _walk_fields(walk: str) -> tuple[int, int]:
-    """(columns per walk, lanes) of the walk named `walk`."""
-    per_walk = 1 if walk.startswith("F single") else DEFAULT_PLAN.f_columns_per_walk
-    return per_walk, {"F lanes": 1, "F single lanes": 1, UNBLOCKED: 2}.get(walk, 0)
+    """(columns per walk, lanes) of the walk named `walk`; today's for "F transpose"."""
+    return _WALK_FIELDS.get(walk, (DEFAULT_PLAN.f_columns_per_walk, DEFAULT_PLAN.f_lanes))
 
 
 def still_racing(
@@ -378,20 +385,18 @@ def still_racing(
 
 
 def measure(
-    x_bytes: int | None = None,
+    x_bytes: int,
     features: tuple[int, ...] = TUNE_FEATURES,
     rounds: int = ROUNDS,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Time every candidate (module docstring) on an X of `x_bytes` (None: `measuring_x_bytes`)
-    and choose: the plan file's content."""
+    """Time every candidate (module docstring) on an X of `x_bytes` (`measuring_x_bytes`, as
+    `tune` gives it) and choose: the plan file's content."""
     import numba  # noqa: PLC0415
 
     from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
     from loopvec.machine import last_level_cache_bytes  # noqa: PLC0415
 
-    cache_bytes = last_level_cache_bytes()
-    x_bytes = x_bytes or measuring_x_bytes(cache_bytes)
     started = clock()
     threads = numba.get_num_threads()
     rng = np.random.default_rng(0)
@@ -426,7 +431,7 @@ def measure(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s, "rounds": len(times)}
             )  # fmt: skip
-    chosen = choose(timings, cache_bytes)
+    chosen = choose(timings, last_level_cache_bytes())
     machine = _machine()
     return {
         "format": FORMAT,
@@ -467,11 +472,9 @@ def _f_walk(plan: KernelPlan, in_cache: bool = False) -> str:
     """The name of the walk of `plan` for X from memory, or in cache."""
     lanes = plan.f_cache_lanes if in_cache else plan.f_lanes
     per_walk = plan.f_cache_columns_per_walk if in_cache else plan.f_columns_per_walk
-    if lanes == 2:
+    if lanes == 2:  # the one pass, whatever its columns per walk
         return UNBLOCKED
-    if lanes:
-        return "F single lanes" if per_walk == 1 else "F lanes"
-    return "F single columns" if per_walk == 1 else "F columns"
+    return next(walk for walk, fields in _WALK_FIELDS.items() if fields == (per_walk, lanes))
 
 
 def _in_cache(n: int, m: int, cache_bytes: int) -> bool:
