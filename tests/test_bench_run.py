@@ -261,6 +261,11 @@ def test_the_first_pass_measures_each_cells_memory_and_the_report_draws_it(
         "--dtypes",
         "float64",
         "--passes=1",  # memory is measured in the first
+        # No cell skipped for its time (a skipped cell measures no memory): on 2 cores loaded
+        # by a second test run, a gradient cell here once had no passes (2026-12-07, its reason
+        # not shown), and a loaded machine can push a first call over the 1 s budget.
+        "--budget=inf",
+        "--train-budget=inf",
     ]
     options += ["--backends", "numpy_vectorized,numba_parallel,dask_array", "--report"]
     result = run_bench(tmp_path, *options, memory=True)
@@ -286,6 +291,8 @@ def test_the_first_pass_measures_each_cells_memory_and_the_report_draws_it(
 def assert_memory_measured(gradient: list[dict[str, Any]], training: list[dict[str, Any]]) -> None:
     """A gradient cell's first pass measured one call (2 or 3 times), and moving the inputs in
     (once; the Dask workers' too); a training cell's one step and a whole run."""
+    untimed = {r["cell_id"]: r.get("reason") for r in gradient + training if r["status"] != "timed"}
+    assert not untimed, untimed
     for record in gradient:
         first, *later = record["passes"]
         assert record["peak_method"] == PEAK_METHOD
