@@ -483,8 +483,43 @@ MUTANTS = [
     Mutant(
         "a near tie moves the plan off today's constants",
         "tuning.py",
-        "return default if default in safest else max(safest, key=prefer)",
+        "return keep[0] if keep else max(safest, key=prefer)",
         "return min(options, key=lambda option: mean[option])",
+        TUNING,
+    ),
+    Mutant(
+        "a near tie moves the plan off the plan before",
+        "tuning.py",
+        "kept = (DEFAULT_PLAN,) if before is None else (before, DEFAULT_PLAN)",
+        "kept = (DEFAULT_PLAN,)",
+        TUNING,
+    ),
+    Mutant(
+        "the plan before is kept however far behind",
+        "tuning.py",
+        "keep = [option for option in kept if option in safest]",
+        "keep = [option for option in kept if option in options]",
+        TUNING,
+    ),
+    Mutant(
+        "the plan before keeps its walk from memory for X in cache too",
+        "tuning.py",
+        "_f_walk(plan, in_cache=plan.f_cache_bytes > 0),",
+        "_f_walk(plan),",
+        TUNING,
+    ),
+    Mutant(
+        "the plan before may be another machine's",
+        "tuning.py",
+        'if measurement["machine_fingerprint"] == _machine()["fingerprint"]:',
+        "if measurement:",
+        TUNING,
+    ),
+    Mutant(
+        "the newest plan of this machine is the plan before, over the one this code kept",
+        "tuning.py",
+        'kept.append((file == path, str(measurement["measured_at"]), plan))',
+        'kept.append((False, str(measurement["measured_at"]), plan))',
         TUNING,
     ),
     Mutant(
@@ -497,8 +532,8 @@ MUTANTS = [
     Mutant(
         "of near equals the first candidate listed, not the largest block",
         "tuning.py",
-        "return default if default in safest else max(safest, key=prefer)",
-        "return default if default in safest else safest[0]",
+        "return keep[0] if keep else max(safest, key=prefer)",
+        "return keep[0] if keep else safest[0]",
         TUNING,
     ),
     # The measurement protocol (loopvec.runner)

@@ -275,6 +275,65 @@ def test_of_near_equals_the_largest_block_is_chosen() -> None:
         assert tuning.choose(made_up_timings(f_times)).f_block_bytes == 2**17
 
 
+@pytest.mark.parametrize(("behind", "kept"), [(1.01, True), (1.1, False)])
+def test_a_near_tie_keeps_the_plan_before(behind: float, kept: bool) -> None:
+    """The plan before (64 KiB Fortran blocks, C order's 512 KiB) `behind` the best (128 KiB, 2
+    MiB) at every n: within the tie band it stays, where the rule's last resort, the largest
+    block, would otherwise be taken; 10 % behind, it goes."""
+    f_times = {(n, "F columns", 2**17): 1.0 for n in (10, 100, 1000)}
+    f_times |= {(n, "F columns", 2**16): behind for n in (10, 100, 1000)}
+    c_times = {(n, "C rows", 2**21): 1.0 for n in (10, 100, 1000)}
+    c_times |= {(n, "C rows", 2**19): behind for n in (10, 100, 1000)}
+    timings = made_up_timings(f_times, c_times)
+    before = KernelPlan(2**19, 2**16, 0)
+    best = KernelPlan(2**21, 2**17, 0)
+    assert tuning.choose(timings) == best
+    assert tuning.choose(timings, before=before) == (before if kept else best)
+
+
+def test_the_plan_before_keeps_its_walk_in_cache_where_the_walks_tie_there() -> None:
+    """In cache the one pass of 8 streams and columns one at a time tie, from memory one at a
+    time is faster: the plan before keeps the one pass in cache; without it, one walk for every
+    X (the rule's last resort)."""
+    walks = ("F streams", "F single columns")
+    in_cache = {(n, walk, 2**18): 0.9 for n in (10, 100, 1000) for walk in walks}
+    from_memory = {(n, "F streams", 2**18): 0.92 for n in (10, 100, 1000)}
+    from_memory |= {(n, "F single columns", 2**18): 0.87 for n in (10, 100, 1000)}
+    timings = made_up_timings(in_cache, m=tuning.SMALL_M) + made_up_timings(from_memory)
+    before = KernelPlan(2**19, 2**18, 0, 0, 1, 0, 2**25, 8, 2)
+    assert tuning.choose(timings, 2**25, before) == before
+    assert tuning.choose(timings, 2**25) == KernelPlan(2**19, 2**18, 0, 0, 1)
+
+
+def test_a_plan_before_that_is_no_candidate_is_passed_over() -> None:
+    f_times = {(n, "F columns", 2**18): 1.0 for n in (10, 100, 1000)}
+    timings = made_up_timings(f_times)
+    unknown = KernelPlan(3 * 2**20, 3 * 2**20, 0)  # blocks no measurement times
+    assert tuning.choose(timings, before=unknown) == tuning.choose(timings)
+
+
+def write_plan(path: Path, plan: KernelPlan, measured_at: str, fingerprint: str = "") -> None:
+    """A plan file as `tune` keeps it, as far as `plan_before` reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"format": tuning.FORMAT, "plan": tuning.as_json(plan), "measured_at": measured_at}
+    content["machine_fingerprint"] = fingerprint or tuning._machine()["fingerprint"]
+    path.write_text(json.dumps(content))
+
+
+def test_the_plan_before_is_the_one_kept_else_this_machine_s_newest(tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    path = plans / "this-code.json"
+    assert tuning.plan_before(path) is None  # no folder yet
+    older, newer, other = (DEFAULT_PLAN._replace(f_block_bytes=size) for size in (1, 2, 3))
+    write_plan(plans / "code-1.json", older, "2026-12-01T00:00:00+00:00")
+    write_plan(plans / "code-2.json", newer, "2026-12-02T00:00:00+00:00")
+    write_plan(plans / "elsewhere.json", other, "2026-12-03T00:00:00+00:00", "another machine")
+    (plans / "damaged.json").write_text("{")
+    assert tuning.plan_before(path) == newer  # another version of the code, this machine's
+    write_plan(path, older, "2026-11-01T00:00:00+00:00")
+    assert tuning.plan_before(path) == older  # this code's own, however old: `loopvec tune`
+
+
 def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "plans" / "plan.json"
     state = tuning.tune(path, **SMALL)
@@ -298,9 +357,15 @@ def test_a_plan_is_measured_kept_and_read_back(tmp_path: Path) -> None:
         assert len(streams) == 1
     assert kept["machine_fingerprint"]
     assert kept["code_fingerprint"] == tuning.code_fingerprint()
+    assert kept["plan_before"] is None  # none kept before
     again = tuning._read(path)
     assert again is not None
     assert (again.source, again.plan) == ("kept", state.plan)
+    tuned = tuning.tune(path, **SMALL)  # `loopvec tune`: the plan kept is the plan before
+    assert tuned.measurement is not None
+    assert tuned.measurement["plan_before"] == tuning.as_json(state.plan)
+    since = "as before" if tuned.plan == state.plan else f"before: {tuning.describe(state.plan)}"
+    assert f"s, {since}; against today's constants" in tuned.line()
 
 
 def test_the_measuring_x_is_twice_a_last_level_cache_that_would_hold_it() -> None:

@@ -27,8 +27,8 @@ orders, and at each width an X of SMALL_M examples (in cache, as the grid's smal
 numba_parallel on all threads; every candidate timed in RACE_ROUNDS rounds, those still near the
 best in ROUNDS, candidates in a new random order each round so that a drifting machine shifts
 them all alike; the plan with the least mean log of its median time over the best on each
-problem, where near ties go to the least behind on its worst problem, then to today's constants
-or the largest block (`choose`).
+problem, where near ties go to the least behind on its worst problem, then to the plan this
+machine ran with before (`plan_before`), today's constants or the largest block (`choose`).
 """
 
 from __future__ import annotations
@@ -182,9 +182,15 @@ class PlanState:
             f"Fortran {g['F']:.2f}x, C {g['C']:.2f}x at {problem}"
             for problem, g in self.measurement["gains"].items()
         )
+        before = self.measurement.get("plan_before")  # absent from plans of older code
+        since = (
+            "" if before is None
+            else ", as before" if before == self.measurement["plan"]
+            else f", before: {describe(from_json(before))}"
+        )  # fmt: skip
         return (
             f"kernel plan: {describe(self.plan)} (measured {self.measurement['measured_at']} in "
-            f"{self.measurement['measure_s']:.1f} s; against today's constants: {gains}); "
+            f"{self.measurement['measure_s']:.1f} s{since}; against today's constants: {gains}); "
             f"kept in {self.note}"
         )
 
@@ -260,7 +266,7 @@ def measuring_x_bytes(cache_bytes: int) -> int:
 def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any) -> PlanState:
     """Measure this machine's plan, keep it at `path` and run with it from now on; today's
     constants, saying why, where it cannot be measured or kept. `measuring` goes to `measure`
-    (smaller sizes for the tests)."""
+    (smaller sizes for the tests); near ties keep `plan_before(path)`."""
     from loopvec.machine import last_level_cache_bytes  # noqa: PLC0415
 
     path = path or plan_path()
@@ -285,7 +291,7 @@ def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any)
                             "minute or two more where the kernels compile first, outside any "
                             "timing; `loopvec tune` measures it again)"
                         )
-                    measurement = measure(**measuring)
+                    measurement = measure(before=plan_before(path), **measuring)
                     write_json_atomic(path, measurement)
                     plan = from_json(measurement["plan"])
                     state = PlanState(plan, "measured", str(path), measurement)
@@ -295,6 +301,23 @@ def tune(path: Path | None = None, *, first_use: bool = False, **measuring: Any)
     _current[:] = [state]
     hold(state.plan)
     return state
+
+
+def plan_before(path: Path) -> KernelPlan | None:
+    """The plan this machine ran with before: the one kept at `path` (`loopvec tune` measures
+    again), else the one measured last for this machine beside it, by other code (a new version
+    of the kernels); None where none can be read. Near ties keep it: a plan that moved with the
+    noise would retime every planned cell at each new version and each `loopvec tune`."""
+    kept = []
+    for file in [path, *sorted(path.parent.glob("*.json"))]:
+        try:
+            measurement = json.loads(file.read_text(encoding="utf-8"))
+            if measurement["machine_fingerprint"] == _machine()["fingerprint"]:
+                plan = from_json(measurement["plan"])
+                kept.append((file == path, str(measurement["measured_at"]), plan))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # none there, damaged or not a plan: no plan before in it
+    return max(kept)[2] if kept else None  # the one at `path`, else the newest
 
 
 def _available_bytes() -> int:
@@ -389,9 +412,10 @@ def measure(
     features: tuple[int, ...] = TUNE_FEATURES,
     rounds: int = ROUNDS,
     clock: Callable[[], float] = time.perf_counter,
+    before: KernelPlan | None = None,
 ) -> dict[str, Any]:
     """Time every candidate (module docstring) on an X of `x_bytes` (`measuring_x_bytes`, as
-    `tune` gives it) and choose: the plan file's content."""
+    `tune` gives it) and choose, near ties keeping the plan `before`: the plan file's content."""
     import numba  # noqa: PLC0415
 
     from loopvec.backends.numba_parallel import _MIN_WORK_PER_THREAD, threaded_gradient  # noqa: PLC0415
@@ -431,11 +455,12 @@ def measure(
                 {"n": n, "m": m, "way": way, "block_bytes": size, "median_s": median_s,
                  "bytes_per_s": n * m * 8 / median_s, "rounds": len(times)}
             )  # fmt: skip
-    chosen = choose(timings, last_level_cache_bytes())
+    chosen = choose(timings, last_level_cache_bytes(), before)
     machine = _machine()
     return {
         "format": FORMAT,
         "plan": as_json(chosen),
+        "plan_before": None if before is None else as_json(before),
         "gains": gains(timings, chosen),
         "timings": timings,
         "threads": threads,
@@ -487,14 +512,17 @@ def _f_way_of(n: int, m: int, plan: KernelPlan) -> str:
     return _f_way(n, plan.f_transpose_below_n, _f_walk(plan, in_cache))
 
 
-def choose(timings: list[dict[str, Any]], cache_bytes: int = 0) -> KernelPlan:
+def choose(
+    timings: list[dict[str, Any]], cache_bytes: int = 0, before: KernelPlan | None = None
+) -> KernelPlan:
     """The plan with the least mean log(median / best median on that problem) over the problems
     measured (each width from memory and in cache), for each order its block size and the width
     below which it pipelines (C) or transposes (Fortran): never, always, or between two widths
     measured, at their geometric mean; and in Fortran order how it walks the columns elsewhere,
     one walk for X of up to `cache_bytes` (the last-level cache's size; 0: unknown, one walk for
     every X) and one for larger X. Near ties go to the candidate least behind on its worst
-    problem, then to today's constants, the largest block, one walk for every X (`_pick`)."""
+    problem, then to the plan `before` (`plan_before`), today's constants, the largest block, one
+    walk for every X (`_pick`)."""
     time_of = _times(timings)
     problems = _problems(timings)
     widths = sorted({n for n, _ in problems})
@@ -511,13 +539,13 @@ def choose(timings: list[dict[str, Any]], cache_bytes: int = 0) -> KernelPlan:
         return _f_way(n, f[1], f[3] if _in_cache(n, m, cache_bytes) else f[2])
 
     between = [round(math.sqrt(a * b)) for a, b in itertools.pairwise(widths)]
+    kept = (DEFAULT_PLAN,) if before is None else (before, DEFAULT_PLAN)
     c_block, c_below = _pick(
         [(size, below) for below in (0, *between, ALWAYS) for size in C_BLOCK_BYTES],
         lambda c: logs(lambda n, _: _c_way(n, c[1]), c[0], "C"),
-        (DEFAULT_PLAN.c_block_bytes, DEFAULT_PLAN.c_pipeline_below_n),
+        [(plan.c_block_bytes, plan.c_pipeline_below_n) for plan in kept],
         prefer=lambda c: (c[0],),
     )
-    default_walk = _f_walk(DEFAULT_PLAN)
     f_block, f_below, f_walk, f_cache_walk = _pick(
         [
             (size, below, walk, cache_walk)
@@ -527,7 +555,7 @@ def choose(timings: list[dict[str, Any]], cache_bytes: int = 0) -> KernelPlan:
             for size in F_BLOCK_BYTES
         ],
         lambda f: logs(lambda n, m: f_way(n, m, f), f[0], "F"),
-        (DEFAULT_PLAN.f_block_bytes, DEFAULT_PLAN.f_transpose_below_n, default_walk, default_walk),
+        [_f_option(plan) for plan in kept],
         prefer=lambda f: (f[0], f[2] == f[3]),
     )
     plan = _f_walk_plan(f_walk)._replace(
@@ -542,23 +570,33 @@ def choose(timings: list[dict[str, Any]], cache_bytes: int = 0) -> KernelPlan:
     )
 
 
+def _f_option(plan: KernelPlan) -> tuple[int, int, str, str]:
+    """`plan`'s Fortran-order choice as `choose` lists it: (block bytes, transposed below n, the
+    walk from memory, the walk in cache)."""
+    return (
+        plan.f_block_bytes, plan.f_transpose_below_n, _f_walk(plan),
+        _f_walk(plan, in_cache=plan.f_cache_bytes > 0),
+    )  # fmt: skip
+
+
 T = TypeVar("T")
 
 
 def _pick(
     options: Sequence[T],
     logs_of: Callable[[T], list[float]],
-    default: T,
+    kept: Sequence[T],
     prefer: Callable[[T], tuple[int, ...]],
 ) -> T:
     """The choice among `options`, from each one's log(time / best time) on every problem: those
     within the tie band of the least mean are equals (the measurement cannot tell them apart);
-    of equals, those within the tie band of the least worst problem; of these today's `default`
-    if it is one, else the one `prefer` ranks first (the largest block: the fewest blocks, the
-    longest streams). The worst problem settles what the mean cannot: on an Ice Lake Xeon, in 4
-    of 14 measurements (one for AVX2), C order's 8 or 32 MiB blocks tied 256 and 512 KiB on the
-    mean but took 1.43x the best time from memory at n = 100. A choice that followed the noise
-    would move, and retime every planned cell, at each `loopvec tune`."""
+    of equals, those within the tie band of the least worst problem; of these the first of
+    `kept` (the plan before, today's constants) that is one, else the one `prefer` ranks first
+    (the largest block: the fewest blocks, the longest streams). The worst problem settles what
+    the mean cannot: on an Ice Lake Xeon, in 4 of 14 measurements (one for AVX2), C order's 8 or
+    32 MiB blocks tied 256 and 512 KiB on the mean but took 1.43x the best time from memory at
+    n = 100. A choice that followed the noise would move, and retime every planned cell, at each
+    `loopvec tune`."""
     band = math.log1p(DEFAULT_TIE_BAND)
     logs = {option: logs_of(option) for option in options}
     mean = {option: sum(logs[option]) / len(logs[option]) for option in options}
@@ -567,7 +605,8 @@ def _pick(
     worst = {option: max(logs[option]) for option in equals}
     least_worst = min(worst.values())
     safest = [option for option in equals if worst[option] <= least_worst + band]
-    return default if default in safest else max(safest, key=prefer)
+    keep = [option for option in kept if option in safest]
+    return keep[0] if keep else max(safest, key=prefer)
 
 
 def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[str, float]]:
