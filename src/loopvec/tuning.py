@@ -309,7 +309,7 @@ def plan_before(path: Path) -> KernelPlan | None:
     of the kernels); None where none can be read. Near ties keep it: a plan that moved with the
     noise would retime every planned cell at each new version and each `loopvec tune`."""
     kept = []
-    for file in [path, *sorted(path.parent.glob("*.json"))]:
+    for file in {path, *path.parent.glob("*.json")}:  # each file read once, `path` among them
         try:
             measurement = json.loads(file.read_text(encoding="utf-8"))
             if measurement["machine_fingerprint"] == _machine()["fingerprint"]:
