@@ -196,6 +196,18 @@ def test_a_pass_resumes_only_its_own_timing_and_says_why_not(tmp_path: Path) -> 
     assert run.retimed[CELL.cell_id].startswith("code changed")
 
 
+def test_a_cell_this_process_timed_is_not_resumed_by_its_later_blocks(tmp_path: Path) -> None:
+    """A cell whose timing ended in its first block is written then; its later blocks skip as
+    blocks it does not have, not as a pass "already timed" (a fresh run resumes nothing)."""
+    run = make_pass(tmp_path, 1)
+    run.write_pass(CELL, {**run.pass_entry(CELL, compile_s=0.1), "blocks": [[1e-6]]})
+    assert not run.timed_before(CELL)
+    assert run.progress.take(CELL.cell_id)[0] == "timed"  # type: ignore[index]
+    later = make_pass(tmp_path, 1)  # the same pass, rerun after an interrupt
+    later.load()
+    assert later.timed_before(CELL)
+
+
 def test_the_progress_line_counts_what_the_pass_decided() -> None:
     progress = Progress(cells=["a", "b", "c"])
     progress.decided("a", "resumed", "pass 1 already timed")

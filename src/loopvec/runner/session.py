@@ -65,6 +65,7 @@ class Pass:
     git: dict[str, Any]  # the commit of the checkout that runs the bench, and whether it is dirty
     started_at: str = field(default_factory=utc_now)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> timed record
+    timed_here: set[str] = field(default_factory=set)  # cells this process timed
     skips: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> skipped record
     retimed: dict[str, str] = field(default_factory=dict)  # cell_id -> why it was not resumed
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # place in pass order
@@ -174,9 +175,11 @@ class Pass:
         return History(timed=bool(self.earlier_passes(cell)), skipped=skipped)
 
     def timed_before(self, cell: AnyCell) -> bool:
-        """Whether this pass of `cell` is already in the folder, for this machine and code."""
+        """Whether this pass of `cell` is already in the folder, for this machine and code,
+        timed by an earlier process (one this process timed is not resumed: its later blocks
+        are the blocks its timing ended before)."""
         record = self.done.get(cell.cell_id)
-        if record is None:
+        if record is None or cell.cell_id in self.timed_here:
             return False
         self.earlier_passes(cell)  # notes in `retimed` why an earlier record is not used
         return cell.cell_id not in self.retimed and any(
@@ -386,6 +389,7 @@ class Pass:
         write_json_atomic(self.folder / f"{cell.cell_id}.json", record)
         if status == "timed":
             self.done[cell.cell_id] = record
+            self.timed_here.add(cell.cell_id)
             self._models.clear()
         elif status == "failed":
             self.progress.decided(cell.cell_id, "failed", str(fields.get("reason") or ""))
