@@ -55,10 +55,33 @@ MUTANTS = [
         "fused block loop drops the last partial block",
         "backends/_blocked.py",
         "for start in range(lo, hi, block):\n        size = min(block, hi - start)\n"
-        "        if transpose",  # accumulate's loop (the Lanes walk has one of its own)
+        "        if transpose",  # the columns' loop (the Lanes walk has one of its own)
         "for start in range(lo, hi - (hi - lo) % block, block):\n        size = block\n"
         "        if transpose",
         KERNELS,
+    ),
+    Mutant(
+        "C-order block loop drops the last partial block",
+        "backends/_blocked.py",
+        "for start in range(lo, hi, block):\n        size = min(block, hi - start)\n"
+        "        _z_rows(w, b, X",
+        "for start in range(lo, hi - (hi - lo) % block, block):\n        size = block\n"
+        "        _z_rows(w, b, X",
+        KERNELS,
+    ),
+    Mutant(
+        "X typed C order compiles Fortran order's walks too",
+        "backends/_blocked.py",
+        '    if X.layout == "C":',
+        '    if X.layout == "C order, never":',
+        ("tests/test_jit_cache.py",),
+    ),
+    Mutant(
+        "a pass resumes the cell it timed itself, in its next block",
+        "runner/session.py",
+        "if record is None or cell.cell_id in self.timed_here:",
+        "if record is None:",
+        RUNNER,
     ),
     Mutant(
         "numba_fused divides by the block size instead of m",
