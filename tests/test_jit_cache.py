@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import loopvec
+from loopvec.backends import _jit
 
 FIRST_CALLS = r"""
 import json, time
@@ -133,3 +134,46 @@ def test_an_edit_of_a_module_the_kernel_calls_is_compiled_with_a_warm_cache(
     assert edited["db"] == pytest.approx(-compiled["db"], rel=1e-12)
     fingerprints = sorted(path.name for path in (tmp_path / "cache").iterdir())
     assert len(fingerprints) > 1  # one folder per version of the code
+
+
+HOLD = r"""
+import sys, time
+from loopvec.backends._jit import compiling_alone
+
+with compiling_alone("loopvec.backends._blocked"):
+    start = time.time()
+    time.sleep(1.0)
+    print(start, time.time())
+"""
+
+
+def test_processes_compiling_alone_take_turns_in_the_module_s_cache_folder(
+    tmp_path: Path,
+) -> None:
+    """The lock that lets a Dask cluster's workers compile the chunk kernels one at a time."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    holders = [
+        subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    (_, first_left), (second_entered, _) = sorted(
+        tuple(map(float, holder.communicate(timeout=120)[0].split())) for holder in holders
+    )
+    assert first_left <= second_entered  # the second entered once the first had left
+    assert [p.name for p in tmp_path.glob("*/compiling.lock")] == ["compiling.lock"]
+
+
+def test_compiling_alone_where_the_cache_cannot_be_written_compiles_without_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(a_file / "cache"))  # no folder can be made there
+    _jit.cache_folder.cache_clear()
+    try:
+        ran = []
+        with _jit.compiling_alone("loopvec.backends._blocked"):
+            ran.append(True)
+        assert ran == [True]
+    finally:
+        _jit.cache_folder.cache_clear()

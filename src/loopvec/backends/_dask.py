@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from loopvec import cluster
 from loopvec.backends._blocked import DEFAULT_PLAN, KernelPlan, accumulate
+from loopvec.backends._jit import compiling_alone
 from loopvec.cluster import workers_of
 from loopvec.problem import tiny_problem
 
@@ -275,11 +276,14 @@ def checked(X: Any, Y: Any) -> tuple[Any, Any]:
 
 def warm_chunk_kernels() -> None:
     """Compile (or load from the cache) what a chunk runs, for float64 and float32, C and F
-    (the plan's values are not part of the compiled code)."""
-    for dtype in ("float64", "float32"):
-        for layout in ("C", "F"):
-            p = tiny_problem(dtype, layout)
-            chunk_sums(p.X, p.Y, p.w, p.b, DEFAULT_PLAN)
+    (the plan's values are not part of the compiled code). One worker of the machine at a time:
+    the first compiles, the others load what it wrote (CI's two clusters once compiled them in
+    four workers at once, 310 s of CPU time; a cluster of 2 took 96 s, 61 s one at a time)."""
+    with compiling_alone(accumulate.__module__):
+        for dtype in ("float64", "float32"):
+            for layout in ("C", "F"):
+                p = tiny_problem(dtype, layout)
+                chunk_sums(p.X, p.Y, p.w, p.b, DEFAULT_PLAN)
 
 
 def cross_entropy(w: NDArray[Any], b: float, X: Any, Y: Any) -> float:

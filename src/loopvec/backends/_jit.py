@@ -19,12 +19,14 @@ it as compile_s, and each memory layout of X (C, Fortran, strided) gets its own 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, cast, overload
 
 import numba
+from filelock import FileLock, Timeout
 
 from loopvec.backends._loop import Advance, Loop
 from loopvec.sources import json_digest, source_digests
@@ -50,6 +52,30 @@ def cache_root() -> Path:
 def cache_folder(module: str) -> Path:
     """Where the compiled code of `module`'s functions goes: named by its closure's sources."""
     return cache_root() / json_digest(source_digests(module))
+
+
+#: Longest wait for another process's compilation before compiling alongside it.
+COMPILE_WAIT_S = 600.0
+
+
+@contextmanager
+def compiling_alone(module: str) -> Iterator[None]:
+    """One process at a time compiles (or loads) `module`'s kernels: processes that start
+    together (a Dask cluster's workers) would each compile the same kernels, where the first can
+    write the cache and the others load it. A lock file in the module's cache folder; where that
+    cannot be written (a read-only cache), or after COMPILE_WAIT_S, each compiles its own."""
+    folder = cache_folder(module)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / "compiling.lock", timeout=COMPILE_WAIT_S)
+        lock.acquire()
+    except (OSError, Timeout):
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @overload
