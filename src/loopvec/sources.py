@@ -51,7 +51,8 @@ def _is_module(name: str) -> bool:
         return False
 
 
-def _imports(module: str) -> set[str]:
+@cache  # as module_closure is: every backend's closure shares most modules
+def _imports(module: str) -> frozenset[str]:
     """The loopvec modules that `module` imports by name (absolute or relative)."""
     path = source_path(module)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -69,7 +70,7 @@ def _imports(module: str) -> set[str]:
             names = [f"{base}.{alias.name}" for alias in node.names]
             submodules = {name for name in names if name.startswith("loopvec") and _is_module(name)}
             found |= submodules | ({base} if len(submodules) < len(names) else set())
-    return {name for name in found if name == "loopvec" or name.startswith("loopvec.")}
+    return frozenset(name for name in found if name == "loopvec" or name.startswith("loopvec."))
 
 
 @cache
