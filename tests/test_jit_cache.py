@@ -21,7 +21,7 @@ FIRST_CALLS = r"""
 import json, time
 import numba.core.registry
 import loopvec
-from loopvec.backends import BACKENDS, get_kernel
+from loopvec.backends import BACKENDS, get_kernel, get_loop
 
 problem = loopvec.make_problem(50, 12)
 stats = {}
@@ -42,6 +42,24 @@ for name, spec in BACKENDS.items():
             "hits": sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
             "misses": sum(sum(d.stats.cache_misses.values()) for d in dispatchers),
         }
+# The compiled training loops (float64, as the bench trains): numba's copy of each kernel
+import gc
+start = time.perf_counter()
+for name, spec in BACKENDS.items():
+    if "numba" in spec.requires and spec.compiled_loop:
+        p = problem
+        advance, w, b = get_loop(name, "compiled")(p.w, p.b, p.X, p.Y, 0.1, 0.0)
+        advance(w, b, 2)
+loops = [
+    o for o in gc.get_objects()
+    if isinstance(o, numba.core.registry.CPUDispatcher) and o.py_func.__name__ == "descend"
+]
+stats["compiled loops"] = {
+    "seconds": time.perf_counter() - start,
+    "count": len(loops),
+    "hits": sum(sum(d.stats.cache_hits.values()) for d in loops),
+    "misses": sum(sum(d.stats.cache_misses.values()) for d in loops),
+}
 from loopvec.backends import _blocked
 # X in C order: Fortran order's walks are never compiled for it (nor loaded)
 stats["fortran walks compiled"] = sum(
@@ -67,6 +85,7 @@ def test_second_process_loads_every_kernel_from_the_cache(tmp_path: Path) -> Non
     loaded = first_calls(tmp_path)
     assert compiled.pop("fortran walks compiled") == loaded.pop("fortran walks compiled") == 0
     assert {"numba_loops/float64", "numba_fused/float32", "numba_parallel/float64"} <= set(loaded)
+    assert compiled["compiled loops"]["count"] == loaded["compiled loops"]["count"] == 3
     for kernel, stats in compiled.items():
         assert stats["misses"] >= 1, kernel  # compiled in the first process
         assert loaded[kernel]["hits"] >= 1, kernel

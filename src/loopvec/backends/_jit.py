@@ -19,6 +19,7 @@ it as compile_s, and each memory layout of X (C, Fortran, strided) gets its own 
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -108,6 +109,14 @@ def jit(
     return compile_ if function is None else compile_(function)
 
 
+def _descend(w, b, X, Y, learning_rate, weight_decay, steps, extra):  # type: ignore[no-untyped-def]
+    for _ in range(steps):
+        dw, db = gradient(w, b, X, Y, *extra)  # type: ignore[name-defined]  # noqa: F821
+        w = w - learning_rate * (dw + weight_decay * w)
+        b = b - learning_rate * db
+    return w, b
+
+
 def compiled_descent(gradient: Any, extra_args: Callable[[], tuple[Any, ...]] = tuple) -> Loop:
     """The whole gradient-descent loop around the jitted `gradient(w, b, X, Y, *extra_args())`
     in one compiled function: a numba backend's `compiled_loop` (see `Loop`).
@@ -116,14 +125,10 @@ def compiled_descent(gradient: Any, extra_args: Callable[[], tuple[Any, ...]] = 
             dw, db = gradient(w, b, X, Y)
             w = w - learning_rate (dw + weight_decay w);  b = b - learning_rate db
     """
-
-    def descend(w, b, X, Y, learning_rate, weight_decay, steps, extra):  # type: ignore[no-untyped-def]
-        for _ in range(steps):
-            dw, db = gradient(w, b, X, Y, *extra)
-            w = w - learning_rate * (dw + weight_decay * w)
-            b = b - learning_rate * db
-        return w, b
-
+    # `_descend` with `gradient` as a global of its own: numba keys the cached code of a
+    # closure by its variables' pickled bytes, which for a dispatcher differ in every process,
+    # so each process compiled its loops again (15 times in one CI run).
+    descend = types.FunctionType(_descend.__code__, {"gradient": gradient}, "descend")
     # Cached in the gradient's own folder, named by the sources it runs: numba copies the kernel
     # into the loop's code, so an edit of the kernel must compile the loop afresh too.
     descend.__module__ = gradient.py_func.__module__
