@@ -202,6 +202,13 @@ MUTANTS = [
         KERNELS,
     ),
     Mutant(
+        "X of exactly the plan's wide width from memory walked the narrow way",
+        "backends/_blocked.py",
+        "wide = not in_cache and 0 < plan.f_wide_from_n <= n",
+        "wide = not in_cache and 0 < plan.f_wide_from_n < n",
+        KERNELS,
+    ),
+    Mutant(
         "the short columns' sums come out in the lanes of the shuffles",
         "backends/_simd.py",
         "_BIT_REVERSED = (0, 4, 2, 6, 1, 5, 3, 7)",
@@ -529,6 +536,20 @@ MUTANTS = [
         "tuning.py",
         "_f_walk(plan, in_cache=plan.f_cache_bytes > 0),",
         "_f_walk(plan),",
+        TUNING,
+    ),
+    Mutant(
+        "the plan before keeps its walk from memory for wide X too",
+        "tuning.py",
+        "[(p.f_wide_from_n, _f_walk(p, wide=True)) for p in kept if p.f_wide_from_n]",
+        "[(p.f_wide_from_n, _f_walk(p)) for p in kept if p.f_wide_from_n]",
+        TUNING,
+    ),
+    Mutant(
+        "the tuner walks wide X from memory the narrow way",
+        "tuning.py",
+        "for walk in [wide[1] if 0 < wide[0] <= n else f_walk]",
+        "for walk in [f_walk]",
         TUNING,
     ),
     Mutant(

@@ -68,6 +68,9 @@ PLANS = {
     "columns one at a time, dw in lanes": DEFAULT_PLAN._replace(f_columns_per_walk=1, f_lanes=1),
     "smallest blocks, columns one at a time, dw in lanes": KernelPlan(1, 1, 0, 0, 1, 1),
     "one pass of 8 streams in lanes": DEFAULT_PLAN._replace(f_lanes=2),
+    "one pass, from n = 14 columns one at a time": DEFAULT_PLAN._replace(
+        f_lanes=2, f_wide_from_n=14, f_wide_columns_per_walk=1
+    ),
     "smallest blocks, transposed below n = 14": KernelPlan(1, 1, 14),
     "C order pipelined": DEFAULT_PLAN._replace(c_pipeline_below_n=2**62),
     "smallest blocks, C order pipelined below n = 14": KernelPlan(1, 1, 0, 14),
@@ -194,6 +197,25 @@ def test_x_in_the_cache_is_walked_the_plan_s_way_for_it_and_larger_x_the_other(n
         got = threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, both._replace(f_cache_bytes=cache_bytes))
         np.testing.assert_array_equal(got[0], expected[0])
         assert got[1] == expected[1]
+
+
+@pytest.mark.parametrize("wide_from_n", [99, 100, 101])
+def test_x_from_memory_is_walked_the_plan_s_wide_way_from_its_width(wide_from_n: int) -> None:
+    """X from memory with at least f_wide_from_n features is walked the plan's wide way (the
+    bits of the plan that walks every X that way), narrower X the other way; X in cache its
+    own way whatever its width."""
+    p = problem(BLOCK + 301, 100, "F", "float64", seed=7)
+    plans = {"streams": STREAMS_PLAN, "one at a time": ONE_AT_A_TIME_PLAN, "lanes": LANES_PLAN}
+    bits = {k: threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, v) for k, v in plans.items()}
+    wide = STREAMS_PLAN._replace(f_wide_from_n=wide_from_n, f_wide_columns_per_walk=1)
+    expected = bits["one at a time"] if wide_from_n <= 100 else bits["streams"]
+    got = threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, wide)
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[1] == expected[1]
+    in_cache = wide._replace(f_cache_bytes=p.X.nbytes, f_cache_lanes=1)
+    got = threaded_gradient(p.w, p.b, p.X, p.Y, 3, 1, in_cache)
+    np.testing.assert_array_equal(got[0], bits["lanes"][0])
+    assert len({v[0].tobytes() for v in bits.values()}) == 3  # three walks, three sets of bits
 
 
 @pytest.mark.parametrize("m", [1, 7, 8, 9, 63, 8 * 40 + 3, 8 * 45 + 3])

@@ -121,8 +121,10 @@ def describe(plan: KernelPlan) -> str:
     )  # fmt: skip
     if below < ALWAYS:
         how += _WALK_WORDS[_f_walk(plan)]
+        if plan.f_wide_from_n:
+            how += f", from n = {plan.f_wide_from_n}{_WALK_WORDS[_f_walk(plan, wide=True)]}"
         if plan.f_cache_bytes:
-            cache_walk = _WALK_WORDS[_f_walk(plan, True)]
+            cache_walk = _WALK_WORDS[_f_walk(plan, in_cache=True)]
             how += f", X of up to {_size(plan.f_cache_bytes)} walked{cache_walk}"
     below = plan.c_pipeline_below_n
     c_how = (
@@ -139,7 +141,7 @@ def as_json(plan: KernelPlan) -> dict[str, Any]:
 def from_json(value: dict[str, Any]) -> KernelPlan:
     """The plan of `as_json`; ValueError if it is not one. A field added since a plan was
     written takes its default (what the kernels did before it: C order was never pipelined,
-    Fortran order's columns walked 8 at a time, one walk for X of every size)."""
+    Fortran order's columns walked 8 at a time, one walk for X of every size and width)."""
     given = {**KernelPlan._field_defaults, **value}
     try:
         plan = KernelPlan(**{field: int(given[field]) for field in KernelPlan._fields})
@@ -147,13 +149,14 @@ def from_json(value: dict[str, Any]) -> KernelPlan:
         raise ValueError(f"not a kernel plan: {value!r}") from error
     if plan.c_block_bytes <= 0 or plan.f_block_bytes <= 0:
         raise ValueError(f"not a kernel plan (block sizes must be positive): {value!r}")
-    walks = {plan.f_columns_per_walk, plan.f_cache_columns_per_walk}
+    walks = {plan.f_columns_per_walk, plan.f_cache_columns_per_walk, plan.f_wide_columns_per_walk}
     if walks - {1, DEFAULT_PLAN.f_columns_per_walk}:
         raise ValueError(f"not a kernel plan (columns per walk must be 1 or 8): {value!r}")
-    if {plan.f_lanes, plan.f_cache_lanes} - {0, 1, 2}:
+    if {plan.f_lanes, plan.f_cache_lanes, plan.f_wide_lanes} - {0, 1, 2}:
         raise ValueError(f"not a kernel plan (lanes must be 0, 1 or 2): {value!r}")
-    if plan.f_cache_bytes < 0:
-        raise ValueError(f"not a kernel plan (f_cache_bytes must be at least 0): {value!r}")
+    for field in ("f_cache_bytes", "f_wide_from_n"):
+        if getattr(plan, field) < 0:
+            raise ValueError(f"not a kernel plan ({field} must be at least 0): {value!r}")
     return plan
 
 
@@ -493,10 +496,14 @@ def _f_way(n: int, transpose_below_n: int, walk: str) -> str:
     return "F transpose" if n < transpose_below_n else walk
 
 
-def _f_walk(plan: KernelPlan, in_cache: bool = False) -> str:
-    """The name of the walk of `plan` for X from memory, or in cache."""
-    lanes = plan.f_cache_lanes if in_cache else plan.f_lanes
-    per_walk = plan.f_cache_columns_per_walk if in_cache else plan.f_columns_per_walk
+def _f_walk(plan: KernelPlan, in_cache: bool = False, wide: bool = False) -> str:
+    """The name of the walk of `plan` for X from memory (of f_wide_from_n features or more:
+    `wide`), or in cache."""
+    per_walk, lanes = (
+        (plan.f_cache_columns_per_walk, plan.f_cache_lanes) if in_cache
+        else (plan.f_wide_columns_per_walk, plan.f_wide_lanes) if wide
+        else (plan.f_columns_per_walk, plan.f_lanes)
+    )  # fmt: skip
     if lanes == 2:  # the one pass, whatever its columns per walk
         return UNBLOCKED
     return next(walk for walk, fields in _WALK_FIELDS.items() if fields == (per_walk, lanes))
@@ -509,7 +516,8 @@ def _in_cache(n: int, m: int, cache_bytes: int) -> bool:
 
 def _f_way_of(n: int, m: int, plan: KernelPlan) -> str:
     in_cache = _in_cache(n, m, plan.f_cache_bytes)
-    return _f_way(n, plan.f_transpose_below_n, _f_walk(plan, in_cache))
+    wide = not in_cache and 0 < plan.f_wide_from_n <= n
+    return _f_way(n, plan.f_transpose_below_n, _f_walk(plan, in_cache, wide))
 
 
 def choose(
@@ -520,9 +528,10 @@ def choose(
     below which it pipelines (C) or transposes (Fortran): never, always, or between two widths
     measured, at their geometric mean; and in Fortran order how it walks the columns elsewhere,
     one walk for X of up to `cache_bytes` (the last-level cache's size; 0: unknown, one walk for
-    every X) and one for larger X. Near ties go to the candidate least behind on its worst
-    problem, then to the plan `before` (`plan_before`), today's constants, the largest block, one
-    walk for every X (`_pick`)."""
+    every X) and one for larger X, or two, for X narrower and wider than a width between two
+    measured. Near ties go to the candidate least behind on its worst problem, then to the plan
+    `before` (`plan_before`), today's constants, the largest block, one walk for every X
+    (`_pick`)."""
     time_of = _times(timings)
     problems = _problems(timings)
     widths = sorted({n for n, _ in problems})
@@ -562,6 +571,34 @@ def choose(
         c_block_bytes=c_block, f_block_bytes=f_block, f_transpose_below_n=f_below,
         c_pipeline_below_n=c_below,
     )  # fmt: skip
+
+    # Then, on the problems from memory alone, from which width (if any) wide X is walked
+    # another way: over every problem, one width's gain is averaged away (on a Zen 3, 8 columns
+    # side by side 11 % faster at n = 1000 than the walk chosen tied it on the mean of six).
+    def wide_logs(wide: tuple[int, str]) -> list[float]:
+        return [
+            math.log(time_of[n, m, _f_way(n, f_below, walk), f_block] / best[n, m, "F"])
+            for n, m in problems
+            if not _in_cache(n, m, cache_bytes)
+            for walk in [wide[1] if 0 < wide[0] <= n else f_walk]
+        ]
+
+    wide_from, wide_walk = (
+        _pick(
+            [(0, f_walk)] + [(at, walk) for at in between for walk in F_WALKS if walk != f_walk],
+            wide_logs,
+            [(p.f_wide_from_n, _f_walk(p, wide=True)) for p in kept if p.f_wide_from_n]
+            + [(0, f_walk)],
+            prefer=lambda wide: (wide[0] == 0, wide[0]),
+        )
+        if any(not _in_cache(n, m, cache_bytes) for n, m in problems)
+        else (0, f_walk)
+    )
+    if wide_from:
+        per_walk, lanes = _walk_fields(wide_walk)
+        plan = plan._replace(
+            f_wide_from_n=wide_from, f_wide_columns_per_walk=per_walk, f_wide_lanes=lanes
+        )
     if f_cache_walk == f_walk:
         return plan
     per_walk, lanes = _walk_fields(f_cache_walk)

@@ -139,7 +139,7 @@ def compiled_descent(gradient: Any, extra_args: Callable[[], tuple[Any, ...]] = 
     ) -> tuple[Advance, Any, Any]:
         def advance(w: Any, b: Any, steps: int) -> tuple[Any, Any]:
             args = (learning_rate, weight_decay, steps, extra_args())
-            return compiled(w, float(b), X, Y, *args)  # type: ignore[no-any-return,no-untyped-call]
+            return compiled(w, float(b), X, Y, *args)  # type: ignore[no-any-return]
 
         return advance, w, b
 
