@@ -548,8 +548,8 @@ MUTANTS = [
     Mutant(
         "the tuner walks wide X from memory the narrow way",
         "tuning.py",
-        "for walk in [wide[1] if 0 < wide[0] <= n else f_walk]",
-        "for walk in [f_walk]",
+        "return _f_way(n, f_below, walk if 0 < at <= n else f_walk)",
+        "return _f_way(n, f_below, f_walk)",
         TUNING,
     ),
     Mutant(

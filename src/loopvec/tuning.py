@@ -575,13 +575,15 @@ def choose(
     # Then, on the problems from memory alone, from which width (if any) wide X is walked
     # another way: over every problem, one width's gain is averaged away (on a Zen 3, 8 columns
     # side by side 11 % faster at n = 1000 than the walk chosen tied it on the mean of six).
+    from_memory = [(n, m) for n, m in problems if not _in_cache(n, m, cache_bytes)]
+
     def wide_logs(wide: tuple[int, str]) -> list[float]:
-        return [
-            math.log(time_of[n, m, _f_way(n, f_below, walk), f_block] / best[n, m, "F"])
-            for n, m in problems
-            if not _in_cache(n, m, cache_bytes)
-            for walk in [wide[1] if 0 < wide[0] <= n else f_walk]
-        ]
+        at, walk = wide
+
+        def way(n: int) -> str:
+            return _f_way(n, f_below, walk if 0 < at <= n else f_walk)
+
+        return [math.log(time_of[n, m, way(n), f_block] / best[n, m, "F"]) for n, m in from_memory]
 
     wide_from, wide_walk = (
         _pick(
@@ -591,7 +593,7 @@ def choose(
             + [(0, f_walk)],
             prefer=lambda wide: (wide[0] == 0, wide[0]),
         )
-        if any(not _in_cache(n, m, cache_bytes) for n, m in problems)
+        if from_memory
         else (0, f_walk)
     )
     if wide_from:
