@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,36 @@ def test_every_script_ends_where_it_should(page: str) -> None:
     """The inlined bundle and data hold no '</script' that would end their element early."""
     assert "window.vegaEmbed" in interactive.vega_bundle()
     assert page.lower().count("<script") == page.lower().count("</script>") == 4
+
+
+def test_the_vega_bundle_is_built_once_and_read_back_by_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vl_convert  # noqa: PLC0415
+
+    built = interactive.vega_bundle()  # this process's, as vl-convert builds it
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    interactive.vega_bundle.cache_clear()  # as a new process finds it
+    assert interactive.vega_bundle() == built
+    (kept,) = (tmp_path / "cache" / "vega").iterdir()
+    assert kept.name.startswith(f"vl-convert-{metadata.version('vl-convert-python')}-")
+
+    def never(*args: object, **kwargs: object) -> str:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(vl_convert, "javascript_bundle", never)
+    interactive.vega_bundle.cache_clear()
+    assert interactive.vega_bundle() == built  # read back, not built
+    monkeypatch.undo()  # vl-convert's own again, and the tests' cache
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(a_file / "cache"))  # nothing can be written there
+    interactive.vega_bundle.cache_clear()
+    try:
+        assert interactive.vega_bundle() == built
+    finally:
+        interactive.vega_bundle.cache_clear()
 
 
 def test_the_memory_view_and_column_appear_where_memory_was_measured() -> None:

@@ -17,8 +17,10 @@ import html
 import json
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
+from importlib import metadata
 from importlib.resources import files
 from typing import Any, Literal
 
@@ -29,6 +31,7 @@ from markupsafe import Markup
 from matplotlib.colors import to_hex
 
 from loopvec.analysis import at_threads, backends_in, fit_models, max_threads, ratio, winner
+from loopvec.backends._jit import cache_root
 from loopvec.compare import Comparison, expected_by_chance
 from loopvec.formatting import (
     GB,
@@ -41,7 +44,7 @@ from loopvec.formatting import (
 )
 from loopvec.plots import TIE_GREY, backend_color
 from loopvec.report import METHOD, headline, provenance
-from loopvec.results import AnyRecord, Record, TrainingRecord
+from loopvec.results import AnyRecord, Record, ResultsWriteError, TrainingRecord, write_bytes_atomic
 from loopvec.stats import DEFAULT_TIE_BAND, Estimate, verdict
 
 #: The most bytes a page may have: it is one file, mailed and committed.
@@ -610,11 +613,22 @@ def _columns(rows: list[Row]) -> dict[str, list[Any]]:
 @cache
 def vega_bundle() -> str:
     """Vega, Vega-Lite and vega-embed in one script, of the Vega-Lite version Altair writes:
-    vl-convert's bundle, the one `altair.Chart.save(inline=True)` inlines."""
+    vl-convert's bundle, the one `altair.Chart.save(inline=True)` inlines. Kept in a file beside
+    the compiled kernels, named by both versions: vl-convert takes 1.8 s to build it (a Zen 3),
+    in every process that draws a page."""
     import vl_convert  # noqa: PLC0415 (a 900 kB string, built only for a page)
 
     version = "_".join(alt.SCHEMA_VERSION.split(".")[:2])  # v6.4.1 -> v6_4, as Altair asks
-    return vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version=version)
+    built_by = f"vl-convert-{metadata.version('vl-convert-python')}"
+    kept = cache_root() / "vega" / f"{built_by}-vega-lite-{version}.js"
+    try:
+        return kept.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass  # not built yet, or unreadable: built again
+    bundle = vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version=version)
+    with suppress(ResultsWriteError):  # a cache that cannot be written: built again next time
+        write_bytes_atomic(kept, bundle.encode("utf-8"))
+    return bundle
 
 
 def _asset(name: str) -> str:
