@@ -490,6 +490,20 @@ MUTANTS = [
         TUNING,
     ),
     Mutant(
+        "a new plan replaces the plan before that it does not beat as a whole",
+        "tuning.py",
+        "return plan if mean_log > math.log1p(DEFAULT_TIE_BAND) else before",
+        "return plan",
+        TUNING,
+    ),
+    Mutant(
+        "the plan before, beaten as a whole, stays",
+        "tuning.py",
+        "return plan if mean_log > math.log1p(DEFAULT_TIE_BAND) else before",
+        "return before",
+        TUNING,
+    ),
+    Mutant(
         "the tuner's walk one at a time with dw in Lanes is the plain walk one at a time",
         "tuning.py",
         '"F single lanes": (1, 1),',

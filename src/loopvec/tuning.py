@@ -523,6 +523,32 @@ def _f_way_of(n: int, m: int, plan: KernelPlan) -> str:
 def choose(
     timings: list[dict[str, Any]], cache_bytes: int = 0, before: KernelPlan | None = None
 ) -> KernelPlan:
+    """The plan chosen part by part (`_choose_parts`), unless there is a plan `before` that it
+    does not beat as a whole: its mean log(time of `before` / its time) over every problem
+    measured, in both orders, within the tie band. Part by part, near ties of each choice kept
+    the plan before, and the choices moved it anyway: on the 2-core Zen 3, 2026-12-08, six
+    `loopvec tune` in a row moved it 5 times in 5 (C blocks 2 or 8 MiB, Fortran 64, 128 or 256
+    KiB, the walks in cache and from memory), and replayed on the same six measurements, the plan
+    as a whole moved once. (A plan before whose candidates were not measured is beaten.)"""
+    plan = _choose_parts(timings, cache_bytes, before)
+    if before is None or plan == before:
+        return plan
+    time_of = _times(timings)
+    try:
+        before_over_plan = [
+            _time_with(time_of, n, m, order, before) / _time_with(time_of, n, m, order, plan)
+            for n, m in _problems(timings)
+            for order in "CF"
+        ]
+    except KeyError:
+        return plan
+    mean_log = sum(map(math.log, before_over_plan)) / len(before_over_plan)
+    return plan if mean_log > math.log1p(DEFAULT_TIE_BAND) else before
+
+
+def _choose_parts(
+    timings: list[dict[str, Any]], cache_bytes: int = 0, before: KernelPlan | None = None
+) -> KernelPlan:
     """The plan with the least mean log(median / best median on that problem) over the problems
     measured (each width from memory and in cache), for each order its block size and the width
     below which it pipelines (C) or transposes (Fortran): never, always, or between two widths
@@ -652,13 +678,20 @@ def gains(timings: list[dict[str, Any]], chosen: KernelPlan) -> dict[str, dict[s
     """{"(m, n)": {order: time with today's constants / time with the chosen plan}}, as measured,
     by width, in cache first."""
     time_of = _times(timings)
-    default = DEFAULT_PLAN
     return {
         f"({m}, {n})": {
-            "C": time_of[n, m, _c_way(n, default.c_pipeline_below_n), default.c_block_bytes]
-            / time_of[n, m, _c_way(n, chosen.c_pipeline_below_n), chosen.c_block_bytes],
-            "F": time_of[n, m, _f_way_of(n, m, default), default.f_block_bytes]
-            / time_of[n, m, _f_way_of(n, m, chosen), chosen.f_block_bytes],
+            order: _time_with(time_of, n, m, order, DEFAULT_PLAN)
+            / _time_with(time_of, n, m, order, chosen)
+            for order in "CF"
         }
         for n, m in _problems(timings)
     }
+
+
+def _time_with(
+    time_of: dict[tuple[int, int, str, int], float], n: int, m: int, order: str, plan: KernelPlan
+) -> float:
+    """The median time of the candidate that `plan` runs on the problem (n, m) in `order`."""
+    if order == "C":
+        return time_of[n, m, _c_way(n, plan.c_pipeline_below_n), plan.c_block_bytes]
+    return time_of[n, m, _f_way_of(n, m, plan), plan.f_block_bytes]
