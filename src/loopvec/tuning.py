@@ -28,7 +28,8 @@ numba_parallel on all threads; every candidate timed in RACE_ROUNDS rounds, thos
 best in ROUNDS, candidates in a new random order each round so that a drifting machine shifts
 them all alike; the plan with the least mean log of its median time over the best on each
 problem, where near ties go to the least behind on its worst problem, then to the plan this
-machine ran with before (`plan_before`), today's constants or the largest block (`choose`).
+machine ran with before (`plan_before`), today's constants or the largest block; and the plan
+before stays unless the new one beats it as a whole (`choose`).
 """
 
 from __future__ import annotations
